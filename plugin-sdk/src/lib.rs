@@ -1,0 +1,350 @@
+//! # impressox-plugin-sdk
+//!
+//! Everything a plugin author needs to write an ImpressoX Workers plugin in Rust: the
+//! records of the WIT contract as plain Rust types ([`types`]), wrappers over the host
+//! interfaces ([`log`], [`config`], [`kv`], [`docs`], [`notify`], [`prices`]), and for each
+//! plugin kind one trait and one export macro.
+//!
+//! | kind | trait | macro |
+//! |---|---|---|
+//! | `feed-parser` | [`FeedParser`] | [`export_feed_parser!`] |
+//! | `rule-processor` | [`RuleProcessor`] | [`export_rule_processor!`] |
+//! | `scrape-parser` | [`ScrapeParser`] | [`export_scrape_parser!`] |
+//! | `notify-formatter` | [`NotifyFormatter`] | [`export_notify_formatter!`] |
+//! | `task` | [`Task`] | [`export_task!`] |
+//! | `event-handler` | [`EventHandler`] | [`export_event_handler!`] |
+//!
+//! A plugin is a `cdylib` crate built with `cargo build --target wasm32-wasip2 --release`
+//! (or `impressox plugin build`); the result is a component the host loads from its plugin
+//! directory. The macro fills in the plugin's identity: its kind from the trait, its
+//! version from the crate's `Cargo.toml`, its name from the trait's `NAME`.
+//!
+//! ```no_run
+//! use impressox_plugin_sdk::{export_notify_formatter, NotifyFormatter};
+//! use impressox_plugin_sdk::types::{Notification, ParseMode, RenderedMessage};
+//!
+//! struct Plain;
+//!
+//! impl NotifyFormatter for Plain {
+//!     const NAME: &'static str = "plain";
+//!     fn format(n: Notification, _channel: String) -> Result<Vec<RenderedMessage>, String> {
+//!         Ok(vec![RenderedMessage {
+//!             text: format!("{}\n{}", n.title, n.body),
+//!             subject: Some(n.title),
+//!             html: None,
+//!             parse_mode: ParseMode::Plain,
+//!         }])
+//!     }
+//! }
+//!
+//! export_notify_formatter!(Plain);
+//! ```
+//!
+//! ## Organization
+//! - [`types`]: every record, enum and variant of `impressox:plugin/types`.
+//! - host interfaces: [`log`] (always available), [`config`], and the capabilities
+//!   [`kv`], [`docs`], [`notify`], [`prices`] that an operator must grant (tasks and event
+//!   handlers only; a pure plugin that calls one is refused at load).
+//! - one trait per kind, below, and its export macro.
+//! - `bindings`: the raw `wit-bindgen` output; plugin code should not need it.
+
+#[doc(hidden)]
+pub mod bindings;
+
+#[doc(hidden)]
+pub use wit_bindgen;
+
+/// The version of the WIT package this SDK speaks. The host states which it accepts.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Every record of the WIT contract (`impressox:plugin/types`).
+pub mod types {
+    pub use crate::bindings::base::impressox::plugin::types::*;
+}
+
+/// Logging into the host's output, tagged with the plugin's name. Always available.
+pub mod log {
+    use crate::bindings::base::impressox::plugin::log as raw;
+    pub use raw::Level;
+
+    /// Log `message` at `level`.
+    pub fn log(level: Level, message: &str) {
+        raw::log(level, message);
+    }
+    /// Log at debug level.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    /// Log at info level.
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    /// Log at warn level.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    /// Log at error level.
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// The plugin's own settings and secrets (tasks and event handlers).
+pub mod config {
+    pub use crate::bindings::base::impressox::plugin::config::*;
+}
+
+/// Key-value store, namespaced per plugin. Needs the grant `kv = true`.
+pub mod kv {
+    pub use crate::bindings::base::impressox::plugin::kv::*;
+}
+
+/// Document store, granted collections only. Needs the grant `docs = [...]`.
+pub mod docs {
+    pub use crate::bindings::base::impressox::plugin::docs::*;
+}
+
+/// Enqueue notifications. Needs the grant `notify = true`.
+pub mod notify {
+    pub use crate::bindings::base::impressox::plugin::notify::*;
+}
+
+/// Latest and recent prices. Needs the grant `prices = true`.
+pub mod prices {
+    pub use crate::bindings::base::impressox::plugin::prices::*;
+}
+
+use types::{
+    Alert, Event, Notification, Outcome, PageCapture, ParsedPayload, RenderedMessage, Rule, ScrapeResult,
+    SubscribeRequest, TaskReport, TaskRun, TickBatch,
+};
+
+/// A feed parser turns raw feed payloads into price ticks.
+pub trait FeedParser: 'static {
+    /// The plugin's unique name.
+    const NAME: &'static str;
+    /// One line saying what it parses.
+    const DESCRIPTION: &'static str = "";
+
+    /// The message to send after connecting, for feeds that subscribe by message.
+    fn subscribe_message(request: SubscribeRequest) -> Option<String> {
+        let _ = request;
+        None
+    }
+
+    /// Parse one payload received at `received_ms` (milliseconds since the epoch).
+    fn parse(payload: Vec<u8>, received_ms: i64) -> Result<ParsedPayload, String>;
+}
+
+/// A rule processor owns a set of alert rules and evaluates batches of ticks against them.
+///
+/// It keeps its rules in memory between calls; the host re-sends them (with their
+/// persisted [`RuleState`]) to every fresh instance, so it may rely on that.
+pub trait RuleProcessor: 'static {
+    /// The plugin's unique name; rules name it in their `processor` field.
+    const NAME: &'static str;
+    /// One line saying what it evaluates.
+    const DESCRIPTION: &'static str = "";
+
+    /// Add or replace rules by id.
+    fn upsert_rules(rules: Vec<Rule>) -> Result<(), String>;
+    /// Forget rules by id; unknown ids are ignored.
+    fn remove_rules(ids: Vec<String>);
+    /// The last known `(symbol_id, price, ts_ms)` per symbol.
+    fn prime_prices(prices: Vec<(u32, f64, i64)>);
+    /// Evaluate a batch; return one alert per firing.
+    fn evaluate(batch: TickBatch) -> Vec<Alert>;
+}
+
+/// A scrape parser reads a captured page into tweets, profiles, cursors and rate limits.
+pub trait ScrapeParser: 'static {
+    /// The plugin's unique name.
+    const NAME: &'static str;
+    /// One line saying which pages it reads.
+    const DESCRIPTION: &'static str = "";
+
+    /// Parse one captured page. Return `Err` only when nothing could be read; an entry
+    /// that fails goes into `skipped` and the rest is returned.
+    fn parse(capture: PageCapture) -> Result<ScrapeResult, String>;
+}
+
+/// A notify formatter renders a notification for one channel.
+pub trait NotifyFormatter: 'static {
+    /// The plugin's unique name; channels name it in config.
+    const NAME: &'static str;
+    /// One line saying which channel it renders for.
+    const DESCRIPTION: &'static str = "";
+
+    /// Render `notification` for `channel` (`telegram`, `email`, `webhook`, `console`).
+    fn format(notification: Notification, channel: String) -> Result<Vec<RenderedMessage>, String>;
+}
+
+/// A task runs on a schedule and reports what it did.
+pub trait Task: 'static {
+    /// The plugin's unique name; schedules name it in config.
+    const NAME: &'static str;
+    /// One line saying what it does.
+    const DESCRIPTION: &'static str = "";
+
+    /// Run once.
+    fn run(run: TaskRun) -> Result<TaskReport, String>;
+}
+
+/// An event handler handles one event of a stream.
+pub trait EventHandler: 'static {
+    /// The plugin's unique name; listeners name it in config.
+    const NAME: &'static str;
+    /// One line saying what it handles.
+    const DESCRIPTION: &'static str = "";
+
+    /// Handle one event; the outcome tells the host to ack, retry or dead-letter it.
+    fn handle(event: Event) -> Outcome;
+}
+
+/// Implementation detail of the export macros: the `info` export of a plugin.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __impressox_meta {
+    ($ty:ty, $trait:ident, $kind:ident) => {
+            fn info() -> $crate::types::PluginInfo {
+                $crate::types::PluginInfo {
+                    name: <$ty as $crate::$trait>::NAME.to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    kind: $crate::types::PluginKind::$kind,
+                    description: <$ty as $crate::$trait>::DESCRIPTION.to_string(),
+                }
+            }
+    };
+}
+
+/// Export a [`FeedParser`] implementation as this component's plugin.
+#[macro_export]
+macro_rules! export_feed_parser {
+    ($ty:ty) => {
+        const _: () = {
+            struct __ImpressoxPlugin;
+                        impl $crate::bindings::feed_parser::exports::impressox::plugin::parse_feed::Guest
+                for __ImpressoxPlugin
+            {
+                $crate::__impressox_meta!($ty, FeedParser, FeedParser);
+                fn subscribe_message(request: $crate::types::SubscribeRequest) -> Option<String> {
+                    <$ty as $crate::FeedParser>::subscribe_message(request)
+                }
+                fn parse(
+                    payload: Vec<u8>,
+                    received_ms: i64,
+                ) -> Result<$crate::types::ParsedPayload, String> {
+                    <$ty as $crate::FeedParser>::parse(payload, received_ms)
+                }
+            }
+            $crate::bindings::feed_parser::__export_feed_parser_world!(__ImpressoxPlugin with_types_in $crate::bindings::feed_parser);
+        };
+    };
+}
+
+/// Export a [`RuleProcessor`] implementation as this component's plugin.
+#[macro_export]
+macro_rules! export_rule_processor {
+    ($ty:ty) => {
+        const _: () = {
+            struct __ImpressoxPlugin;
+                        impl $crate::bindings::rule_processor::exports::impressox::plugin::process_rules::Guest
+                for __ImpressoxPlugin
+            {
+                $crate::__impressox_meta!($ty, RuleProcessor, RuleProcessor);
+                fn upsert_rules(rules: Vec<$crate::types::Rule>) -> Result<(), String> {
+                    <$ty as $crate::RuleProcessor>::upsert_rules(rules)
+                }
+                fn remove_rules(ids: Vec<String>) {
+                    <$ty as $crate::RuleProcessor>::remove_rules(ids)
+                }
+                fn prime_prices(prices: Vec<(u32, f64, i64)>) {
+                    <$ty as $crate::RuleProcessor>::prime_prices(prices)
+                }
+                fn evaluate(batch: $crate::types::TickBatch) -> Vec<$crate::types::Alert> {
+                    <$ty as $crate::RuleProcessor>::evaluate(batch)
+                }
+            }
+            $crate::bindings::rule_processor::__export_rule_processor_world!(__ImpressoxPlugin with_types_in $crate::bindings::rule_processor);
+        };
+    };
+}
+
+/// Export a [`ScrapeParser`] implementation as this component's plugin.
+#[macro_export]
+macro_rules! export_scrape_parser {
+    ($ty:ty) => {
+        const _: () = {
+            struct __ImpressoxPlugin;
+                        impl $crate::bindings::scrape_parser::exports::impressox::plugin::parse_page::Guest
+                for __ImpressoxPlugin
+            {
+                $crate::__impressox_meta!($ty, ScrapeParser, ScrapeParser);
+                fn parse(
+                    capture: $crate::types::PageCapture,
+                ) -> Result<$crate::types::ScrapeResult, String> {
+                    <$ty as $crate::ScrapeParser>::parse(capture)
+                }
+            }
+            $crate::bindings::scrape_parser::__export_scrape_parser_world!(__ImpressoxPlugin with_types_in $crate::bindings::scrape_parser);
+        };
+    };
+}
+
+/// Export a [`NotifyFormatter`] implementation as this component's plugin.
+#[macro_export]
+macro_rules! export_notify_formatter {
+    ($ty:ty) => {
+        const _: () = {
+            struct __ImpressoxPlugin;
+                        impl $crate::bindings::notify_formatter::exports::impressox::plugin::format_notification::Guest
+                for __ImpressoxPlugin
+            {
+                $crate::__impressox_meta!($ty, NotifyFormatter, NotifyFormatter);
+                fn format(
+                    notification: $crate::types::Notification,
+                    channel: String,
+                ) -> Result<Vec<$crate::types::RenderedMessage>, String> {
+                    <$ty as $crate::NotifyFormatter>::format(notification, channel)
+                }
+            }
+            $crate::bindings::notify_formatter::__export_notify_formatter_world!(__ImpressoxPlugin with_types_in $crate::bindings::notify_formatter);
+        };
+    };
+}
+
+/// Export a [`Task`] implementation as this component's plugin.
+#[macro_export]
+macro_rules! export_task {
+    ($ty:ty) => {
+        const _: () = {
+            struct __ImpressoxPlugin;
+                        impl $crate::bindings::task::exports::impressox::plugin::run_task::Guest for __ImpressoxPlugin {
+                $crate::__impressox_meta!($ty, Task, Task);
+                fn run(run: $crate::types::TaskRun) -> Result<$crate::types::TaskReport, String> {
+                    <$ty as $crate::Task>::run(run)
+                }
+            }
+            $crate::bindings::task::__export_task_world!(__ImpressoxPlugin with_types_in $crate::bindings::task);
+        };
+    };
+}
+
+/// Export an [`EventHandler`] implementation as this component's plugin.
+#[macro_export]
+macro_rules! export_event_handler {
+    ($ty:ty) => {
+        const _: () = {
+            struct __ImpressoxPlugin;
+                        impl $crate::bindings::event_handler::exports::impressox::plugin::handle_event::Guest
+                for __ImpressoxPlugin
+            {
+                $crate::__impressox_meta!($ty, EventHandler, EventHandler);
+                fn handle(event: $crate::types::Event) -> $crate::types::Outcome {
+                    <$ty as $crate::EventHandler>::handle(event)
+                }
+            }
+            $crate::bindings::event_handler::__export_event_handler_world!(__ImpressoxPlugin with_types_in $crate::bindings::event_handler);
+        };
+    };
+}
