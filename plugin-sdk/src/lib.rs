@@ -115,8 +115,8 @@ pub mod prices {
 }
 
 use types::{
-    Alert, Event, Notification, Outcome, PageCapture, ParsedPayload, RenderedMessage, Rule, ScrapeResult,
-    SubscribeRequest, TaskReport, TaskRun, TickBatch,
+    Alert, Event, Notification, Outcome, PageCapture, ParsedPayload, RenderedMessage, Rule,
+    ScrapeResult, SubscribeRequest, TaskReport, TaskRun, TickBatch,
 };
 
 /// A feed parser turns raw feed payloads into price ticks.
@@ -206,14 +206,14 @@ pub trait EventHandler: 'static {
 #[macro_export]
 macro_rules! __impressox_meta {
     ($ty:ty, $trait:ident, $kind:ident) => {
-            fn info() -> $crate::types::PluginInfo {
-                $crate::types::PluginInfo {
-                    name: <$ty as $crate::$trait>::NAME.to_string(),
-                    version: env!("CARGO_PKG_VERSION").to_string(),
-                    kind: $crate::types::PluginKind::$kind,
-                    description: <$ty as $crate::$trait>::DESCRIPTION.to_string(),
-                }
+        fn info() -> $crate::types::PluginInfo {
+            $crate::types::PluginInfo {
+                name: <$ty as $crate::$trait>::NAME.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                kind: $crate::types::PluginKind::$kind,
+                description: <$ty as $crate::$trait>::DESCRIPTION.to_string(),
             }
+        }
     };
 }
 
@@ -221,6 +221,9 @@ macro_rules! __impressox_meta {
 #[macro_export]
 macro_rules! export_feed_parser {
     ($ty:ty) => {
+        // Exports exist only in the component; a native build (tests, benchmarks that link
+        // several plugins) gets the trait impl checked but no clashing export symbols.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __ImpressoxPlugin;
                         impl $crate::bindings::feed_parser::exports::impressox::plugin::parse_feed::Guest
@@ -246,6 +249,9 @@ macro_rules! export_feed_parser {
 #[macro_export]
 macro_rules! export_rule_processor {
     ($ty:ty) => {
+        // Exports exist only in the component; a native build (tests, benchmarks that link
+        // several plugins) gets the trait impl checked but no clashing export symbols.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __ImpressoxPlugin;
                         impl $crate::bindings::rule_processor::exports::impressox::plugin::process_rules::Guest
@@ -274,6 +280,9 @@ macro_rules! export_rule_processor {
 #[macro_export]
 macro_rules! export_scrape_parser {
     ($ty:ty) => {
+        // Exports exist only in the component; a native build (tests, benchmarks that link
+        // several plugins) gets the trait impl checked but no clashing export symbols.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __ImpressoxPlugin;
                         impl $crate::bindings::scrape_parser::exports::impressox::plugin::parse_page::Guest
@@ -295,6 +304,9 @@ macro_rules! export_scrape_parser {
 #[macro_export]
 macro_rules! export_notify_formatter {
     ($ty:ty) => {
+        // Exports exist only in the component; a native build (tests, benchmarks that link
+        // several plugins) gets the trait impl checked but no clashing export symbols.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __ImpressoxPlugin;
                         impl $crate::bindings::notify_formatter::exports::impressox::plugin::format_notification::Guest
@@ -317,6 +329,9 @@ macro_rules! export_notify_formatter {
 #[macro_export]
 macro_rules! export_task {
     ($ty:ty) => {
+        // Exports exist only in the component; a native build (tests, benchmarks that link
+        // several plugins) gets the trait impl checked but no clashing export symbols.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __ImpressoxPlugin;
                         impl $crate::bindings::task::exports::impressox::plugin::run_task::Guest for __ImpressoxPlugin {
@@ -334,6 +349,9 @@ macro_rules! export_task {
 #[macro_export]
 macro_rules! export_event_handler {
     ($ty:ty) => {
+        // Exports exist only in the component; a native build (tests, benchmarks that link
+        // several plugins) gets the trait impl checked but no clashing export symbols.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __ImpressoxPlugin;
                         impl $crate::bindings::event_handler::exports::impressox::plugin::handle_event::Guest

@@ -1,0 +1,28 @@
+//! `/healthz` (the process answers) and `/readyz` (the runtime has loaded its plugins).
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState};
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let loaded = state.runtime.loaded_names();
+    let failed: Vec<String> = state
+        .runtime
+        .statuses()
+        .into_iter()
+        .filter(|s| s.state != crate::runtime::State::Active)
+        .map(|s| s.name)
+        .collect();
+    if loaded.is_empty() {
+        return Err(ApiError::unavailable("no plugin is loaded yet"));
+    }
+    Ok(Json(
+        json!({"status": "ready", "plugins": loaded, "not_active": failed}),
+    ))
+}

@@ -1,0 +1,151 @@
+//! The admin HTTP API (axum): health, Prometheus metrics, plugin status and reload.
+//!
+//! Every `/api/v1` route requires `Authorization: Bearer <IMPRESSOX_API_TOKEN>` when a
+//! token is set; without a token the server refuses to bind anywhere but loopback.
+//! Errors are `{"error": {"code": "...", "message": "..."}}`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::runtime::Runtime;
+use crate::runtime::watcher::RescanTrigger;
+
+mod health;
+mod metrics;
+mod openapi;
+mod plugins;
+
+/// What route handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub runtime: Runtime,
+    pub rescan: Option<RescanTrigger>,
+    token: Option<Arc<str>>,
+}
+
+/// A JSON error response.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// A 404 naming what was not found.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: message.into(),
+        }
+    }
+    /// A 503: a dependency is not ready.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+/// Refuse a non-loopback address without a token.
+pub fn check_bind(listen: SocketAddr, token: Option<&str>) -> Result<()> {
+    if token.is_none() && !listen.ip().is_loopback() {
+        bail!(
+            "[api] listen = {listen} is not a loopback address; set IMPRESSOX_API_TOKEN to \
+             require a bearer token before serving the admin API beyond this machine"
+        );
+    }
+    Ok(())
+}
+
+/// The router.
+pub fn router(runtime: Runtime, rescan: Option<RescanTrigger>, token: Option<String>) -> Router {
+    let state = ApiState {
+        runtime,
+        rescan,
+        token: token.map(Arc::from),
+    };
+    let v1 = Router::new()
+        .route("/plugins", axum::routing::get(plugins::list))
+        .route("/plugins/reload", axum::routing::post(plugins::reload))
+        .route("/plugins/{name}", axum::routing::get(plugins::get))
+        .route("/openapi.json", axum::routing::get(openapi::document))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", axum::routing::get(health::healthz))
+        .route("/readyz", axum::routing::get(health::readyz))
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .nest("/api/v1", v1)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(state)
+}
+
+async fn require_token(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &state.token {
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes())) {
+            return ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "unauthorized",
+                message: "missing or wrong bearer token".into(),
+            }
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Bind and serve until `shutdown` resolves.
+pub async fn serve(
+    listen: SocketAddr,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("failed to bind the admin API to {listen}"))?;
+    tracing::info!(%listen, "admin API listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Bind first (so the caller learns the port), then serve in the background.
+pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("failed to bind the admin API to {listen}"))
+}

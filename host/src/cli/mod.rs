@@ -1,0 +1,82 @@
+//! The command line: `run`, `plugin new|build|check|run`, `plugins`.
+//!
+//! `--config FILE` and `--log-format` are global: every subcommand accepts them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+
+mod plugin;
+mod run;
+
+/// ImpressoX Workers: the host for the background workers of an AI agent for crypto markets.
+#[derive(Parser, Debug)]
+#[command(name = "impressox", version, about)]
+pub struct Cli {
+    /// Configuration file (TOML); defaults apply without one.
+    #[arg(long, global = true, env = "IMPRESSOX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format; overrides `[log] format`.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the host: plugin runtime, watcher, admin API and the enabled workers.
+    Run {
+        /// Comma-separated workers to run; overrides `[workers] enabled`.
+        #[arg(long, value_delimiter = ',')]
+        workers: Option<Vec<String>>,
+    },
+    /// Author plugins: scaffold, build, check, run once.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// List the plugins of a running host (through its admin API).
+    Plugins {
+        /// The host's API base URL; defaults to `http://<[api] listen>`.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref())?;
+    let format = cli.log_format.unwrap_or(config.log.format);
+    init_logging(format, &config.log.level);
+    match cli.command {
+        Command::Run { workers } => run::run(config, workers),
+        Command::Plugin(cmd) => plugin::dispatch(&config, cmd),
+        Command::Plugins { url } => plugin::list_remote(&config, url),
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,316 @@
+//! `impressox plugin new|build|check|run` and `impressox plugins`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Subcommand;
+
+use crate::config::Config;
+use crate::runtime::{Kind, Runtime};
+
+mod templates;
+
+#[derive(Subcommand, Debug)]
+pub enum PluginCommand {
+    /// Scaffold a plugin crate that builds as-is.
+    New {
+        /// feed-parser, rule-processor, scrape-parser, notify-formatter, task or event-handler.
+        kind: String,
+        /// The plugin's name (a-z, 0-9, `-`, `_`).
+        name: String,
+        /// Where to create it; defaults to ./<name>.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The impressox-plugin-sdk crate to depend on; defaults to this host's source tree.
+        #[arg(long, env = "IMPRESSOX_SDK_PATH")]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin crate for wasm32-wasip2 and copy the .wasm into `[plugins] dir`.
+    Build {
+        /// The plugin crate; defaults to the current directory.
+        dir: Option<PathBuf>,
+        /// Copy into this folder instead of `[plugins] dir`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print what a component is and whether this host would load it.
+    Check {
+        /// The .wasm file.
+        file: PathBuf,
+    },
+    /// Call a plugin once on a JSON input and print its output as JSON.
+    Run {
+        /// The .wasm file.
+        file: PathBuf,
+        /// JSON input file; `-` reads stdin. Shapes per kind: README "plugin run".
+        #[arg(long)]
+        input: String,
+    },
+}
+
+pub fn dispatch(config: &Config, cmd: PluginCommand) -> Result<ExitCode> {
+    match cmd {
+        PluginCommand::New {
+            kind,
+            name,
+            path,
+            sdk,
+        } => new(&kind, &name, path, sdk),
+        PluginCommand::Build { dir, out } => build(config, dir, out),
+        PluginCommand::Check { file } => check(config, &file),
+        PluginCommand::Run { file, input } => run_once(config, &file, &input),
+    }
+}
+
+fn new(kind: &str, name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> Result<ExitCode> {
+    let kind = Kind::from_world(kind).ok_or_else(|| {
+        anyhow!(
+            "unknown plugin kind `{kind}`; one of: {}",
+            Kind::ALL
+                .iter()
+                .map(|k| k.world())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        bail!("plugin name `{name}` is not valid: use a-z, 0-9, `-` and `_`");
+    }
+    let dir = path.unwrap_or_else(|| PathBuf::from(name));
+    if dir.join("Cargo.toml").exists() {
+        bail!(
+            "{} already holds a Cargo.toml; choose another --path",
+            dir.display()
+        );
+    }
+    let sdk = match sdk {
+        Some(p) => p,
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk"),
+    };
+    let sdk = sdk.canonicalize().with_context(|| {
+        format!(
+            "the plugin SDK is not at {}; pass --sdk PATH to impressox-plugin-sdk",
+            sdk.display()
+        )
+    })?;
+    std::fs::create_dir_all(dir.join("src"))?;
+    for (file, text) in templates::files(kind, name, &sdk) {
+        std::fs::write(dir.join(file), text)?;
+    }
+    println!("created {kind} plugin `{name}` in {}", dir.display());
+    println!("next: impressox plugin build {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Build with cargo, find the component among cargo's artifacts, copy it atomically.
+fn build(config: &Config, dir: Option<PathBuf>, out: Option<PathBuf>) -> Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.exists() {
+        bail!("no Cargo.toml in {}", dir.display());
+    }
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("failed to run cargo")?;
+    if !output.status.success() {
+        bail!("cargo build failed (is the target installed? `rustup target add wasm32-wasip2`)");
+    }
+    let mut wasm = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_cdylib = msg["target"]["crate_types"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
+        if !is_cdylib
+            || !msg["manifest_path"]
+                .as_str()
+                .is_some_and(|p| same_file(Path::new(p), &manifest))
+        {
+            continue;
+        }
+        for f in msg["filenames"].as_array().into_iter().flatten() {
+            if let Some(f) = f.as_str().filter(|f| f.ends_with(".wasm")) {
+                wasm.push(PathBuf::from(f));
+            }
+        }
+    }
+    let Some(artifact) = wasm.pop() else {
+        bail!(
+            "cargo built no .wasm component for {}; is it a cdylib crate?",
+            manifest.display()
+        );
+    };
+    let dest_dir = out.unwrap_or_else(|| config.plugin_dir());
+    std::fs::create_dir_all(&dest_dir)?;
+    let file_name = artifact
+        .file_name()
+        .ok_or_else(|| anyhow!("artifact without a file name"))?;
+    let dest = dest_dir.join(file_name);
+    copy_atomically(&artifact, &dest)?;
+    println!("{}", dest.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Copy beside the destination under a hidden name and rename, so a watching host never
+/// loads half a file.
+pub fn copy_atomically(from: &Path, to: &Path) -> Result<()> {
+    let dir = to
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent folder", to.display()))?;
+    let name = to
+        .file_name()
+        .ok_or_else(|| anyhow!("{} has no file name", to.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::copy(from, &tmp).with_context(|| format!("failed to copy {}", from.display()))?;
+    std::fs::rename(&tmp, to).with_context(|| format!("failed to move into {}", to.display()))?;
+    Ok(())
+}
+
+fn check(config: &Config, file: &Path) -> Result<ExitCode> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
+    let runtime = Runtime::new(config)?;
+    match runtime.check(&bytes, file) {
+        Ok(c) => {
+            println!("name:        {}", c.name);
+            println!("version:     {}", c.version);
+            println!("kind:        {}", c.kind);
+            println!("wit version: {}", c.wit_version);
+            println!("sha256:      {}", c.sha256);
+            println!("imports:");
+            for i in &c.imports {
+                println!("  {i}");
+            }
+            let needs: Vec<&str> = c
+                .imports
+                .iter()
+                .filter_map(|i| match crate::capabilities::policy_for(i) {
+                    crate::capabilities::ImportPolicy::Grant { key, .. } => Some(key),
+                    _ => None,
+                })
+                .collect();
+            println!(
+                "grants needed: {}",
+                if needs.is_empty() {
+                    "none".to_string()
+                } else {
+                    needs.join(", ")
+                }
+            );
+            println!("loadable by this host: yes");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            println!("loadable by this host: no");
+            eprintln!("error: {}: {reason}", file.display());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn run_once(config: &Config, file: &Path, input: &str) -> Result<ExitCode> {
+    let text = if input == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(input).with_context(|| format!("failed to read input {input}"))?
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("input {input} is not JSON"))?;
+    crate::runtime::invoke::require_object(&value)?;
+    let runtime = Runtime::new(config)?;
+    let name = match runtime.load_file(file) {
+        Ok(
+            crate::runtime::LoadOutcome::Loaded { name, .. }
+            | crate::runtime::LoadOutcome::Unchanged { name },
+        ) => name,
+        Err(reason) => bail!("{}: {reason}", file.display()),
+    };
+    let handle = runtime.plugin(&name);
+    let output = crate::runtime::invoke::run_json(&handle, value)?;
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `impressox plugins`: ask a running host.
+pub fn list_remote(config: &Config, url: Option<String>) -> Result<ExitCode> {
+    let base = url.unwrap_or_else(|| format!("http://{}", config.api.listen));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body: serde_json::Value = rt.block_on(async {
+        let mut req =
+            reqwest::Client::new().get(format!("{}/api/v1/plugins", base.trim_end_matches('/')));
+        if let Ok(token) = std::env::var("IMPRESSOX_API_TOKEN") {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("no host answering at {base}"))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await?;
+        if !status.is_success() {
+            bail!("{base} answered {status}: {body}");
+        }
+        anyhow::Ok(body)
+    })?;
+    println!(
+        "{:<22} {:<10} {:<17} {:<12} {:>9} {:>7} {:>9} {:>9}",
+        "NAME", "VERSION", "KIND", "STATE", "CALLS", "ERRORS", "P50 µs", "P99 µs"
+    );
+    for p in body["plugins"].as_array().into_iter().flatten() {
+        let num = |k: &str| {
+            p[k].as_f64()
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "{:<22} {:<10} {:<17} {:<12} {:>9} {:>7} {:>9} {:>9}",
+            p["name"].as_str().unwrap_or("?"),
+            p["version"].as_str().unwrap_or("-"),
+            p["kind"].as_str().unwrap_or("-"),
+            p["state"].as_str().unwrap_or("?"),
+            p["calls"].as_u64().unwrap_or(0),
+            p["errors"].as_u64().unwrap_or(0),
+            num("p50_us"),
+            num("p99_us"),
+        );
+        if let Some(e) = p["last_load_error"].as_str() {
+            println!("    load error: {e}");
+        }
+        if let Some(e) = p["last_error"].as_str() {
+            println!("    last error: {e}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,373 @@
+//! Loading one file: read → check the header → compile (or take the compiled-code cache)
+//! → find the kind and WIT version → probe the plugin's own `info` → check its imports
+//! against its kind and grants → pre-instantiate → instantiate once → swap in.
+//!
+//! Any failing step leaves the serving version untouched and records the reason on the
+//! file (and on the plugin, when the file is known to provide one).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use parking_lot::Mutex;
+use wasmtime::component::{Component, Linker};
+
+use super::Inner;
+use super::cache::{Origin, sha256_hex};
+use super::instance::{Instance, new_store};
+use super::kind::{KindBindings, KindPre};
+use super::registry::{FileRecord, Loaded};
+use super::state::PluginContext;
+use super::{Kind, inspect};
+use crate::capabilities;
+
+/// What a successful load did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadOutcome {
+    /// A new version now serves.
+    Loaded {
+        name: String,
+        version: String,
+        kind: Kind,
+        origin: Origin,
+        load_ms: f64,
+    },
+    /// The file's content is what already serves.
+    Unchanged { name: String },
+}
+
+/// Everything learned about a component short of installing it; `plugin check` prints it.
+pub struct Checked {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub kind: Kind,
+    pub wit_version: String,
+    pub imports: Vec<String>,
+    pub sha256: String,
+    pub origin: Origin,
+    pub(crate) component: Component,
+    pub(crate) ctx: Arc<PluginContext>,
+}
+
+impl Inner {
+    /// Load `path` and swap it in. `force` reloads even when the content is unchanged.
+    pub(crate) fn load_file(&self, path: &Path, force: bool) -> Result<LoadOutcome, String> {
+        let started = Instant::now();
+        let previous = self.registry.file(path);
+        let result = self.load_inner(path, force, &previous, started);
+        match &result {
+            Ok(LoadOutcome::Loaded {
+                name,
+                version,
+                kind,
+                origin,
+                load_ms,
+            }) => {
+                tracing::info!(plugin = %name, %version, %kind, file = %path.display(),
+                    from_cache = (*origin == Origin::Cache), load_ms, "plugin loaded");
+            }
+            Ok(LoadOutcome::Unchanged { .. }) => {}
+            Err(reason) => {
+                tracing::error!(file = %path.display(), error = %reason,
+                    "plugin file refused; the serving version (if any) keeps serving");
+                if let Some(name) = &previous.plugin
+                    && let Some(slot) = self.registry.get(name)
+                {
+                    *slot.stats.last_load_error.lock() = Some(reason.clone());
+                }
+                self.registry.set_file(
+                    path,
+                    FileRecord {
+                        error: Some(reason.clone()),
+                        ..previous.clone()
+                    },
+                );
+            }
+        }
+        result
+    }
+
+    fn load_inner(
+        &self,
+        path: &Path,
+        force: bool,
+        previous: &FileRecord,
+        started: Instant,
+    ) -> Result<LoadOutcome, String> {
+        let bytes = read_capped(path, self.max_file_bytes)?;
+        let sha256 = sha256_hex(&bytes);
+        if !force
+            && previous.sha256.as_deref() == Some(sha256.as_str())
+            && previous.error.is_none()
+            && let Some(name) = &previous.plugin
+            && let Some(slot) = self.registry.get(name)
+            && slot.current().is_some_and(|l| l.sha256 == sha256)
+            && !slot
+                .stats
+                .quarantined
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(LoadOutcome::Unchanged { name: name.clone() });
+        }
+        let checked = self.check_bytes(&bytes, path)?;
+        // A name is one plugin: a second file claiming it is refused, not raced.
+        if let Some(slot) = self.registry.get(&checked.name)
+            && let Some(serving) = slot.current()
+            && serving.file != path
+            && serving.file.exists()
+        {
+            return Err(format!(
+                "plugin name `{}` is already served from {}; give one of them another name",
+                checked.name,
+                serving.file.display()
+            ));
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&checked.component)
+            .and_then(|pre| KindPre::new(checked.kind, pre))
+            .map_err(|e| {
+                format!(
+                    "does not link against the {} world: {}",
+                    checked.kind,
+                    e.root_cause()
+                )
+            })?;
+        // One instance now, so a plugin that traps while starting never replaces anything.
+        let first =
+            Instance::new(&self.engine, &pre, checked.ctx.clone(), &self.limits).map_err(|e| {
+                format!(
+                    "traps on start: {}",
+                    super::call::classify(&checked.name, e, &self.limits)
+                )
+            })?;
+        let loaded = Arc::new(Loaded {
+            name: checked.name.clone(),
+            version: checked.version.clone(),
+            description: checked.description,
+            kind: checked.kind,
+            wit_version: checked.wit_version,
+            file: path.to_path_buf(),
+            sha256: sha256.clone(),
+            loaded_at: SystemTime::now(),
+            origin: checked.origin,
+            load_ms: started.elapsed().as_secs_f64() * 1000.0,
+            imports: checked.imports,
+            ctx: checked.ctx,
+            pre,
+            idle: Mutex::new(vec![first]),
+        });
+        let outcome = LoadOutcome::Loaded {
+            name: loaded.name.clone(),
+            version: loaded.version.clone(),
+            kind: loaded.kind,
+            origin: loaded.origin,
+            load_ms: loaded.load_ms,
+        };
+        // The file used to provide another plugin: that one is gone now.
+        if let Some(old_name) = &previous.plugin
+            && *old_name != loaded.name
+        {
+            self.registry.uninstall(old_name);
+        }
+        self.registry.install(loaded);
+        self.registry.set_file(
+            path,
+            FileRecord {
+                plugin: Some(checked.name),
+                sha256: Some(sha256),
+                error: None,
+            },
+        );
+        Ok(outcome)
+    }
+
+    /// Validate and inspect a component without installing it.
+    pub(crate) fn check_bytes(&self, bytes: &[u8], path: &Path) -> Result<Checked, String> {
+        inspect::check_header(bytes)?;
+        let sha256 = sha256_hex(bytes);
+        let compiled = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, &sha256, bytes),
+            None => Component::new(&self.engine, bytes).map(|c| (c, Origin::Compiled)),
+        };
+        let (component, origin) = compiled.map_err(|e| {
+            format!(
+                "not a valid WebAssembly component (truncated or corrupt?): {}",
+                e.root_cause()
+            )
+        })?;
+        let (kind, wit_version) = inspect::kind_of(&self.engine, &component)?;
+        let imports = inspect::imports_of(&self.engine, &component);
+        let info = self.probe_info(&component, kind, path)?;
+        let reported = Kind::from_wit(info.kind);
+        if reported != kind {
+            return Err(format!(
+                "wrong world: plugin `{}` says it is a {reported} plugin but exports the {kind} interface",
+                info.name
+            ));
+        }
+        if !valid_name(&info.name) {
+            return Err(format!(
+                "plugin name `{}` is not valid: use 1-64 characters of a-z, 0-9, `-` and `_`",
+                info.name
+            ));
+        }
+        let grants = self
+            .plugins
+            .grants
+            .get(&info.name)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(reason) = capabilities::check_imports(&info.name, kind, &imports, &grants) {
+            return Err(reason);
+        }
+        let ctx = Arc::new(PluginContext {
+            name: info.name.clone(),
+            settings: self
+                .plugins
+                .settings
+                .get(&info.name)
+                .cloned()
+                .unwrap_or_default(),
+            grants,
+        });
+        Ok(Checked {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            kind,
+            wit_version,
+            imports,
+            sha256,
+            origin,
+            component,
+            ctx,
+        })
+    }
+
+    /// Ask the component who it is. Imports it was not granted are linked as traps here,
+    /// so a plugin can name itself before its grants are checked.
+    fn probe_info(
+        &self,
+        component: &Component,
+        kind: Kind,
+        path: &Path,
+    ) -> Result<crate::bindings::types::PluginInfo, String> {
+        let mut linker: Linker<super::state::StoreState> = Linker::new(&self.engine);
+        capabilities::add_to_linker(&mut linker).map_err(|e| e.to_string())?;
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(|e| e.to_string())?;
+        let probe_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let ctx = Arc::new(PluginContext {
+            name: probe_name.clone(),
+            ..Default::default()
+        });
+        let mut store = new_store(&self.engine, ctx, &self.limits);
+        let pre = linker
+            .instantiate_pre(component)
+            .and_then(|pre| KindPre::new(kind, pre))
+            .map_err(|e| format!("does not match the {kind} world: {}", e.root_cause()))?;
+        let bindings: KindBindings = pre.instantiate(&mut store).map_err(|e| {
+            format!(
+                "traps on start: {}",
+                super::call::classify(&probe_name, e, &self.limits)
+            )
+        })?;
+        bindings.info(&mut store).map_err(|e| {
+            format!(
+                "`info` failed: {}",
+                super::call::classify(&probe_name, e, &self.limits)
+            )
+        })
+    }
+
+    /// Forget a deleted file; its plugin stops serving once its calls in flight finish.
+    pub(crate) fn unload_file(&self, path: &Path) -> Option<String> {
+        let record = self.registry.forget_file(path)?;
+        let name = record.plugin?;
+        let still_ours = self
+            .registry
+            .get(&name)
+            .and_then(|s| s.current())
+            .is_some_and(|l| l.file == path);
+        if still_ours {
+            self.registry.uninstall(&name);
+            tracing::info!(plugin = %name, file = %path.display(), "plugin unloaded (file deleted)");
+            return Some(name);
+        }
+        None
+    }
+
+    /// Load every `.wasm` in the plugin directory and unload what disappeared.
+    pub(crate) fn rescan(&self, force: bool) -> Vec<(PathBuf, Result<LoadOutcome, String>)> {
+        let mut results = Vec::new();
+        let present = wasm_files(&self.dir);
+        for known in self.registry.known_files() {
+            if !present.contains(&known) {
+                self.unload_file(&known);
+            }
+        }
+        if force {
+            for name in self.registry.loaded_names() {
+                if let Some(slot) = self.registry.get(&name) {
+                    slot.stats
+                        .quarantined
+                        .store(false, std::sync::atomic::Ordering::Release);
+                    slot.stats
+                        .consecutive_failures
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        for path in present {
+            let r = self.load_file(&path, force);
+            results.push((path, r));
+        }
+        results
+    }
+}
+
+/// `.wasm` files directly in `dir`, sorted for a stable load order.
+pub(crate) fn wasm_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_plugin_file(p))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Only `*.wasm` counts; editors' and copiers' temporary files are ignored.
+pub(crate) fn is_plugin_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "wasm")
+        && path
+            .file_name()
+            .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+}
+
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read file: {e}"))?;
+    if meta.len() > max {
+        return Err(format!(
+            "file is {} bytes, over the {max}-byte cap ([plugins] max_file_mib)",
+            meta.len()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

@@ -1,0 +1,172 @@
+//! The plugin runtime: loads WebAssembly components from a watched directory, swaps new
+//! versions in without a restart, and runs every call under a deadline, a memory cap and
+//! an output cap.
+//!
+//! ## Organization
+//! - [`engine`]: the wasmtime engine and the epoch ticker that enforces deadlines.
+//! - [`cache`]: compiled code on disk, keyed by content hash and engine fingerprint.
+//! - [`inspect`]: what a file is (header, kind, WIT version, imports).
+//! - `loader`: the load pipeline; [`watcher`]: directory events → loads, on a low-priority
+//!   thread so compiling never starves callers.
+//! - [`registry`]: one slot per plugin name, atomic swaps, status.
+//! - `call`: the call path, limits, failure accounting and quarantine.
+//! - [`invoke`]: typed calls per kind, sessions for stateful plugins, and JSON in/out for
+//!   `impressox plugin run`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+pub mod cache;
+mod call;
+pub mod engine;
+pub mod inspect;
+mod instance;
+pub mod invoke;
+pub mod kind;
+mod loader;
+pub mod metrics;
+pub mod output;
+pub mod registry;
+pub mod state;
+pub mod watcher;
+
+pub use call::{CallError, PluginHandle};
+pub use instance::CallLimits;
+pub use kind::Kind;
+pub use loader::{Checked, LoadOutcome};
+pub use registry::{PluginStatus, State};
+
+use crate::config::{Config, PluginsConfig};
+use state::StoreState;
+
+/// Shared state behind [`Runtime`] handles.
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<StoreState>,
+    pub(crate) cache: Option<cache::CompileCache>,
+    pub(crate) limits: CallLimits,
+    pub(crate) plugins: PluginsConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) max_file_bytes: u64,
+    pub(crate) registry: registry::Registry,
+    _ticker: engine::EpochTicker,
+}
+
+/// The plugin runtime. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// Build the runtime for `config` (does not load anything yet).
+    pub fn new(config: &Config) -> Result<Runtime> {
+        let p = &config.plugins;
+        let memory_bytes = p.memory_limit_mib * 1024 * 1024;
+        let engine = engine::build(&engine::EngineLimits {
+            memory_bytes,
+            max_instances: 1000,
+        })
+        .context("failed to configure the WebAssembly engine")?;
+        let mut linker = Linker::new(&engine);
+        crate::capabilities::add_to_linker(&mut linker)?;
+        let cache = p
+            .compile_cache
+            .then(|| cache::CompileCache::new(config.data_dir().join("cache/compiled"), &engine));
+        let limits = CallLimits {
+            deadline_ticks: p.call_timeout_ms,
+            memory_bytes: memory_bytes as usize,
+            max_output_bytes: p.max_output_bytes as usize,
+            quarantine_after: p.quarantine_after,
+            idle_instances: p.idle_instances,
+            recycle_after_calls: p.recycle_after_calls.max(1),
+        };
+        let ticker = engine::EpochTicker::start(engine.clone());
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                limits,
+                plugins: p.clone(),
+                dir: config.plugin_dir(),
+                max_file_bytes: p.max_file_mib * 1024 * 1024,
+                registry: registry::Registry::default(),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The watched directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Load (or reload) one file now, on the calling thread.
+    pub fn load_file(&self, path: &Path) -> Result<LoadOutcome, String> {
+        self.inner.load_file(path, false)
+    }
+
+    /// Forget a file as if it had been deleted; returns the plugin it unloaded.
+    pub fn unload_file(&self, path: &Path) -> Option<String> {
+        self.inner.unload_file(path)
+    }
+
+    /// Load every file in the directory; `force` also reloads unchanged files and clears
+    /// quarantine (what `POST /api/v1/plugins/reload` does).
+    pub fn rescan(&self, force: bool) -> Vec<(PathBuf, Result<LoadOutcome, String>)> {
+        self.inner.rescan(force)
+    }
+
+    /// Inspect a component without installing it (`impressox plugin check`).
+    pub fn check(&self, bytes: &[u8], path: &Path) -> Result<Checked, String> {
+        self.inner.check_bytes(bytes, path)
+    }
+
+    /// A handle to the plugin named `name` (it may load later).
+    pub fn plugin(&self, name: &str) -> PluginHandle {
+        PluginHandle {
+            inner: self.inner.clone(),
+            slot: self.inner.registry.slot(name),
+        }
+    }
+
+    /// A handle only if the plugin is loaded now.
+    pub fn loaded_plugin(&self, name: &str) -> Option<PluginHandle> {
+        let slot = self.inner.registry.get(name)?;
+        slot.current()?;
+        Some(PluginHandle {
+            inner: self.inner.clone(),
+            slot,
+        })
+    }
+
+    /// Status of every plugin and failed file.
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        self.inner.registry.statuses()
+    }
+
+    /// Names of loaded plugins.
+    pub fn loaded_names(&self) -> Vec<String> {
+        self.inner.registry.loaded_names()
+    }
+
+    /// The compiled-code cache, if enabled.
+    pub fn compile_cache(&self) -> Option<&cache::CompileCache> {
+        self.inner.cache.as_ref()
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &CallLimits {
+        &self.inner.limits
+    }
+
+    /// The engine (benchmarks compare against bare wasmtime on the same engine).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+}

@@ -1,0 +1,286 @@
+//! The `impressox` binary: plugin new/build/check/run, and `run` with its API and signals.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn impressox() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_impressox"));
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn plugin_check_prints_identity_or_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "data_dir = \"d\"\n").unwrap();
+    let out = impressox()
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "plugin",
+            "check",
+            test_artifacts::THRESHOLD,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("name:        threshold"), "{stdout}");
+    assert!(stdout.contains("kind:        rule-processor"), "{stdout}");
+    assert!(stdout.contains("wit version: 0.1.0"), "{stdout}");
+    assert!(stdout.contains("grants needed: none"), "{stdout}");
+
+    let out = impressox()
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "plugin",
+            "check",
+            test_artifacts::GUEST_WANTS_KV,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("loadable by this host: no"), "{stdout}");
+    assert!(stderr.contains("kv = true"), "{stderr}");
+}
+
+#[test]
+fn plugin_run_calls_a_plugin_on_json_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "data_dir = \"d\"\n").unwrap();
+    let input = dir.path().join("in.json");
+    std::fs::write(
+        &input,
+        r#"{"payload": "{\"e\":\"24hrMiniTicker\",\"E\":1764300000000,\"s\":\"ETHUSDT\",\"c\":\"3500.5\",\"o\":\"3400\",\"h\":\"3600\",\"l\":\"3300\",\"v\":\"1000\",\"q\":\"3500000\"}", "received_ms": 5}"#,
+    )
+    .unwrap();
+    let out = impressox()
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "plugin",
+            "run",
+            test_artifacts::BINANCE,
+            "--input",
+            input.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["parse"]["ok"]["ticks"][0]["symbol"], "ETHUSDT");
+    assert_eq!(v["parse"]["ok"]["ticks"][0]["price"], 3500.5);
+}
+
+#[test]
+fn bundled_example_inputs_run() {
+    // Each bundled plugin ships an example input for `plugin run`.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "data_dir = \"d\"\n").unwrap();
+    let cases = [
+        ("threshold", test_artifacts::THRESHOLD),
+        ("binance", test_artifacts::BINANCE),
+        ("telegram-markdown", test_artifacts::TELEGRAM_MARKDOWN),
+        ("echo-task", test_artifacts::ECHO_TASK),
+        ("event-logger", test_artifacts::EVENT_LOGGER),
+        ("coingecko", test_artifacts::COINGECKO),
+        ("replay-rows", test_artifacts::REPLAY_ROWS),
+        ("plain-formatter", test_artifacts::PLAIN_FORMATTER),
+        ("x-timeline", test_artifacts::X_TIMELINE),
+    ];
+    for (name, wasm) in cases {
+        let input = root.join("plugins").join(name).join("examples/input.json");
+        let out = impressox()
+            .args([
+                "--config",
+                cfg.to_str().unwrap(),
+                "plugin",
+                "run",
+                wasm,
+                "--input",
+                input.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v.get("error").is_none(), "{name}: {v}");
+    }
+}
+
+#[test]
+fn run_serves_the_api_loads_plugins_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("data_dir = \"data\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[plugins]\ndir = \"plugins.d\"\n[workers]\nenabled = []\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins.d")).unwrap();
+    std::fs::copy(
+        test_artifacts::PLAIN_FORMATTER,
+        dir.path().join("plugins.d/plain.wasm"),
+    )
+    .unwrap();
+    let mut child = impressox()
+        .args(["--config", cfg.to_str().unwrap(), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::blocking_free_get;
+    let ready = wait_until(Duration::from_secs(60), || {
+        client(&format!("http://127.0.0.1:{port}/readyz")) == Some(200)
+    });
+    assert!(ready, "host never became ready");
+    // A file dropped in while running is picked up.
+    std::fs::copy(
+        test_artifacts::ECHO_TASK,
+        dir.path().join("plugins.d/echo.wasm"),
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(60), || client(&format!(
+        "http://127.0.0.1:{port}/api/v1/plugins/echo-task"
+    )) == Some(200)));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+}
+
+#[test]
+fn run_refuses_an_unknown_config_key_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[plugins]\ndirr = \"x\"\n").unwrap();
+    let out = impressox()
+        .args(["--config", cfg.to_str().unwrap(), "run"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dirr") && stderr.contains("c.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn scaffolded_plugin_outside_the_repository_builds_and_loads_without_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "data_dir = \"data\"\n[plugins]\ndir = \"plugins.d\"\n",
+    )
+    .unwrap();
+    let crate_dir = dir.path().join("my-formatter");
+    let out = impressox()
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "plugin",
+            "new",
+            "notify-formatter",
+            "my-formatter",
+            "--path",
+            crate_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Share compiled dependencies between runs; the crate itself is still built from scratch.
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let out = impressox()
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "plugin",
+            "build",
+            crate_dir.to_str().unwrap(),
+        ])
+        .env("CARGO_TARGET_DIR", target.join("scaffold-test"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wasm = dir.path().join("plugins.d/my_formatter.wasm");
+    assert!(wasm.exists());
+    let h = host();
+    h.load(wasm.to_str().unwrap(), "my.wasm");
+    let msg = h
+        .runtime
+        .plugin("my-formatter")
+        .format(&notification("n"), "email")
+        .unwrap()
+        .unwrap();
+    assert!(
+        msg[0].text.contains("[email] BTCUSDT above 70000"),
+        "{}",
+        msg[0].text
+    );
+}
+
+/// Minimal blocking GET without pulling reqwest's blocking feature: the status code or None.
+mod reqwest {
+    pub fn blocking_free_get(url: &str) -> Option<u16> {
+        use std::io::{Read, Write};
+        let rest = url.strip_prefix("http://")?;
+        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+        let mut s = std::net::TcpStream::connect(host).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        buf.split_whitespace().nth(1)?.parse().ok()
+    }
+}

@@ -1,0 +1,112 @@
+//! A host in a temporary folder: config, data dir and plugin dir of its own.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use impressox_host::config::Config;
+use impressox_host::runtime::Runtime;
+
+pub struct TestHost {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub runtime: Runtime,
+}
+
+/// Settings small enough to hit in a test, loose enough for a loaded CI machine.
+pub fn config_in(dir: &Path, extra: &str) -> Config {
+    let path = dir.join("impressox.toml");
+    let text = format!(
+        "data_dir = \"data\"\n[plugins]\ndir = \"plugins.d\"\ncall_timeout_ms = 200\nmemory_limit_mib = 32\n\
+         quarantine_after = 3\nmax_output_bytes = 1048576\ndebounce_ms = 30\n{extra}"
+    );
+    std::fs::write(&path, text).unwrap();
+    Config::load_with_env(Some(&path), &[]).unwrap()
+}
+
+pub fn host() -> TestHost {
+    host_with("")
+}
+
+pub fn host_with(extra: &str) -> TestHost {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(dir.path(), extra);
+    std::fs::create_dir_all(config.plugin_dir()).unwrap();
+    let runtime = Runtime::new(&config).unwrap();
+    TestHost {
+        dir,
+        config,
+        runtime,
+    }
+}
+
+impl TestHost {
+    /// Copy a built component into the plugin dir as `file_name`.
+    pub fn install(&self, artifact: &str, file_name: &str) -> PathBuf {
+        let dest = self.config.plugin_dir().join(file_name);
+        write_atomically(&dest, &std::fs::read(artifact).unwrap());
+        dest
+    }
+
+    /// Write raw bytes into the plugin dir.
+    pub fn install_bytes(&self, bytes: &[u8], file_name: &str) -> PathBuf {
+        let dest = self.config.plugin_dir().join(file_name);
+        write_atomically(&dest, bytes);
+        dest
+    }
+
+    /// Install and load now; panics with the reason if it fails.
+    pub fn load(&self, artifact: &str, file_name: &str) -> PathBuf {
+        let path = self.install(artifact, file_name);
+        self.runtime
+            .load_file(&path)
+            .unwrap_or_else(|e| panic!("{file_name}: {e}"));
+        path
+    }
+}
+
+pub fn write_atomically(dest: &Path, bytes: &[u8]) {
+    let tmp = dest.with_file_name(format!(
+        ".{}.tmp",
+        dest.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
+}
+
+/// Poll `check` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    check()
+}
+
+pub fn notification(id: &str) -> impressox_host::bindings::types::Notification {
+    impressox_host::bindings::types::Notification {
+        id: id.into(),
+        user_id: "u1".into(),
+        kind: "price_alert".into(),
+        priority: impressox_host::bindings::types::Priority::Normal,
+        title: "BTCUSDT above 70000".into(),
+        body: "BTCUSDT is 70123.40 (Binance)".into(),
+        data_json: "{}".into(),
+        created_at_ms: 0,
+    }
+}
+
+pub fn event(action: &str) -> impressox_host::bindings::types::Event {
+    impressox_host::bindings::types::Event {
+        stream: "s".into(),
+        id: "1-0".into(),
+        fields: vec![impressox_host::bindings::types::Field {
+            name: "do".into(),
+            value: action.into(),
+        }],
+        attempt: 1,
+        received_at_ms: 0,
+    }
+}

@@ -1,0 +1,175 @@
+//! Files that must never replace a working plugin, and the errors they get.
+
+use impressox_host::runtime::{LoadOutcome, State};
+
+use crate::harness::*;
+
+fn status_of(h: &TestHost, name: &str) -> impressox_host::runtime::PluginStatus {
+    h.runtime
+        .statuses()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no status for {name}"))
+}
+
+#[test]
+fn non_wasm_file_is_refused_with_a_clear_error() {
+    let h = host();
+    let path = h.install_bytes(b"this is a README, not a plugin", "readme.wasm");
+    let err = h.runtime.load_file(&path).unwrap_err();
+    assert!(err.contains("not a WebAssembly file"), "{err}");
+    let st = status_of(&h, "readme");
+    assert_eq!(st.state, State::Failed);
+    assert!(
+        st.last_load_error
+            .unwrap()
+            .contains("not a WebAssembly file")
+    );
+}
+
+#[test]
+fn core_module_is_refused_as_not_a_component() {
+    let h = host();
+    let module = wat::parse_str("(module (func (export \"f\")))").unwrap();
+    let path = h.install_bytes(&module, "core.wasm");
+    let err = h.runtime.load_file(&path).unwrap_err();
+    assert!(
+        err.contains("core WebAssembly module, not a component"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_file_keeps_the_old_version_serving() {
+    let h = host();
+    let path = h.load(test_artifacts::GUEST_SWAP_V1, "swapper.wasm");
+    let plugin = h.runtime.plugin("swapper");
+    let bytes = std::fs::read(test_artifacts::GUEST_SWAP_V2).unwrap();
+    write_atomically(&path, &bytes[..bytes.len() / 2]);
+    let err = h.runtime.load_file(&path).unwrap_err();
+    assert!(err.contains("not a valid WebAssembly component"), "{err}");
+    let out = plugin
+        .format(&notification("n1"), "console")
+        .unwrap()
+        .unwrap();
+    assert_eq!(out[0].text, "1.0.0:n1", "the old version must keep serving");
+    let st = status_of(&h, "swapper");
+    assert_eq!(st.state, State::Active);
+    assert!(
+        st.last_load_error
+            .unwrap()
+            .contains("not a valid WebAssembly component")
+    );
+}
+
+#[test]
+fn command_component_is_refused_as_the_wrong_world() {
+    let h = host();
+    let path = h.install(test_artifacts::GUEST_COMMAND, "command.wasm");
+    let err = h.runtime.load_file(&path).unwrap_err();
+    assert!(err.contains("wrong world"), "{err}");
+    assert!(err.contains("wasi:cli/run"), "names what it exports: {err}");
+}
+
+#[test]
+fn unsupported_wit_version_is_refused() {
+    let h = host();
+    let path = h.install(test_artifacts::GUEST_OLD_WIT, "old.wasm");
+    let err = h.runtime.load_file(&path).unwrap_err();
+    assert!(err.contains("unsupported WIT version `0.2.0`"), "{err}");
+    assert!(err.contains("accepts 0.1.0"), "{err}");
+}
+
+#[test]
+fn ungranted_import_is_refused_naming_plugin_interface_and_grant() {
+    let h = host();
+    let path = h.install(test_artifacts::GUEST_WANTS_KV, "wants-kv.wasm");
+    let err = h.runtime.load_file(&path).unwrap_err();
+    assert!(err.contains("plugin `wants-kv`"), "{err}");
+    assert!(err.contains("impressox:plugin/kv@0.1.0"), "{err}");
+    assert!(err.contains("[plugins.grants.wants-kv] kv = true"), "{err}");
+    assert!(h.runtime.loaded_names().is_empty());
+}
+
+#[test]
+fn granted_but_unavailable_capability_is_refused_clearly() {
+    let h = host_with("[plugins.grants.wants-kv]\nkv = true\n");
+    let path = h.install(test_artifacts::GUEST_WANTS_KV, "wants-kv.wasm");
+    let err = h.runtime.load_file(&path).unwrap_err();
+    assert!(
+        err.contains("does not provide the `kv` capability yet"),
+        "{err}"
+    );
+}
+
+#[test]
+fn same_content_again_is_a_no_op() {
+    let h = host();
+    let path = h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    assert_eq!(
+        h.runtime.load_file(&path).unwrap(),
+        LoadOutcome::Unchanged {
+            name: "plain-formatter".into()
+        }
+    );
+}
+
+#[test]
+fn second_file_claiming_a_loaded_name_is_refused() {
+    let h = host();
+    h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    let copy = h.install(test_artifacts::PLAIN_FORMATTER, "plain-copy.wasm");
+    let err = h.runtime.load_file(&copy).unwrap_err();
+    assert!(err.contains("already served from"), "{err}");
+}
+
+#[test]
+fn deleting_the_file_unloads_the_plugin() {
+    let h = host();
+    let path = h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    let handle = h.runtime.plugin("plain-formatter");
+    assert!(handle.format(&notification("a"), "console").is_ok());
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        h.runtime.unload_file(&path).as_deref(),
+        Some("plain-formatter")
+    );
+    assert!(h.runtime.loaded_names().is_empty());
+    let err = handle.format(&notification("b"), "console").unwrap_err();
+    assert!(err.to_string().contains("not loaded"), "{err}");
+}
+
+#[test]
+fn watcher_loads_swaps_and_unloads_without_a_restart() {
+    let h = host();
+    let watcher = impressox_host::runtime::watcher::Watcher::start(
+        h.runtime.clone(),
+        std::time::Duration::from_millis(30),
+    )
+    .unwrap();
+    let handle = h.runtime.plugin("swapper");
+    let path = h.install(test_artifacts::GUEST_SWAP_V1, "swapper.wasm");
+    let text = |h: &impressox_host::runtime::PluginHandle| {
+        h.format(&notification("w"), "console")
+            .ok()
+            .and_then(|r| r.ok())
+            .map(|m| m[0].text.clone())
+    };
+    assert!(wait_until(std::time::Duration::from_secs(30), || text(
+        &handle
+    )
+    .as_deref()
+        == Some("1.0.0:w")));
+    h.install(test_artifacts::GUEST_SWAP_V2, "swapper.wasm");
+    assert!(wait_until(std::time::Duration::from_secs(30), || text(
+        &handle
+    )
+    .as_deref()
+        == Some("2.0.0:w")));
+    std::fs::remove_file(&path).unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(30), || h
+        .runtime
+        .loaded_names()
+        .is_empty()));
+    drop(watcher);
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the host, against real `.wasm` components built by
+//! `test-artifacts` (the bundled plugins and the misbehaving test guests).
+
+mod api;
+mod cache;
+mod cli;
+mod harness;
+mod limits;
+mod loading;
+mod plugins;
+mod swap;
