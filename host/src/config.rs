@@ -202,19 +202,11 @@ pub enum DocumentsBackend {
 }
 
 /// `[workers]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {
     /// Workers this process runs; `[]` runs only the plugin runtime and the API.
     pub enabled: Vec<String>,
-}
-
-impl Default for WorkersConfig {
-    fn default() -> Self {
-        WorkersConfig {
-            enabled: Vec::new(),
-        }
-    }
 }
 
 /// `[log]`

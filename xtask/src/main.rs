@@ -1,1 +1,158 @@
-fn main() {}
+//! Project tasks behind the README's two commands.
+//!
+//! - `cargo demo`: build the bundled plugins for wasm32-wasip2, copy them into
+//!   `config/plugins.d`, and run the host with `config/default.toml` until Ctrl-C.
+//! - `cargo test-all`: what CI runs — formatting, clippy with `-D warnings` on the host
+//!   and on the guests' wasm target, and every test.
+//!
+//! Plain `std::process::Command` calls, so the steps read like the shell commands they are.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let result = match task.as_str() {
+        "demo" => demo(),
+        "test" => test(),
+        _ => Err("usage: cargo xtask <demo|test>".to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(mut cmd: Command, what: &str) -> Result<(), String> {
+    eprintln!("xtask: {what}");
+    let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+/// Package names of the bundled plugins (`plugins/*/Cargo.toml`).
+fn plugin_packages() -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    let dir = root().join("plugins");
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path().join("Cargo.toml")) else {
+            continue;
+        };
+        if let Some(name) = text.lines().find_map(|l| l.trim().strip_prefix("name = ")) {
+            names.push(name.trim_matches('"').to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn demo() -> Result<(), String> {
+    let plugins = plugin_packages()?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--target", "wasm32-wasip2"]);
+    for p in &plugins {
+        build.args(["-p", p]);
+    }
+    run(build, "building the bundled plugins for wasm32-wasip2")?;
+    let out = root().join("config/plugins.d");
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+    for p in &plugins {
+        let file = format!("{}.wasm", p.replace('-', "_"));
+        let from = target_dir().join("wasm32-wasip2/release").join(&file);
+        let to = out.join(&file);
+        // Copy under a hidden name and rename: a running host never sees half a file.
+        let tmp = out.join(format!(".{file}.tmp"));
+        std::fs::copy(&from, &tmp).map_err(|e| format!("{}: {e}", from.display()))?;
+        std::fs::rename(&tmp, &to).map_err(|e| e.to_string())?;
+    }
+    eprintln!("xtask: {} plugins in {}", plugins.len(), out.display());
+    let mut host = cargo();
+    host.args([
+        "run",
+        "--release",
+        "-p",
+        "impressox-host",
+        "--",
+        "--config",
+        "config/default.toml",
+        "run",
+    ]);
+    run(host, "starting the host (Ctrl-C stops it)")
+}
+
+fn test() -> Result<(), String> {
+    let mut target = Command::new("rustup");
+    target
+        .args(["target", "add", "wasm32-wasip2"])
+        .current_dir(root());
+    run(target, "installing the wasm32-wasip2 target")?;
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt, "cargo fmt --check")?;
+    let mut fmt_guests = cargo();
+    fmt_guests.args([
+        "fmt",
+        "--all",
+        "--check",
+        "--manifest-path",
+        "tests/guests/Cargo.toml",
+    ]);
+    run(fmt_guests, "cargo fmt --check (test guests)")?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--release",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run(clippy, "clippy (host target)")?;
+    let mut clippy_wasm = cargo();
+    clippy_wasm.args([
+        "clippy",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "-p",
+        "impressox-plugin-sdk",
+    ]);
+    for p in plugin_packages()? {
+        clippy_wasm.args(["-p", &p]);
+    }
+    clippy_wasm.args(["--", "-D", "warnings"]);
+    run(clippy_wasm, "clippy (guests, wasm32-wasip2)")?;
+
+    let mut tests = cargo();
+    tests.args(["test", "--release", "--workspace"]);
+    run(tests, "cargo test --release --workspace")
+}

@@ -186,7 +186,7 @@ impl Session {
                 unreachable!("kind checked")
             };
             let r = init(&mut RuleProcessorInit {
-                bindings: &b,
+                bindings: b,
                 store: &mut inst.store,
             });
             if let Err(e) = r {
@@ -205,7 +205,7 @@ impl Session {
         };
         let started = Instant::now();
         let result = f(&mut RuleProcessorInit {
-            bindings: &b,
+            bindings: b,
             store: &mut inst.store,
         });
         stats.calls.fetch_add(1, Ordering::Relaxed);
