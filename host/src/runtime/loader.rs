@@ -54,6 +54,7 @@ impl Inner {
     /// Load `path` and swap it in. `force` reloads even when the content is unchanged.
     pub(crate) fn load_file(&self, path: &Path, force: bool) -> Result<LoadOutcome, String> {
         let started = Instant::now();
+        let path = &absolute(path);
         let previous = self.registry.file(path);
         let result = self.load_inner(path, force, &previous, started);
         match &result {
@@ -288,13 +289,14 @@ impl Inner {
 
     /// Forget a deleted file; its plugin stops serving once its calls in flight finish.
     pub(crate) fn unload_file(&self, path: &Path) -> Option<String> {
+        let path = &absolute(path);
         let record = self.registry.forget_file(path)?;
         let name = record.plugin?;
         let still_ours = self
             .registry
             .get(&name)
             .and_then(|s| s.current())
-            .is_some_and(|l| l.file == path);
+            .is_some_and(|l| l.file == *path);
         if still_ours {
             self.registry.uninstall(&name);
             tracing::info!(plugin = %name, file = %path.display(), "plugin unloaded (file deleted)");
@@ -351,6 +353,19 @@ pub(crate) fn is_plugin_file(path: &Path) -> bool {
         && path
             .file_name()
             .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+}
+
+/// One spelling per file: the canonical folder plus the file name, so relative, absolute
+/// and `..` spellings (and a file already deleted) all map to the same key.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (
+        abs.parent().and_then(|p| p.canonicalize().ok()),
+        abs.file_name(),
+    ) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => abs,
+    }
 }
 
 fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {

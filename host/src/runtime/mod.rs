@@ -43,6 +43,15 @@ pub use registry::{PluginStatus, State};
 use crate::config::{Config, PluginsConfig};
 use state::StoreState;
 
+/// The plugin directory, created if missing, in its canonical spelling.
+fn plugin_dir(config: &Config) -> Result<PathBuf> {
+    let dir = config.plugin_dir();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("failed to create plugin directory {}", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("failed to resolve plugin directory {}", dir.display()))
+}
+
 /// Shared state behind [`Runtime`] handles.
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
@@ -93,7 +102,9 @@ impl Runtime {
                 cache,
                 limits,
                 plugins: p.clone(),
-                dir: config.plugin_dir(),
+                // One spelling per file: watcher events carry absolute paths, so every path
+                // the registry keys by is made absolute too.
+                dir: plugin_dir(config)?,
                 max_file_bytes: p.max_file_mib * 1024 * 1024,
                 registry: registry::Registry::default(),
                 _ticker: ticker,

@@ -173,3 +173,36 @@ fn watcher_loads_swaps_and_unloads_without_a_restart() {
         .is_empty()));
     drop(watcher);
 }
+
+#[test]
+fn relative_and_absolute_spellings_of_a_file_are_one_file() {
+    let h = host();
+    let path = h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    let cwd = std::env::current_dir().unwrap();
+    let relative = pathdiff(&path, &cwd);
+    assert_eq!(
+        h.runtime.load_file(&relative).unwrap(),
+        LoadOutcome::Unchanged {
+            name: "plain-formatter".into()
+        }
+    );
+    // A rescan (which lists the directory) sees the same file, not a second claimant.
+    for (file, result) in h.runtime.rescan(false) {
+        assert!(result.is_ok(), "{}: {result:?}", file.display());
+    }
+}
+
+/// `path` relative to `base` (both absolute), through `..` as needed.
+fn pathdiff(path: &std::path::Path, base: &std::path::Path) -> std::path::PathBuf {
+    let p: Vec<_> = path.components().collect();
+    let b: Vec<_> = base.components().collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}
