@@ -120,6 +120,24 @@ use types::{
 };
 
 /// A feed parser turns raw feed payloads into price ticks.
+///
+/// ```no_run
+/// use impressox_plugin_sdk::types::{ParsedPayload, PriceTick};
+/// use impressox_plugin_sdk::{FeedParser, export_feed_parser};
+///
+/// struct Lines;
+/// impl FeedParser for Lines {
+///     const NAME: &'static str = "lines";
+///     fn parse(payload: Vec<u8>, received_ms: i64) -> Result<ParsedPayload, String> {
+///         let text = String::from_utf8(payload).map_err(|_| "not UTF-8".to_string())?;
+///         let (symbol, price) = text.split_once(' ').ok_or("expected `SYMBOL PRICE`")?;
+///         let price: f64 = price.trim().parse().map_err(|_| "bad price".to_string())?;
+///         let tick = PriceTick { symbol: symbol.into(), price, ts_ms: received_ms, volume: None, bid: None, ask: None };
+///         Ok(ParsedPayload { ticks: vec![tick], heartbeat: false })
+///     }
+/// }
+/// export_feed_parser!(Lines);
+/// ```
 pub trait FeedParser: 'static {
     /// The plugin's unique name.
     const NAME: &'static str;
@@ -137,6 +155,43 @@ pub trait FeedParser: 'static {
 }
 
 /// A rule processor owns a set of alert rules and evaluates batches of ticks against them.
+///
+/// ```no_run
+/// use std::cell::RefCell;
+/// use impressox_plugin_sdk::types::{Alert, Rule, TickBatch};
+/// use impressox_plugin_sdk::{RuleProcessor, export_rule_processor};
+///
+/// thread_local!(static RULES: RefCell<Vec<Rule>> = const { RefCell::new(Vec::new()) });
+///
+/// /// Fires every armed rule whose symbol ticks above its value.
+/// struct Above;
+/// impl RuleProcessor for Above {
+///     const NAME: &'static str = "above";
+///     fn upsert_rules(rules: Vec<Rule>) -> Result<(), String> {
+///         RULES.with(|r| r.borrow_mut().extend(rules));
+///         Ok(())
+///     }
+///     fn remove_rules(ids: Vec<String>) {
+///         RULES.with(|r| r.borrow_mut().retain(|x| !ids.contains(&x.id)));
+///     }
+///     fn prime_prices(_: Vec<(u32, f64, i64)>) {}
+///     fn evaluate(batch: TickBatch) -> Vec<Alert> {
+///         let mut out = Vec::new();
+///         RULES.with(|r| for rule in r.borrow_mut().iter_mut() {
+///             for t in batch.ticks.iter().filter(|t| t.symbol_id == rule.symbol_id) {
+///                 if rule.state.armed && t.price > rule.condition.value {
+///                     rule.state.armed = false;
+///                     rule.state.last_fired_ms = Some(t.ts_ms);
+///                     out.push(Alert { rule_id: rule.id.clone(), symbol_id: t.symbol_id, price: t.price,
+///                         reference_price: None, fired_at_ms: t.ts_ms, reason: "above".into(), state: rule.state });
+///                 }
+///             }
+///         });
+///         out
+///     }
+/// }
+/// export_rule_processor!(Above);
+/// ```
 ///
 /// It keeps its rules in memory between calls; the host re-sends them (with their
 /// persisted [`RuleState`]) to every fresh instance, so it may rely on that.
@@ -157,6 +212,22 @@ pub trait RuleProcessor: 'static {
 }
 
 /// A scrape parser reads a captured page into tweets, profiles, cursors and rate limits.
+///
+/// ```no_run
+/// use impressox_plugin_sdk::types::{AccountSignal, PageCapture, ScrapeResult};
+/// use impressox_plugin_sdk::{ScrapeParser, export_scrape_parser};
+///
+/// struct Counter;
+/// impl ScrapeParser for Counter {
+///     const NAME: &'static str = "counter";
+///     fn parse(capture: PageCapture) -> Result<ScrapeResult, String> {
+///         impressox_plugin_sdk::log::info(&format!("{} responses", capture.responses.len()));
+///         Ok(ScrapeResult { tweets: vec![], profiles: vec![], cursors: vec![], rate_limits: vec![],
+///             account_signal: AccountSignal::Ok, skipped: vec![] })
+///     }
+/// }
+/// export_scrape_parser!(Counter);
+/// ```
 pub trait ScrapeParser: 'static {
     /// The plugin's unique name.
     const NAME: &'static str;
@@ -180,6 +251,20 @@ pub trait NotifyFormatter: 'static {
 }
 
 /// A task runs on a schedule and reports what it did.
+///
+/// ```no_run
+/// use impressox_plugin_sdk::types::{TaskReport, TaskRun};
+/// use impressox_plugin_sdk::{Task, export_task};
+///
+/// struct Hello;
+/// impl Task for Hello {
+///     const NAME: &'static str = "hello";
+///     fn run(run: TaskRun) -> Result<TaskReport, String> {
+///         Ok(TaskReport { summary: format!("hello from {}", run.schedule), data_json: "{}".into() })
+///     }
+/// }
+/// export_task!(Hello);
+/// ```
 pub trait Task: 'static {
     /// The plugin's unique name; schedules name it in config.
     const NAME: &'static str;
@@ -191,6 +276,20 @@ pub trait Task: 'static {
 }
 
 /// An event handler handles one event of a stream.
+///
+/// ```no_run
+/// use impressox_plugin_sdk::types::{Event, Outcome};
+/// use impressox_plugin_sdk::{EventHandler, export_event_handler};
+///
+/// struct Acker;
+/// impl EventHandler for Acker {
+///     const NAME: &'static str = "acker";
+///     fn handle(event: Event) -> Outcome {
+///         if event.fields.is_empty() { Outcome::DeadLetter("empty event".into()) } else { Outcome::Ack }
+///     }
+/// }
+/// export_event_handler!(Acker);
+/// ```
 pub trait EventHandler: 'static {
     /// The plugin's unique name; listeners name it in config.
     const NAME: &'static str;
