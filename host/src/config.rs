@@ -32,6 +32,8 @@ pub struct Config {
     pub documents: DocumentsConfig,
     /// Which workers this process runs.
     pub workers: WorkersConfig,
+    /// The market monitor: sources, seeded rules, tuning.
+    pub market: crate::market::config::MarketConfig,
     /// Log output.
     pub log: LogConfig,
     /// The folder relative paths resolve against (the config file's). Not a config key.
@@ -48,6 +50,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             documents: DocumentsConfig::default(),
             workers: WorkersConfig::default(),
+            market: Default::default(),
             log: LogConfig::default(),
             base_dir: PathBuf::from("."),
         }
@@ -324,6 +327,7 @@ impl Config {
                 );
             }
         }
+        self.market.validate()?;
         Ok(())
     }
 

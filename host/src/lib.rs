@@ -25,6 +25,8 @@ pub mod bindings;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod market;
 pub mod runtime;
+pub mod storage;
 pub mod util;
 pub mod workers;

@@ -1,7 +1,7 @@
 //! Workers: one folder per worker, each owning its loop.
 //!
-//! This release ships the plugin runtime and the admin API; the workers named in SPEC §1
-//! arrive one issue at a time. Naming one that this build does not have yet is a clear
+//! The workers named in SPEC §1 arrive one issue at a time (the market monitor lives in
+//! `crate::market`). Naming one that this build does not have yet is a clear
 //! start-up error rather than a silent no-op.
 
 use anyhow::{Result, bail};
@@ -16,7 +16,7 @@ pub const KNOWN: &[&str] = &[
 ];
 
 /// Workers this build can run.
-pub const AVAILABLE: &[&str] = &[];
+pub const AVAILABLE: &[&str] = &["market-monitor"];
 
 /// Refuse a configuration that enables a worker this build cannot run yet.
 pub fn check_available(enabled: &[String]) -> Result<()> {

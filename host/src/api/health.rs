@@ -1,4 +1,4 @@
-//! `/healthz` (the process answers) and `/readyz` (the runtime has loaded its plugins).
+//! `/healthz` (the process answers) and `/readyz` (plugins loaded, store reachable).
 
 use axum::Json;
 use axum::extract::State;
@@ -21,6 +21,14 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiErr
         .collect();
     if loaded.is_empty() {
         return Err(ApiError::unavailable("no plugin is loaded yet"));
+    }
+    if let Some(store) = &state.services.store
+        && let Err(e) = store.ping().await
+    {
+        return Err(ApiError::unavailable(format!(
+            "the {} store is not reachable: {e}",
+            store.backend()
+        )));
     }
     Ok(Json(
         json!({"status": "ready", "plugins": loaded, "not_active": failed}),

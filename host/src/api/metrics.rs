@@ -93,5 +93,148 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             h.count()
         );
     }
+    if let Some(m) = &state.services.market {
+        market(&mut out, m);
+    }
+    if let Some(store) = &state.services.store {
+        let _ = writeln!(out, "# HELP impressox_stream_length Entries in a stream.");
+        let _ = writeln!(out, "# TYPE impressox_stream_length gauge");
+        let stream = crate::storage::NOTIFY_REQUESTS;
+        if let Ok(n) = store.stream_len(stream).await {
+            let _ = writeln!(out, "impressox_stream_length{{stream=\"{stream}\"}} {n}");
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Per-source health and pipeline counters of the market monitor.
+fn market(out: &mut String, m: &crate::market::MarketHandle) {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use crate::market::health::{SourceHealth, SourceState};
+    type SourceCounter = (&'static str, &'static str, fn(&SourceHealth) -> u64);
+    let counters: [SourceCounter; 5] = [
+        (
+            "impressox_source_messages_total",
+            "Messages received.",
+            |h| h.messages.load(Relaxed),
+        ),
+        ("impressox_source_ticks_total", "Ticks parsed.", |h| {
+            h.ticks.load(Relaxed)
+        }),
+        (
+            "impressox_source_parse_errors_total",
+            "Malformed messages skipped.",
+            |h| h.parse_errors.load(Relaxed),
+        ),
+        ("impressox_source_reconnects_total", "Reconnects.", |h| {
+            h.reconnects.load(Relaxed)
+        }),
+        (
+            "impressox_source_stale_total",
+            "Times the source went stale.",
+            |h| h.stale_events.load(Relaxed),
+        ),
+    ];
+    for (metric, help, value) in counters {
+        let _ = writeln!(out, "# HELP {metric} {help}");
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        for h in m.health.iter() {
+            let _ = writeln!(out, "{metric}{{source=\"{}\"}} {}", h.name, value(h));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP impressox_source_state Source state (1 for the current one)."
+    );
+    let _ = writeln!(out, "# TYPE impressox_source_state gauge");
+    let _ = writeln!(
+        out,
+        "# HELP impressox_source_last_message_age_seconds Time since the last message."
+    );
+    for h in m.health.iter() {
+        let now = h.state();
+        for (label, st) in [
+            ("connecting", SourceState::Connecting),
+            ("up", SourceState::Up),
+            ("stale", SourceState::Stale),
+            ("down", SourceState::Down),
+            ("finished", SourceState::Finished),
+        ] {
+            let _ = writeln!(
+                out,
+                "impressox_source_state{{source=\"{}\",state=\"{label}\"}} {}",
+                h.name,
+                u8::from(now == st)
+            );
+        }
+        if let Some(age) = h.age_ms() {
+            let _ = writeln!(
+                out,
+                "impressox_source_last_message_age_seconds{{source=\"{}\"}} {}",
+                h.name,
+                age as f64 / 1000.0
+            );
+        }
+    }
+    let s = &m.stats;
+    for (metric, help, v) in [
+        (
+            "impressox_market_ticks_evaluated_total",
+            "Ticks handed to rule processors.",
+            &s.ticks_evaluated,
+        ),
+        (
+            "impressox_market_ticks_stale_total",
+            "Ticks too old to evaluate.",
+            &s.ticks_stale,
+        ),
+        (
+            "impressox_market_ticks_shadowed_total",
+            "Fallback ticks unused while the primary was healthy.",
+            &s.ticks_shadowed,
+        ),
+        (
+            "impressox_market_alerts_total",
+            "Notification requests enqueued.",
+            &s.alerts,
+        ),
+        (
+            "impressox_market_alerts_duplicate_total",
+            "Firings whose request was already enqueued.",
+            &s.alerts_duplicate,
+        ),
+        (
+            "impressox_market_evaluate_errors_total",
+            "Failed rule-processor batches.",
+            &s.evaluate_errors,
+        ),
+        (
+            "impressox_market_store_errors_total",
+            "Store operations retried.",
+            &s.store_errors,
+        ),
+        (
+            "impressox_market_commits_total",
+            "State commits.",
+            &s.commits,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {metric} {help}");
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        let _ = writeln!(out, "{metric} {}", v.load(Relaxed));
+    }
+    let h = &s.alert_latency;
+    let metric = "impressox_market_alert_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {metric} From a feed message to its notification request."
+    );
+    let _ = writeln!(out, "# TYPE {metric} histogram");
+    for (bound, count) in BUCKETS_SECS.iter().zip(h.cumulative_at(BUCKETS_SECS)) {
+        let _ = writeln!(out, "{metric}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{metric}_bucket{{le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(out, "{metric}_sum {}", h.sum_ns() as f64 / 1e9);
+    let _ = writeln!(out, "{metric}_count {}", h.count());
 }

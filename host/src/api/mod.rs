@@ -15,20 +15,42 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::market::MarketHandle;
 use crate::runtime::Runtime;
 use crate::runtime::watcher::RescanTrigger;
+use crate::storage::Store;
 
 mod health;
 mod metrics;
 mod openapi;
 mod plugins;
+mod prices;
+mod rules;
 
 /// What route handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub runtime: Runtime,
     pub rescan: Option<RescanTrigger>,
+    pub services: Services,
     token: Option<Arc<str>>,
+}
+
+/// The stores and workers the API fronts; routes answer 503 for a missing one.
+#[derive(Clone, Default)]
+pub struct Services {
+    pub store: Option<Arc<dyn Store>>,
+    pub market: Option<MarketHandle>,
+}
+
+impl ApiState {
+    /// The key-value store, or a 503.
+    pub fn store(&self) -> Result<&Arc<dyn Store>, ApiError> {
+        self.services
+            .store
+            .as_ref()
+            .ok_or_else(|| ApiError::unavailable("no store is configured in this process"))
+    }
 }
 
 /// A JSON error response.
@@ -45,6 +67,31 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: message.into(),
+        }
+    }
+    /// A 400 naming the bad field (or the body as a whole).
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
+    }
+    /// A 409: the thing exists already.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            message: message.into(),
+        }
+    }
+    /// A 500 for a store failure (the message names the operation, never secrets).
+    pub fn store(e: anyhow::Error) -> ApiError {
+        tracing::warn!(error = %e, "store operation failed in an API request");
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "store_unavailable",
+            message: format!("the store failed: {e}"),
         }
     }
     /// A 503: a dependency is not ready.
@@ -78,14 +125,32 @@ pub fn check_bind(listen: SocketAddr, token: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// The router.
+/// The router for the plugin runtime alone.
 pub fn router(runtime: Runtime, rescan: Option<RescanTrigger>, token: Option<String>) -> Router {
+    router_with(runtime, rescan, token, Services::default())
+}
+
+/// The router with stores and workers.
+pub fn router_with(
+    runtime: Runtime,
+    rescan: Option<RescanTrigger>,
+    token: Option<String>,
+    services: Services,
+) -> Router {
+    use axum::routing::get;
     let state = ApiState {
         runtime,
         rescan,
+        services,
         token: token.map(Arc::from),
     };
     let v1 = Router::new()
+        .route("/rules", get(rules::list).post(rules::create))
+        .route(
+            "/rules/{id}",
+            get(rules::get).patch(rules::patch).delete(rules::delete),
+        )
+        .route("/prices/{symbol}", get(prices::get))
         .route("/plugins", axum::routing::get(plugins::list))
         .route("/plugins/reload", axum::routing::post(plugins::reload))
         .route("/plugins/{name}", axum::routing::get(plugins::get))

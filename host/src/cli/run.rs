@@ -29,18 +29,47 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         runtime.clone(),
         Duration::from_millis(config.plugins.debounce_ms),
     )?;
+    if !config.workers.enabled.is_empty() {
+        // Workers start with the plugins that are in the directory already loaded, so
+        // the first ticks do not meet a parser or processor that is still compiling.
+        watcher.rescan_and_wait(false);
+    }
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("impressox")
         .build()
         .context("failed to start the async runtime")?;
     tokio.block_on(async {
+        let limits = crate::storage::StoreLimits {
+            history_len: config.market.history_len,
+            stream_maxlen: config.market.stream_maxlen,
+            ..Default::default()
+        };
+        let store = crate::storage::open(&config, limits).await?;
+        tracing::info!(backend = store.backend(), "store open");
+        let market = if config.workers.enabled.iter().any(|w| w == "market-monitor") {
+            Some(
+                crate::market::MarketMonitor::start(&config, runtime.clone(), store.clone())
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let services = crate::api::Services {
+            store: Some(store.clone()),
+            market: market.as_ref().map(|m| m.handle.clone()),
+        };
         let shutdown = shutdown_signal();
         if config.api.enabled {
-            let router = crate::api::router(runtime.clone(), Some(watcher.trigger()), token);
+            let router =
+                crate::api::router_with(runtime.clone(), Some(watcher.trigger()), token, services);
             crate::api::serve(config.api.listen, router, shutdown).await?;
         } else {
             shutdown.await;
+        }
+        if let Some(m) = market {
+            tracing::info!("shutting down: stopping the market monitor");
+            m.stop().await;
         }
         anyhow::Ok(())
     })?;

@@ -129,15 +129,35 @@ impl Session {
         self.with(init, |p| p.evaluate(batch))
     }
 
-    /// Upsert rules into the live instance (no-op until the first call creates one; `init`
-    /// covers that case).
-    pub fn upsert_rules(&mut self, rules: &[Rule]) -> Result<Result<(), String>, CallError> {
-        self.with(&mut |_| Ok(()), |p| p.upsert_rules(rules))
+    /// Upsert rules into the live instance. When the call needs a fresh instance, `init`
+    /// runs first (and should load every rule, these included).
+    pub fn upsert_rules(
+        &mut self,
+        init: &mut dyn FnMut(&mut RuleProcessorInit<'_>) -> wasmtime::Result<()>,
+        rules: &[Rule],
+    ) -> Result<Result<(), String>, CallError> {
+        self.with(init, |p| p.upsert_rules(rules))
     }
 
-    /// Remove rules from the live instance.
-    pub fn remove_rules(&mut self, ids: &[String]) -> Result<(), CallError> {
-        self.with(&mut |_| Ok(()), |p| p.remove_rules(ids))
+    /// Remove rules from the live instance (`init` as for [`Session::upsert_rules`]).
+    pub fn remove_rules(
+        &mut self,
+        init: &mut dyn FnMut(&mut RuleProcessorInit<'_>) -> wasmtime::Result<()>,
+        ids: &[String],
+    ) -> Result<(), CallError> {
+        self.with(init, |p| p.remove_rules(ids))
+    }
+
+    /// Whether the next call will build a fresh instance (first call, swap, recycle or
+    /// after a failure).
+    pub fn needs_init(&self) -> bool {
+        match (&self.current, self.handle.slot.current()) {
+            (Some((loaded, inst)), Some(serving)) => {
+                !Arc::ptr_eq(loaded, &serving)
+                    || inst.calls >= self.handle.inner.limits.recycle_after_calls
+            }
+            _ => true,
+        }
     }
 
     fn with<R: super::output::OutputSize>(

@@ -8,4 +8,5 @@ mod harness;
 mod limits;
 mod loading;
 mod plugins;
+mod servers;
 mod swap;

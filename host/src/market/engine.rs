@@ -1,0 +1,668 @@
+//! The evaluation loop: one OS thread that owns the rules, the latest prices and the
+//! rule-processor sessions.
+//!
+//! Each cycle takes what the sources sent (up to `batch_max_ticks` ticks), filters it
+//! (stale ticks, fallback ticks while the primary is healthy), hands the batch to every
+//! rule processor that has rules, and turns each alert into a notification request on
+//! `notify:requests` with idempotency key `rule-<id>-<fired second>`. Then, after any
+//! alert or every `commit_interval_ms`, it writes rule states, prices and source
+//! checkpoints in one transaction.
+//!
+//! Why nothing is lost or doubled across a crash: a checkpoint is only written after the
+//! alerts of every tick before it are enqueued, so a restart re-plays at most the ticks
+//! since the last commit; re-firing on those ticks yields the same keys, which the store
+//! refuses to enqueue twice. Store errors (Redis restarting) are retried until they
+//! succeed; meanwhile the sources wait on the full channel instead of dropping ticks.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use super::config::{MarketConfig, SourceConfig, SourceKind};
+use super::health::{MarketStats, SourceHealth, SourceState};
+use super::rules::{Firing, Mode, RuleRecord, fmt_num};
+use super::sources::SourceBatch;
+use crate::bindings::types::{Alert, Rule, Tick, TickBatch};
+use crate::runtime::Runtime;
+use crate::runtime::invoke::{RuleProcessorInit, Session};
+use crate::storage::{MarketCommit, NOTIFY_REQUESTS, PricePoint, Store};
+use crate::util::{now_ms, rfc3339_ms};
+
+/// What reaches the engine thread.
+pub enum Input {
+    Batch(SourceBatch),
+    /// Add or replace a rule. `keep_firing`: keep the engine's firing state (a patch that
+    /// did not change the condition or trigger).
+    Upsert {
+        rule: Box<RuleRecord>,
+        keep_firing: bool,
+        done: oneshot::Sender<()>,
+    },
+    Remove {
+        id: String,
+        done: oneshot::Sender<()>,
+    },
+    /// Commit now and answer (tests, shutdown of a caller).
+    Flush(oneshot::Sender<()>),
+    Shutdown,
+}
+
+/// Everything the engine starts with.
+pub struct EngineSetup {
+    pub config: MarketConfig,
+    pub health: Vec<Arc<SourceHealth>>,
+    pub stats: Arc<MarketStats>,
+    pub store: Arc<dyn Store>,
+    pub runtime: Runtime,
+    pub tokio: tokio::runtime::Handle,
+    pub rules: Vec<RuleRecord>,
+    pub latest: Vec<PricePoint>,
+}
+
+#[derive(Clone, Copy)]
+struct Latest {
+    price: f64,
+    ts_ms: i64,
+    source: usize,
+    dirty: bool,
+    last_history_ts: i64,
+}
+
+struct Processor {
+    session: Session,
+    rules: BTreeSet<String>,
+    /// The last batch failed (logged once until it works again).
+    failing: bool,
+}
+
+struct Symbols {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Symbols {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(name.to_string(), id);
+        self.names.push(name.to_string());
+        id
+    }
+}
+
+struct Engine {
+    config: MarketConfig,
+    sources: Vec<SourceConfig>,
+    health: Vec<Arc<SourceHealth>>,
+    /// `fallback_for` as source indices.
+    primaries: Vec<Vec<usize>>,
+    stats: Arc<MarketStats>,
+    store: Arc<dyn Store>,
+    runtime: Runtime,
+    tokio: tokio::runtime::Handle,
+    symbols: Symbols,
+    latest: Vec<Option<Latest>>,
+    /// Per source: wall-clock ms it last delivered each symbol.
+    seen: Vec<HashMap<u32, i64>>,
+    rules: HashMap<String, RuleRecord>,
+    processors: HashMap<String, Processor>,
+    dirty_rules: BTreeSet<String>,
+    checkpoints: HashMap<usize, String>,
+    history: Vec<PricePoint>,
+    last_commit: Instant,
+}
+
+/// Run the engine until `Input::Shutdown` or until every sender is gone.
+pub fn run(setup: EngineSetup, mut rx: mpsc::Receiver<Input>) {
+    let mut engine = Engine::new(setup);
+    let tick_wait = Duration::from_millis(engine.config.commit_interval_ms.max(10));
+    loop {
+        let first = engine
+            .tokio
+            .block_on(async { tokio::time::timeout(tick_wait, rx.recv()).await });
+        let mut inputs = Vec::new();
+        match first {
+            Ok(Some(i)) => inputs.push(i),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        // Take whatever else is queued, up to one batch worth of ticks.
+        let mut ticks: usize = inputs
+            .iter()
+            .map(|i| match i {
+                Input::Batch(b) => b.ticks.len(),
+                _ => 0,
+            })
+            .sum();
+        while ticks < engine.config.batch_max_ticks {
+            match rx.try_recv() {
+                Ok(i) => {
+                    if let Input::Batch(b) = &i {
+                        ticks += b.ticks.len();
+                    }
+                    inputs.push(i);
+                }
+                Err(_) => break,
+            }
+        }
+        if !engine.cycle(inputs) {
+            break;
+        }
+    }
+    engine.commit();
+    tracing::info!("market engine stopped");
+}
+
+impl Engine {
+    fn new(s: EngineSetup) -> Engine {
+        let sources = s.config.sources.clone();
+        let primaries = sources
+            .iter()
+            .map(|src| {
+                src.fallback_for
+                    .iter()
+                    .filter_map(|n| sources.iter().position(|p| &p.name == n))
+                    .collect()
+            })
+            .collect();
+        let mut engine = Engine {
+            seen: vec![HashMap::new(); sources.len()],
+            sources,
+            primaries,
+            config: s.config,
+            health: s.health,
+            stats: s.stats,
+            store: s.store,
+            runtime: s.runtime,
+            tokio: s.tokio,
+            symbols: Symbols {
+                ids: HashMap::new(),
+                names: Vec::new(),
+            },
+            latest: Vec::new(),
+            rules: HashMap::new(),
+            processors: HashMap::new(),
+            dirty_rules: BTreeSet::new(),
+            checkpoints: HashMap::new(),
+            history: Vec::new(),
+            last_commit: Instant::now(),
+        };
+        for p in s.latest {
+            let sid = engine.symbols.intern(&p.symbol) as usize;
+            let source = engine
+                .sources
+                .iter()
+                .position(|c| c.name == p.source)
+                .unwrap_or(usize::MAX);
+            engine.ensure_sym(sid);
+            engine.latest[sid] = Some(Latest {
+                price: p.price,
+                ts_ms: p.ts_ms,
+                source,
+                dirty: false,
+                last_history_ts: p.ts_ms,
+            });
+        }
+        for r in s.rules {
+            engine.insert_rule(r);
+        }
+        tracing::info!(
+            rules = engine.rules.len(),
+            symbols = engine.symbols.names.len(),
+            "market engine started"
+        );
+        engine
+    }
+
+    fn ensure_sym(&mut self, sid: usize) {
+        if self.latest.len() <= sid {
+            self.latest.resize(sid + 1, None);
+        }
+    }
+
+    fn default_processor(&self) -> &str {
+        &self.config.default_processor
+    }
+
+    /// Track a rule without calling any plugin (the next call's init loads it).
+    fn insert_rule(&mut self, r: RuleRecord) {
+        let sid = self.symbols.intern(&r.symbol) as usize;
+        self.ensure_sym(sid);
+        let proc_name = r.processor_or(&self.config.default_processor).to_string();
+        if r.is_live() {
+            let runtime = &self.runtime;
+            self.processors
+                .entry(proc_name.clone())
+                .or_insert_with(|| Processor {
+                    session: runtime.plugin(&proc_name).session(),
+                    rules: BTreeSet::new(),
+                    failing: false,
+                })
+                .rules
+                .insert(r.id.clone());
+        }
+        self.rules.insert(r.id.clone(), r);
+    }
+
+    /// One cycle; false to stop.
+    fn cycle(&mut self, inputs: Vec<Input>) -> bool {
+        let mut batch: Vec<Tick> = Vec::new();
+        let mut oldest: Option<Instant> = None;
+        let mut stop = false;
+        let mut flushes = Vec::new();
+        let now = now_ms();
+        for input in inputs {
+            match input {
+                Input::Batch(b) => {
+                    oldest = Some(oldest.map_or(b.received, |o| o.min(b.received)));
+                    self.take_ticks(b, now, &mut batch);
+                }
+                Input::Upsert {
+                    rule,
+                    keep_firing,
+                    done,
+                } => {
+                    // Ticks before the change are evaluated under the old rule.
+                    self.evaluate(&mut batch, oldest.take());
+                    self.upsert(*rule, keep_firing);
+                    let _ = done.send(());
+                }
+                Input::Remove { id, done } => {
+                    self.evaluate(&mut batch, oldest.take());
+                    self.remove(&id);
+                    let _ = done.send(());
+                }
+                Input::Flush(done) => flushes.push(done),
+                Input::Shutdown => stop = true,
+            }
+        }
+        let fired = self.evaluate(&mut batch, oldest);
+        if fired > 0
+            || !flushes.is_empty()
+            || stop
+            || self.last_commit.elapsed() >= Duration::from_millis(self.config.commit_interval_ms)
+        {
+            self.commit();
+        }
+        for f in flushes {
+            let _ = f.send(());
+        }
+        !stop
+    }
+
+    fn take_ticks(&mut self, b: SourceBatch, now: i64, batch: &mut Vec<Tick>) {
+        let src = b.source;
+        let live = self.sources[src].kind != SourceKind::Replay;
+        let stale_after = self.health[src].stale_after_ms;
+        for t in b.ticks {
+            if !(t.price.is_finite() && t.price > 0.0) {
+                continue;
+            }
+            if live && t.ts_ms < now - stale_after {
+                self.stats.ticks_stale.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let sid = self.symbols.intern(&t.symbol);
+            self.seen[src].insert(sid, now);
+            if self.shadowed(src, sid, now) {
+                self.stats.ticks_shadowed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.ensure_sym(sid as usize);
+            let interval = self.config.history_interval_ms as i64;
+            let slot = &mut self.latest[sid as usize];
+            let last_history_ts = match slot {
+                Some(l) if t.ts_ms - l.last_history_ts < interval => l.last_history_ts,
+                _ => {
+                    self.history.push(PricePoint {
+                        symbol: t.symbol.clone(),
+                        price: t.price,
+                        ts_ms: t.ts_ms,
+                        source: self.sources[src].name.clone(),
+                    });
+                    t.ts_ms
+                }
+            };
+            *slot = Some(Latest {
+                price: t.price,
+                ts_ms: t.ts_ms,
+                source: src,
+                dirty: true,
+                last_history_ts,
+            });
+            batch.push(Tick {
+                symbol_id: sid,
+                price: t.price,
+                ts_ms: t.ts_ms,
+            });
+        }
+        if let Some(c) = b.checkpoint {
+            self.checkpoints.insert(src, c);
+        }
+    }
+
+    /// A fallback source's tick is not used while one of its primaries is healthy for
+    /// that symbol.
+    fn shadowed(&self, src: usize, sid: u32, now: i64) -> bool {
+        self.primaries[src].iter().any(|&p| {
+            let h = &self.health[p];
+            h.state() == SourceState::Up
+                && self.seen[p]
+                    .get(&sid)
+                    .is_some_and(|t| now - t <= h.stale_after_ms)
+        })
+    }
+
+    /// Evaluate and empty `batch`; returns how many alerts were enqueued.
+    fn evaluate(&mut self, batch: &mut Vec<Tick>, received: Option<Instant>) -> usize {
+        if batch.is_empty() {
+            return 0;
+        }
+        let ticks = std::mem::take(batch);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .ticks_evaluated
+            .fetch_add(ticks.len() as u64, Ordering::Relaxed);
+        let tick_batch = TickBatch {
+            now_ms: now_ms(),
+            ticks,
+        };
+        let mut alerts = Vec::new();
+        let names: Vec<String> = self
+            .processors
+            .iter()
+            .filter(|(_, p)| !p.rules.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            let Some(p) = self.processors.get_mut(&name) else {
+                continue;
+            };
+            let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.latest);
+            match p.session.evaluate(&mut init, &tick_batch) {
+                Ok(a) => {
+                    if p.failing {
+                        tracing::info!(processor = %name, "rule processor evaluates again");
+                        p.failing = false;
+                    }
+                    alerts.extend(a)
+                }
+                Err(e) => {
+                    self.stats.evaluate_errors.fetch_add(1, Ordering::Relaxed);
+                    if !p.failing {
+                        tracing::warn!(processor = %name, error = %e, ticks = tick_batch.ticks.len(), "rule processor failed on a batch; its rules wait (logged once until it recovers)");
+                        p.failing = true;
+                    }
+                }
+            }
+        }
+        let fired = alerts.len();
+        for a in alerts {
+            self.enqueue(a, received);
+        }
+        fired
+    }
+
+    fn enqueue(&mut self, a: Alert, received: Option<Instant>) {
+        let Some(rule) = self.rules.get_mut(&a.rule_id) else {
+            return;
+        };
+        rule.firing = Firing {
+            armed: a.state.armed,
+            last_fired_ms: a.state.last_fired_ms,
+            fired_count: a.state.fired_count,
+        };
+        self.dirty_rules.insert(rule.id.clone());
+        let source = self
+            .latest
+            .get(a.symbol_id as usize)
+            .copied()
+            .flatten()
+            .and_then(|l| self.sources.get(l.source))
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let key = format!("rule-{}-{}", rule.id, a.fired_at_ms.div_euclid(1000));
+        let body = notification_request(rule, &a, &key, &source).to_string();
+        if rule.trigger.mode == Mode::Once
+            && let Some(p) = self
+                .processors
+                .get_mut(rule.processor_or(&self.config.default_processor))
+        {
+            p.rules.remove(&rule.id);
+        }
+        let store = self.store.clone();
+        let result = self.retry("enqueue a notification request", || {
+            let store = store.clone();
+            let (key, body) = (key.clone(), body.clone());
+            async move { store.enqueue_once(NOTIFY_REQUESTS, &key, &body).await }
+        });
+        match result {
+            Some(_) => {
+                self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+                if let Some(r) = received {
+                    self.stats
+                        .alert_latency
+                        .record(r.elapsed().as_nanos() as u64);
+                }
+                tracing::info!(%key, "alert enqueued");
+            }
+            None => {
+                self.stats.alerts_duplicate.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%key, "alert already enqueued before; not repeated");
+            }
+        }
+    }
+
+    /// Run a store operation until it succeeds, backing off; store outages must not
+    /// lose alerts or checkpoints.
+    fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<T>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.tokio.block_on(op()) {
+                Ok(v) => return v,
+                Err(e) => {
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store failed to {what}; retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn upsert(&mut self, mut rule: RuleRecord, keep_firing: bool) {
+        if let Some(old) = self.rules.get(&rule.id) {
+            if keep_firing {
+                rule.firing = old.firing;
+            }
+            let old_proc = old.processor_or(self.default_processor()).to_string();
+            let id = rule.id.clone();
+            if let Some(p) = self.processors.get_mut(&old_proc)
+                && p.rules.remove(&id)
+                && !p.session.needs_init()
+            {
+                let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.latest);
+                let _ = p.session.remove_rules(&mut init, std::slice::from_ref(&id));
+            }
+        }
+        let id = rule.id.clone();
+        let live = rule.is_live();
+        let proc_name = rule.processor_or(self.default_processor()).to_string();
+        self.insert_rule(rule);
+        self.dirty_rules.insert(id.clone());
+        if !live {
+            return;
+        }
+        let Some(p) = self.processors.get_mut(&proc_name) else {
+            return;
+        };
+        // A session that still has to start loads every rule, this one included.
+        if p.session.needs_init() {
+            return;
+        }
+        let sid = self.symbols.ids[&self.rules[&id].symbol];
+        let wit = self.rules[&id].to_wit(sid);
+        let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.latest);
+        match p.session.upsert_rules(&mut init, &[wit]) {
+            Ok(Ok(())) => {}
+            Ok(Err(msg)) => {
+                tracing::warn!(rule = %id, processor = %proc_name, error = %msg, "processor refused the rule")
+            }
+            Err(e) => {
+                tracing::warn!(rule = %id, processor = %proc_name, error = %e, "processor not reachable; the rule loads when it is")
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.dirty_rules.remove(id);
+        let Some(old) = self.rules.remove(id) else {
+            return;
+        };
+        let proc_name = old.processor_or(self.default_processor()).to_string();
+        if let Some(p) = self.processors.get_mut(&proc_name)
+            && p.rules.remove(id)
+            && !p.session.needs_init()
+        {
+            let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.latest);
+            let _ = p.session.remove_rules(&mut init, &[id.to_string()]);
+        }
+    }
+
+    /// Write dirty rules, prices, history and checkpoints in one transaction.
+    fn commit(&mut self) {
+        let mut commit = MarketCommit::default();
+        for id in std::mem::take(&mut self.dirty_rules) {
+            if let Some(r) = self.rules.get(&id)
+                && let Ok(json) = serde_json::to_string(r)
+            {
+                commit.rules.push((id, json));
+            }
+        }
+        for (sid, slot) in self.latest.iter_mut().enumerate() {
+            if let Some(l) = slot
+                && l.dirty
+            {
+                l.dirty = false;
+                commit.latest.push(PricePoint {
+                    symbol: self.symbols.names[sid].clone(),
+                    price: l.price,
+                    ts_ms: l.ts_ms,
+                    source: self
+                        .sources
+                        .get(l.source)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+        commit.history = std::mem::take(&mut self.history);
+        for (src, c) in std::mem::take(&mut self.checkpoints) {
+            commit
+                .checkpoints
+                .push((checkpoint_name(&self.sources[src].name), c));
+        }
+        self.last_commit = Instant::now();
+        if commit.rules.is_empty()
+            && commit.latest.is_empty()
+            && commit.history.is_empty()
+            && commit.checkpoints.is_empty()
+        {
+            return;
+        }
+        let store = self.store.clone();
+        let commit = Arc::new(commit);
+        self.retry("commit market state", || {
+            let (store, commit) = (store.clone(), commit.clone());
+            async move { store.commit_market(&commit).await }
+        });
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The checkpoint key of a source.
+pub fn checkpoint_name(source: &str) -> String {
+    format!("source:{source}")
+}
+
+/// The `init` a session runs on each fresh instance: every live rule of the processor,
+/// then the last known prices, so crossings compare with the real previous price.
+fn initializer<'a>(
+    rules: &'a HashMap<String, RuleRecord>,
+    ids: &'a BTreeSet<String>,
+    symbols: &'a Symbols,
+    latest: &'a [Option<Latest>],
+) -> impl FnMut(&mut RuleProcessorInit<'_>) -> wasmtime::Result<()> + 'a {
+    move |p| {
+        let wit: Vec<Rule> = ids
+            .iter()
+            .filter_map(|id| rules.get(id))
+            .filter(|r| r.is_live())
+            .filter_map(|r| symbols.ids.get(&r.symbol).map(|sid| r.to_wit(*sid)))
+            .collect();
+        for chunk in wit.chunks(10_000) {
+            if let Err(msg) = p.upsert_rules(chunk)? {
+                tracing::warn!(error = %msg, "rule processor refused rules while loading");
+            }
+        }
+        let prices: Vec<(u32, f64, i64)> = latest
+            .iter()
+            .enumerate()
+            .filter_map(|(sid, l)| l.map(|l| (sid as u32, l.price, l.ts_ms)))
+            .collect();
+        p.prime_prices(&prices)?;
+        tracing::info!(
+            rules = wit.len(),
+            prices = prices.len(),
+            "rule processor instance loaded"
+        );
+        Ok(())
+    }
+}
+
+/// The notification request for an alert (SPEC §9 shape).
+fn notification_request(
+    rule: &RuleRecord,
+    a: &Alert,
+    key: &str,
+    source: &str,
+) -> serde_json::Value {
+    let price = fmt_num(a.price);
+    let body = if source.is_empty() {
+        format!("{} is {price}: {}", rule.symbol, a.reason)
+    } else {
+        format!("{} is {price} ({source}): {}", rule.symbol, a.reason)
+    };
+    let mut req = json!({
+        "id": key,
+        "user_id": rule.user_id,
+        "kind": "price_alert",
+        "priority": "normal",
+        "title": rule.title(),
+        "body": body,
+        "data": {
+            "rule_id": rule.id,
+            "symbol": rule.symbol,
+            "price": a.price,
+            "reference_price": a.reference_price,
+            "fired_at": rfc3339_ms(a.fired_at_ms),
+            "reason": a.reason,
+            "source": source,
+            "note": rule.note,
+        },
+    });
+    if let Some(ch) = &rule.channels {
+        req["channels"] = json!(ch);
+    }
+    req
+}

@@ -1,0 +1,200 @@
+//! The market monitor (SPEC §7): price sources → feed-parser plugins → rule-processor
+//! plugins → notification requests on `notify:requests`.
+//!
+//! - `sources/`: one tokio task per `[[market.sources]]` entry (websocket, http-poll,
+//!   replay), each parsing its payloads with its parser plugin;
+//! - `engine`: one thread that batches ticks into the rule processors and enqueues alerts;
+//! - `rules`: the rule JSON, its validation, and the stored record;
+//! - `console`: prints notification requests until the notify worker consumes them;
+//! - `health`: per-source state and counters for `/metrics` and the prices API.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::runtime::Runtime;
+use crate::storage::Store;
+
+pub mod config;
+pub mod console;
+pub mod engine;
+pub mod health;
+pub mod rules;
+pub mod sources;
+
+use engine::Input;
+use health::{MarketStats, SourceHealth};
+use rules::RuleRecord;
+
+/// What the API needs from a running market monitor.
+#[derive(Clone)]
+pub struct MarketHandle {
+    tx: mpsc::Sender<Input>,
+    pub health: Arc<Vec<Arc<SourceHealth>>>,
+    pub stats: Arc<MarketStats>,
+    pub default_processor: Arc<str>,
+}
+
+impl MarketHandle {
+    /// Tell the engine about a created or changed rule; returns once it is applied.
+    pub async fn upsert(&self, rule: RuleRecord, keep_firing: bool) {
+        let (done, wait) = oneshot::channel();
+        let sent = self.tx.send(Input::Upsert {
+            rule: Box::new(rule),
+            keep_firing,
+            done,
+        });
+        if sent.await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Tell the engine a rule is gone; returns once it no longer evaluates or writes it.
+    pub async fn remove(&self, id: &str) {
+        let (done, wait) = oneshot::channel();
+        if self
+            .tx
+            .send(Input::Remove {
+                id: id.to_string(),
+                done,
+            })
+            .await
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
+    }
+
+    /// Commit everything evaluated so far.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Input::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Health of the source named `name`.
+    pub fn source(&self, name: &str) -> Option<&Arc<SourceHealth>> {
+        self.health.iter().find(|h| h.name == name)
+    }
+}
+
+/// A running market monitor.
+pub struct MarketMonitor {
+    pub handle: MarketHandle,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    engine: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MarketMonitor {
+    /// Seed the configured rules, load state from the store and start sources, engine
+    /// and (if configured) the console printer. Call inside a tokio runtime.
+    pub async fn start(
+        config: &Config,
+        runtime: Runtime,
+        store: Arc<dyn Store>,
+    ) -> Result<MarketMonitor> {
+        // rustls needs one process-wide crypto provider for wss:// and https:// feeds.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let market = config.market.clone();
+        market.validate()?;
+        for seed in &market.rules {
+            let id = seed.id.clone().unwrap_or_default();
+            if store.get_rule(&id).await?.is_none() {
+                let rec = RuleRecord::create(seed.clone());
+                store.put_rule(&id, &serde_json::to_string(&rec)?).await?;
+                tracing::info!(rule = %id, "seeded rule from [[market.rules]]");
+            }
+        }
+        let mut rules = Vec::new();
+        for json in store.list_rules().await? {
+            match serde_json::from_str::<RuleRecord>(&json) {
+                Ok(r) => rules.push(r),
+                Err(e) => {
+                    tracing::error!(error = %e, record = %crate::util::truncate(&json, 200), "unreadable rule record skipped")
+                }
+            }
+        }
+        let latest = store.latest_prices().await?;
+        let health: Vec<Arc<SourceHealth>> = market
+            .sources
+            .iter()
+            .map(|s| {
+                let stale = s.stale_after_secs.unwrap_or(market.stale_after_secs) as i64 * 1000;
+                let kind = match s.kind {
+                    config::SourceKind::Websocket => "websocket",
+                    config::SourceKind::HttpPoll => "http-poll",
+                    config::SourceKind::Replay => "replay",
+                };
+                Arc::new(SourceHealth::new(&s.name, kind, stale))
+            })
+            .collect();
+        let stats = Arc::new(MarketStats::default());
+        let (tx, rx) = mpsc::channel::<Input>(1024);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let setup = engine::EngineSetup {
+            config: market.clone(),
+            health: health.clone(),
+            stats: stats.clone(),
+            store: store.clone(),
+            runtime: runtime.clone(),
+            tokio: tokio::runtime::Handle::current(),
+            rules,
+            latest,
+        };
+        let engine = std::thread::Builder::new()
+            .name("market-engine".into())
+            .spawn(move || engine::run(setup, rx))
+            .context("failed to start the market engine thread")?;
+        let mut tasks = Vec::new();
+        for (i, s) in market.sources.iter().enumerate() {
+            let checkpoint = store
+                .get_checkpoint(&engine::checkpoint_name(&s.name))
+                .await?;
+            let ctx = sources::SourceCtx {
+                index: i,
+                config: s.clone(),
+                health: health[i].clone(),
+                parser: runtime.plugin(&s.parser),
+                tx: tx.clone(),
+                shutdown: shutdown_rx.clone(),
+                base_dir: config.base_dir.clone(),
+                checkpoint,
+            };
+            tasks.push(sources::spawn(ctx, &runtime));
+        }
+        if market.console_alerts {
+            tasks.push(tokio::spawn(console::run(
+                store.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
+        tracing::info!(sources = market.sources.len(), "market monitor running");
+        Ok(MarketMonitor {
+            handle: MarketHandle {
+                tx,
+                health: Arc::new(health),
+                stats,
+                default_processor: market.default_processor.as_str().into(),
+            },
+            shutdown,
+            tasks,
+            engine: Some(engine),
+        })
+    }
+
+    /// Stop the sources, let the engine evaluate and commit what it has, and wait.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+        let _ = self.handle.tx.send(Input::Shutdown).await;
+        if let Some(engine) = self.engine.take() {
+            let _ = tokio::task::spawn_blocking(move || engine.join()).await;
+        }
+    }
+}

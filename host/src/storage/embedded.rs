@@ -1,0 +1,399 @@
+//! The embedded backend: one redb database file under `data_dir`.
+//!
+//! redb is an ACID, crash-safe embedded key-value store in pure Rust; every write below
+//! is one transaction, committed durably before the call returns. Streams are a table
+//! keyed by (stream, sequence) with a per-group cursor and a pending table, which is the
+//! part of Redis Streams' consumer-group model the workers use.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use super::{MarketCommit, PricePoint, Store, StoreLimits, StreamEntry};
+use crate::util::now_ms;
+
+const RULES: TableDefinition<&str, &str> = TableDefinition::new("rules");
+const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("prices_latest");
+/// (symbol, per-symbol sequence) → point; the oldest beyond `history_len` is removed.
+const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("prices_history");
+const HISTORY_SEQ: TableDefinition<&str, u64> = TableDefinition::new("prices_history_seq");
+const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
+const STREAM: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("stream_entries");
+const STREAM_SEQ: TableDefinition<&str, u64> = TableDefinition::new("stream_seq");
+/// (stream, idempotency key) → when it was first enqueued (ms).
+const IDEMPOTENCY: TableDefinition<(&str, &str), i64> = TableDefinition::new("stream_idempotency");
+/// (stream, group) → the highest sequence delivered to the group.
+const GROUPS: TableDefinition<(&str, &str), u64> = TableDefinition::new("stream_groups");
+/// (stream, group, sequence) → who holds it and how often it was delivered.
+const PENDING: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("stream_pending");
+
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    key: String,
+    body: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingEntry {
+    consumer: String,
+    deliveries: u64,
+}
+
+/// The embedded store.
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    limits: StoreLimits,
+    /// Wakes blocked `read_new` callers when something is enqueued in this process.
+    appended: Notify,
+}
+
+impl EmbeddedStore {
+    /// Open (or create) the database file, creating its folder, and forget idempotency
+    /// keys older than their time to live.
+    pub fn open(path: &Path, limits: StoreLimits) -> Result<EmbeddedStore> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
+        }
+        let db = Database::create(path).with_context(|| {
+            format!(
+                "failed to open the embedded store {} (is another impressox process using it?)",
+                path.display()
+            )
+        })?;
+        let store = EmbeddedStore {
+            db: Arc::new(db),
+            limits,
+            appended: Notify::new(),
+        };
+        store.init_tables()?;
+        store.prune_idempotency_keys()?;
+        Ok(store)
+    }
+
+    /// Create every table, so readers never meet a missing one.
+    fn init_tables(&self) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(RULES)?;
+        tx.open_table(LATEST)?;
+        tx.open_table(HISTORY)?;
+        tx.open_table(HISTORY_SEQ)?;
+        tx.open_table(CHECKPOINTS)?;
+        tx.open_table(STREAM)?;
+        tx.open_table(STREAM_SEQ)?;
+        tx.open_table(IDEMPOTENCY)?;
+        tx.open_table(GROUPS)?;
+        tx.open_table(PENDING)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn prune_idempotency_keys(&self) -> Result<()> {
+        let cutoff = now_ms() - (self.limits.idempotency_ttl_secs as i64) * 1000;
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(IDEMPOTENCY)?;
+            t.retain(|_, created| created >= cutoff)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn entries_after(
+        &self,
+        stream: &str,
+        after: u64,
+        count: usize,
+    ) -> Result<Vec<(u64, StoredEntry)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(STREAM)?;
+        let mut out = Vec::new();
+        for item in t.range((stream, after + 1)..=(stream, u64::MAX))? {
+            let (k, v) = item?;
+            out.push((k.value().1, serde_json::from_slice(v.value())?));
+            if out.len() >= count {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn try_read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        let tx = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let mut groups = tx.open_table(GROUPS)?;
+            let last = groups.get((stream, group))?.map(|v| v.value()).unwrap_or(0);
+            let entries = self.entries_after(stream, last, count)?;
+            if entries.is_empty() {
+                return Ok(out);
+            }
+            let mut pending = tx.open_table(PENDING)?;
+            let mut newest = last;
+            for (seq, entry) in entries {
+                let p = PendingEntry {
+                    consumer: consumer.to_string(),
+                    deliveries: 1,
+                };
+                pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
+                newest = seq;
+                out.push(StreamEntry {
+                    id: seq.to_string(),
+                    key: entry.key,
+                    body: entry.body,
+                    deliveries: 1,
+                });
+            }
+            groups.insert((stream, group), newest)?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn decode_point(bytes: &[u8]) -> Result<PricePoint> {
+    serde_json::from_slice(bytes).context("corrupt price record in the embedded store")
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.db.begin_read()?;
+        Ok(())
+    }
+
+    async fn put_rule(&self, id: &str, json: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(RULES)?.insert(id, json)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn get_rule(&self, id: &str) -> Result<Option<String>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RULES)?;
+        Ok(t.get(id)?.map(|v| v.value().to_string()))
+    }
+
+    async fn list_rules(&self) -> Result<Vec<String>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RULES)?;
+        let mut out = Vec::with_capacity(t.len()? as usize);
+        for item in t.iter()? {
+            out.push(item?.1.value().to_string());
+        }
+        Ok(out)
+    }
+
+    async fn delete_rule(&self, id: &str) -> Result<bool> {
+        let tx = self.db.begin_write()?;
+        let existed = tx.open_table(RULES)?.remove(id)?.is_some();
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    async fn latest_price(&self, symbol: &str) -> Result<Option<PricePoint>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(LATEST)?;
+        t.get(symbol)?.map(|v| decode_point(v.value())).transpose()
+    }
+
+    async fn latest_prices(&self) -> Result<Vec<PricePoint>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(LATEST)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            out.push(decode_point(item?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    async fn price_history(&self, symbol: &str, limit: usize) -> Result<Vec<PricePoint>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(HISTORY)?;
+        let mut out = Vec::new();
+        for item in t.range((symbol, 0)..=(symbol, u64::MAX))?.rev() {
+            out.push(decode_point(item?.1.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn commit_market(&self, commit: &MarketCommit) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut rules = tx.open_table(RULES)?;
+            for (id, json) in &commit.rules {
+                rules.insert(id.as_str(), json.as_str())?;
+            }
+            let mut latest = tx.open_table(LATEST)?;
+            for p in &commit.latest {
+                latest.insert(p.symbol.as_str(), serde_json::to_vec(p)?.as_slice())?;
+            }
+            let mut history = tx.open_table(HISTORY)?;
+            let mut seqs = tx.open_table(HISTORY_SEQ)?;
+            let keep = self.limits.history_len.max(1) as u64;
+            for p in &commit.history {
+                let sym = p.symbol.as_str();
+                let seq = seqs.get(sym)?.map(|v| v.value()).unwrap_or(0);
+                history.insert((sym, seq), serde_json::to_vec(p)?.as_slice())?;
+                if seq >= keep {
+                    history.remove((sym, seq - keep))?;
+                }
+                seqs.insert(sym, seq + 1)?;
+            }
+            let mut checkpoints = tx.open_table(CHECKPOINTS)?;
+            for (name, value) in &commit.checkpoints {
+                checkpoints.insert(name.as_str(), value.as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn get_checkpoint(&self, name: &str) -> Result<Option<String>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CHECKPOINTS)?;
+        Ok(t.get(name)?.map(|v| v.value().to_string()))
+    }
+
+    async fn enqueue_once(&self, stream: &str, key: &str, body: &str) -> Result<Option<String>> {
+        let tx = self.db.begin_write()?;
+        let seq;
+        {
+            let mut idem = tx.open_table(IDEMPOTENCY)?;
+            if idem.get((stream, key))?.is_some() {
+                return Ok(None);
+            }
+            idem.insert((stream, key), now_ms())?;
+            let mut seqs = tx.open_table(STREAM_SEQ)?;
+            seq = seqs.get(stream)?.map(|v| v.value()).unwrap_or(0) + 1;
+            seqs.insert(stream, seq)?;
+            let mut entries = tx.open_table(STREAM)?;
+            let stored = StoredEntry {
+                key: key.to_string(),
+                body: body.to_string(),
+            };
+            entries.insert((stream, seq), serde_json::to_vec(&stored)?.as_slice())?;
+            // `MAXLEN ~`: drop the oldest entry once the stream is over its bound.
+            let maxlen = self.limits.stream_maxlen.max(1) as u64;
+            if seq > maxlen {
+                entries.remove((stream, seq - maxlen))?;
+            }
+        }
+        tx.commit()?;
+        self.appended.notify_waiters();
+        Ok(Some(seq.to_string()))
+    }
+
+    async fn read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Vec<StreamEntry>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(block_ms);
+        loop {
+            // Register interest before looking, so an append in between is not missed.
+            let notified = self.appended.notified();
+            let got = self.try_read_new(stream, group, consumer, count)?;
+            if !got.is_empty() || block_ms == 0 {
+                return Ok(got);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn read_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        let tx = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let mut pending = tx.open_table(PENDING)?;
+            let entries = tx.open_table(STREAM)?;
+            let mut held: Vec<(u64, PendingEntry)> = Vec::new();
+            for item in pending.range((stream, group, 0)..=(stream, group, u64::MAX))? {
+                let (k, v) = item?;
+                let p: PendingEntry = serde_json::from_slice(v.value())?;
+                if p.consumer == consumer {
+                    held.push((k.value().2, p));
+                    if held.len() >= count {
+                        break;
+                    }
+                }
+            }
+            for (seq, mut p) in held {
+                let Some(raw) = entries.get((stream, seq))? else {
+                    // Trimmed away while pending: nothing left to deliver.
+                    pending.remove((stream, group, seq))?;
+                    continue;
+                };
+                let e: StoredEntry = serde_json::from_slice(raw.value())?;
+                p.deliveries += 1;
+                pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
+                out.push(StreamEntry {
+                    id: seq.to_string(),
+                    key: e.key,
+                    body: e.body,
+                    deliveries: p.deliveries,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut pending = tx.open_table(PENDING)?;
+            for id in ids {
+                let seq: u64 = id
+                    .parse()
+                    .with_context(|| format!("`{id}` is not an entry id of the embedded store"))?;
+                pending.remove((stream, group, seq))?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn stream_len(&self, stream: &str) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(STREAM)?;
+        let mut n = 0;
+        for item in t.range((stream, 0)..=(stream, u64::MAX))? {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}

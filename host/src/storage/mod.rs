@@ -1,0 +1,150 @@
+//! Storage: one seam, two backends.
+//!
+//! [`Store`] holds what the workers share: alert rules, latest prices with a bounded
+//! recent history per symbol, checkpoints (small key-value records), and streams with
+//! consumer groups (`notify:requests`). `embedded` is a redb database file under
+//! `data_dir` (state survives restarts, no server needed); `redis` is Redis 7. Both pass
+//! the same test suite (`host/tests/all/storage.rs`).
+//!
+//! Two operations carry the exactly-once guarantees the workers rely on:
+//! - [`Store::enqueue_once`] appends to a stream only if its idempotency key was never
+//!   seen, atomically, so a re-evaluated tick after a crash cannot enqueue twice;
+//! - [`Store::commit_market`] writes rule states, prices and source checkpoints in one
+//!   transaction, so after a restart they all describe the same moment.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, StorageBackend};
+
+pub mod embedded;
+pub mod redis_store;
+
+/// Stream that fired alerts go to and the notify worker consumes.
+pub const NOTIFY_REQUESTS: &str = "notify:requests";
+
+/// One price observation as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PricePoint {
+    pub symbol: String,
+    pub price: f64,
+    /// The tick's own time (ms since the epoch).
+    pub ts_ms: i64,
+    /// The source that delivered it (a `[[market.sources]]` name).
+    pub source: String,
+}
+
+/// One stream entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEntry {
+    /// The backend's entry id (`<ms>-<seq>` on Redis, a sequence number embedded).
+    pub id: String,
+    /// The idempotency key it was enqueued with.
+    pub key: String,
+    /// The payload (JSON).
+    pub body: String,
+    /// How many times this entry was handed to a consumer of this group (1 = first).
+    pub deliveries: u64,
+}
+
+/// Everything the market monitor persists at one point, written atomically.
+#[derive(Debug, Clone, Default)]
+pub struct MarketCommit {
+    /// Rules whose record changed (firing state, status), as JSON by id.
+    pub rules: Vec<(String, String)>,
+    /// Latest price per symbol.
+    pub latest: Vec<PricePoint>,
+    /// Points to append to the per-symbol history (bounded to `history_len`).
+    pub history: Vec<PricePoint>,
+    /// Source checkpoints (name → opaque text), e.g. a replay file offset.
+    pub checkpoints: Vec<(String, String)>,
+}
+
+/// Limits a store applies on every write.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    /// Points kept per symbol in the recent history.
+    pub history_len: usize,
+    /// Approximate maximum length of a stream (`MAXLEN ~`).
+    pub stream_maxlen: usize,
+    /// How long an idempotency key is remembered.
+    pub idempotency_ttl_secs: u64,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            history_len: 600,
+            stream_maxlen: 100_000,
+            idempotency_ttl_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// The storage seam. Every method is a complete, durable operation.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Which backend this is (`embedded` or `redis`), for logs and `/readyz`.
+    fn backend(&self) -> &'static str;
+    /// Cheap reachability check.
+    async fn ping(&self) -> Result<()>;
+
+    /// Insert or replace a rule record (JSON) by id.
+    async fn put_rule(&self, id: &str, json: &str) -> Result<()>;
+    async fn get_rule(&self, id: &str) -> Result<Option<String>>;
+    /// Every rule record, in no particular order.
+    async fn list_rules(&self) -> Result<Vec<String>>;
+    /// Remove a rule; false if it did not exist.
+    async fn delete_rule(&self, id: &str) -> Result<bool>;
+
+    async fn latest_price(&self, symbol: &str) -> Result<Option<PricePoint>>;
+    async fn latest_prices(&self) -> Result<Vec<PricePoint>>;
+    /// The recent history of a symbol, oldest first, at most `limit` points.
+    async fn price_history(&self, symbol: &str, limit: usize) -> Result<Vec<PricePoint>>;
+
+    /// Write rules, prices and checkpoints in one transaction.
+    async fn commit_market(&self, commit: &MarketCommit) -> Result<()>;
+    async fn get_checkpoint(&self, name: &str) -> Result<Option<String>>;
+
+    /// Append `body` to `stream` unless `key` was enqueued before (on this stream).
+    /// Returns the new entry id, or `None` for a duplicate.
+    async fn enqueue_once(&self, stream: &str, key: &str, body: &str) -> Result<Option<String>>;
+    /// Entries of `stream` never delivered to `group`, at most `count`, waiting up to
+    /// `block_ms` for one to arrive. They become pending for `consumer` until acked.
+    async fn read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> Result<Vec<StreamEntry>>;
+    /// Entries delivered to `consumer` of `group` and not acked yet (e.g. after a crash).
+    async fn read_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>>;
+    /// Mark entries as processed by `group`.
+    async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()>;
+    /// Number of entries in the stream.
+    async fn stream_len(&self, stream: &str) -> Result<u64>;
+}
+
+/// Open the configured backend.
+pub async fn open(config: &Config, limits: StoreLimits) -> Result<Arc<dyn Store>> {
+    Ok(match config.storage.backend {
+        StorageBackend::Embedded => {
+            let path = config.data_dir().join("impressox.redb");
+            Arc::new(embedded::EmbeddedStore::open(&path, limits)?)
+        }
+        StorageBackend::Redis => {
+            Arc::new(redis_store::RedisStore::connect(&config.storage.redis_url, limits).await?)
+        }
+    })
+}

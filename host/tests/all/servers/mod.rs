@@ -1,0 +1,18 @@
+//! Servers the integration tests talk to instead of the outside world (SPEC.md §12).
+//!
+//! - [`redis::RedisServer`]: a real `redis-server` (Debian package) on a free loopback port.
+//! - [`binance_ws::BinanceStandIn`]: a local WebSocket server speaking Binance's spot stream
+//!   format, with knobs for the failures a feed client must survive (abrupt drops, silence).
+//! - [`coingecko_http::CoinGeckoStandIn`]: CoinGecko's `/api/v3/simple/price`, with 429s and
+//!   malformed bodies on demand.
+//!
+//! Each test starts its own instance, so tests can run in parallel and never share state.
+
+// Each test uses only part of these helpers.
+#![allow(dead_code)]
+
+pub mod binance_ws;
+pub mod coingecko_http;
+pub mod redis;
+
+mod selftest;
