@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::config::{MarketConfig, SourceConfig, SourceKind};
 use super::health::{MarketStats, SourceHealth, SourceState};
-use super::rules::{Firing, Mode, RuleRecord, fmt_num};
+use super::rules::{Firing, Mode, Op, RuleRecord, fmt_num};
 use super::sources::SourceBatch;
 use crate::bindings::types::{Alert, Rule, Tick, TickBatch};
 use crate::runtime::Runtime;
@@ -108,6 +108,10 @@ struct Engine {
     tokio: tokio::runtime::Handle,
     symbols: Symbols,
     latest: Vec<Option<Latest>>,
+    /// The last price each symbol had in an evaluated batch: what a fresh processor
+    /// instance is primed with, so a swap mid-stream compares the next tick with the
+    /// price before it (not with a later one already taken from the queue).
+    evaluated: Vec<Option<(f64, i64)>>,
     /// Per source: wall-clock ms it last delivered each symbol.
     seen: Vec<HashMap<u32, i64>>,
     rules: HashMap<String, RuleRecord>,
@@ -186,6 +190,7 @@ impl Engine {
                 names: Vec::new(),
             },
             latest: Vec::new(),
+            evaluated: Vec::new(),
             rules: HashMap::new(),
             processors: HashMap::new(),
             dirty_rules: BTreeSet::new(),
@@ -201,6 +206,7 @@ impl Engine {
                 .position(|c| c.name == p.source)
                 .unwrap_or(usize::MAX);
             engine.ensure_sym(sid);
+            engine.evaluated[sid] = Some((p.price, p.ts_ms));
             engine.latest[sid] = Some(Latest {
                 price: p.price,
                 ts_ms: p.ts_ms,
@@ -223,6 +229,7 @@ impl Engine {
     fn ensure_sym(&mut self, sid: usize) {
         if self.latest.len() <= sid {
             self.latest.resize(sid + 1, None);
+            self.evaluated.resize(sid + 1, None);
         }
     }
 
@@ -384,7 +391,7 @@ impl Engine {
             let Some(p) = self.processors.get_mut(&name) else {
                 continue;
             };
-            let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.latest);
+            let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
             match p.session.evaluate(&mut init, &tick_batch) {
                 Ok(a) => {
                     if p.failing {
@@ -401,6 +408,9 @@ impl Engine {
                     }
                 }
             }
+        }
+        for t in &tick_batch.ticks {
+            self.evaluated[t.symbol_id as usize] = Some((t.price, t.ts_ms));
         }
         let fired = alerts.len();
         for a in alerts {
@@ -491,7 +501,7 @@ impl Engine {
                 && p.rules.remove(&id)
                 && !p.session.needs_init()
             {
-                let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.latest);
+                let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
                 let _ = p.session.remove_rules(&mut init, std::slice::from_ref(&id));
             }
         }
@@ -512,7 +522,7 @@ impl Engine {
         }
         let sid = self.symbols.ids[&self.rules[&id].symbol];
         let wit = self.rules[&id].to_wit(sid);
-        let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.latest);
+        let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
         match p.session.upsert_rules(&mut init, &[wit]) {
             Ok(Ok(())) => {}
             Ok(Err(msg)) => {
@@ -534,7 +544,7 @@ impl Engine {
             && p.rules.remove(id)
             && !p.session.needs_init()
         {
-            let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.latest);
+            let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
             let _ = p.session.remove_rules(&mut init, &[id.to_string()]);
         }
     }
@@ -601,24 +611,29 @@ fn initializer<'a>(
     rules: &'a HashMap<String, RuleRecord>,
     ids: &'a BTreeSet<String>,
     symbols: &'a Symbols,
-    latest: &'a [Option<Latest>],
+    evaluated: &'a [Option<(f64, i64)>],
 ) -> impl FnMut(&mut RuleProcessorInit<'_>) -> wasmtime::Result<()> + 'a {
     move |p| {
         let wit: Vec<Rule> = ids
             .iter()
             .filter_map(|id| rules.get(id))
             .filter(|r| r.is_live())
-            .filter_map(|r| symbols.ids.get(&r.symbol).map(|sid| r.to_wit(*sid)))
+            .filter_map(|r| {
+                let sid = *symbols.ids.get(&r.symbol)?;
+                let mut w = r.to_wit(sid);
+                rearm(r, &mut w, evaluated.get(sid as usize).copied().flatten());
+                Some(w)
+            })
             .collect();
         for chunk in wit.chunks(10_000) {
             if let Err(msg) = p.upsert_rules(chunk)? {
                 tracing::warn!(error = %msg, "rule processor refused rules while loading");
             }
         }
-        let prices: Vec<(u32, f64, i64)> = latest
+        let prices: Vec<(u32, f64, i64)> = evaluated
             .iter()
             .enumerate()
-            .filter_map(|(sid, l)| l.map(|l| (sid as u32, l.price, l.ts_ms)))
+            .filter_map(|(sid, l)| l.map(|(price, ts)| (sid as u32, price, ts)))
             .collect();
         p.prime_prices(&prices)?;
         tracing::info!(
@@ -628,6 +643,29 @@ fn initializer<'a>(
         );
         Ok(())
     }
+}
+
+/// Apply a re-arm the previous instance did without telling us. Processors report a
+/// rule's state only when it fires, and a disarmed `every` rule re-arms silently once its
+/// condition turns false; a processor treats a disarmed rule it is handed as "waiting for
+/// a false condition". So before handing a rule to a fresh instance (swap, restart):
+/// a level rule is armed if its condition is false at the last evaluated price, and a
+/// crossing is always armed once a price is known (it cannot hold on two ticks in a row,
+/// so the tick after any firing re-armed it).
+fn rearm(r: &RuleRecord, w: &mut Rule, last: Option<(f64, i64)>) {
+    if r.trigger.mode != Mode::Every || w.state.armed {
+        return;
+    }
+    let Some((price, _)) = last else {
+        return;
+    };
+    let v = r.condition.value;
+    w.state.armed = match r.condition.op {
+        Op::Above => price <= v,
+        Op::Below => price >= v,
+        Op::CrossesUp | Op::CrossesDown => true,
+        Op::PctChange => false,
+    };
 }
 
 /// The notification request for an alert (SPEC §9 shape).

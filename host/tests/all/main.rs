@@ -7,6 +7,7 @@ mod cli;
 mod harness;
 mod limits;
 mod loading;
+mod market;
 mod plugins;
 mod servers;
 mod swap;
