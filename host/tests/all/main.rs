@@ -10,4 +10,5 @@ mod loading;
 mod market;
 mod plugins;
 mod servers;
+mod storage;
 mod swap;

@@ -1,5 +1,7 @@
 //! The market monitor end to end, on the embedded store and on a real Redis.
 
+mod feeds;
 mod pipeline;
+mod restart;
 mod rig;
 mod rules_api;

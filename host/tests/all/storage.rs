@@ -1,0 +1,222 @@
+//! The storage seam: one suite, run against the embedded store and a real Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use impressox_host::storage::embedded::EmbeddedStore;
+use impressox_host::storage::redis_store::RedisStore;
+use impressox_host::storage::{MarketCommit, PricePoint, Store, StoreLimits};
+
+use crate::servers::redis::RedisServer;
+
+fn limits() -> StoreLimits {
+    StoreLimits {
+        history_len: 3,
+        stream_maxlen: 1000,
+        idempotency_ttl_secs: 3600,
+    }
+}
+
+fn point(symbol: &str, price: f64, ts_ms: i64) -> PricePoint {
+    PricePoint {
+        symbol: symbol.into(),
+        price,
+        ts_ms,
+        source: "s".into(),
+    }
+}
+
+async fn suite(store: Arc<dyn Store>) {
+    let name = store.backend();
+    store.ping().await.unwrap();
+
+    // Rules.
+    store.put_rule("a", r#"{"id":"a"}"#).await.unwrap();
+    store.put_rule("b", r#"{"id":"b"}"#).await.unwrap();
+    store.put_rule("a", r#"{"id":"a","v":2}"#).await.unwrap();
+    assert_eq!(
+        store.get_rule("a").await.unwrap().as_deref(),
+        Some(r#"{"id":"a","v":2}"#)
+    );
+    let mut all = store.list_rules().await.unwrap();
+    all.sort();
+    assert_eq!(all.len(), 2, "{name}");
+    assert!(store.delete_rule("b").await.unwrap());
+    assert!(!store.delete_rule("b").await.unwrap());
+    assert_eq!(store.get_rule("b").await.unwrap(), None);
+
+    // Prices: latest and a history bounded to 3 points, oldest first.
+    let mut commit = MarketCommit::default();
+    for i in 0..5 {
+        commit.history.push(point("BTCUSDT", 100.0 + i as f64, i));
+    }
+    commit.latest.push(point("BTCUSDT", 104.0, 4));
+    commit.rules.push(("c".into(), r#"{"id":"c"}"#.into()));
+    commit.checkpoints.push(("source:x".into(), "42".into()));
+    store.commit_market(&commit).await.unwrap();
+    let h = store.price_history("BTCUSDT", 10).await.unwrap();
+    assert_eq!(
+        h.iter().map(|p| p.ts_ms).collect::<Vec<_>>(),
+        vec![2, 3, 4],
+        "{name}"
+    );
+    assert_eq!(store.price_history("BTCUSDT", 2).await.unwrap().len(), 2);
+    assert_eq!(
+        store.latest_price("BTCUSDT").await.unwrap(),
+        Some(point("BTCUSDT", 104.0, 4))
+    );
+    assert_eq!(store.latest_prices().await.unwrap().len(), 1);
+    assert_eq!(store.latest_price("ETHUSDT").await.unwrap(), None);
+    assert!(store.get_rule("c").await.unwrap().is_some());
+    assert_eq!(
+        store.get_checkpoint("source:x").await.unwrap().as_deref(),
+        Some("42")
+    );
+    assert_eq!(store.get_checkpoint("source:y").await.unwrap(), None);
+
+    // Streams: idempotent enqueue, consumer groups, pending after a crash, ack.
+    let s = "test:stream";
+    let first = store.enqueue_once(s, "k1", "one").await.unwrap();
+    assert!(first.is_some());
+    assert_eq!(
+        store.enqueue_once(s, "k1", "one again").await.unwrap(),
+        None,
+        "{name}: duplicate key"
+    );
+    store.enqueue_once(s, "k2", "two").await.unwrap().unwrap();
+    assert_eq!(store.stream_len(s).await.unwrap(), 2);
+    let got = store.read_new(s, "g", "c1", 10, 0).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        vec!["k1", "k2"]
+    );
+    assert_eq!(got[0].body, "one");
+    assert_eq!(got[0].deliveries, 1);
+    assert!(
+        store
+            .read_new(s, "g", "c1", 10, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another group sees everything independently.
+    assert_eq!(
+        store.read_new(s, "other", "c", 10, 0).await.unwrap().len(),
+        2
+    );
+    // Not acked: handed out again as pending, counting deliveries.
+    store.ack(s, "g", &[got[0].id.clone()]).await.unwrap();
+    let pending = store.read_pending(s, "g", "c1", 10).await.unwrap();
+    assert_eq!(pending.len(), 1, "{name}");
+    assert_eq!(pending[0].key, "k2");
+    assert_eq!(pending[0].deliveries, 2, "{name}");
+    store.ack(s, "g", &[pending[0].id.clone()]).await.unwrap();
+    assert!(
+        store
+            .read_pending(s, "g", "c1", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A blocking read wakes up when an entry arrives.
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move { store.read_new(s, "g", "c1", 10, 5000).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.enqueue_once(s, "k3", "three").await.unwrap().unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(3), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(woke.len(), 1, "{name}");
+    assert_eq!(woke[0].key, "k3");
+    // And an empty blocking read returns after its timeout.
+    let t = std::time::Instant::now();
+    assert!(
+        store
+            .read_new(s, "g", "c1", 10, 200)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(t.elapsed() >= Duration::from_millis(150));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_passes_the_suite_and_keeps_state_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db/impressox.redb");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&path, limits()).unwrap());
+    suite(store.clone()).await;
+    drop(store);
+    let again = EmbeddedStore::open(&path, limits()).unwrap();
+    assert!(again.get_rule("a").await.unwrap().is_some());
+    assert_eq!(again.stream_len("test:stream").await.unwrap(), 3);
+    assert_eq!(
+        again.enqueue_once("test:stream", "k1", "x").await.unwrap(),
+        None,
+        "keys survive a reopen"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_passes_the_suite() {
+    let redis = RedisServer::start();
+    let store: Arc<dyn Store> =
+        Arc::new(RedisStore::connect(&redis.url(), limits()).await.unwrap());
+    suite(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_survives_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), limits()).await.unwrap();
+    store
+        .enqueue_once("s", "before", "x")
+        .await
+        .unwrap()
+        .unwrap();
+    redis.stop();
+    assert!(
+        store.ping().await.is_err(),
+        "a stopped Redis is an error, not a hang"
+    );
+    redis.restart();
+    // The connection manager reconnects; the caller retries until then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.enqueue_once("s", "after", "y").await {
+            Ok(id) => {
+                assert!(id.is_some());
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "never reconnected: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(store.ping().await.is_ok());
+}
+
+#[test]
+fn an_unreachable_redis_is_a_clear_start_up_error() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let port = crate::servers::redis::free_port();
+    let err = rt
+        .block_on(RedisStore::connect(
+            &format!("redis://127.0.0.1:{port}"),
+            limits(),
+        ))
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("cannot connect to Redis"),
+        "{err:#}"
+    );
+}
