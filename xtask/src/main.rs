@@ -106,12 +106,61 @@ fn demo() -> Result<(), String> {
     run(host, "starting the host (Ctrl-C stops it)")
 }
 
+/// The servers the integration tests start (SPEC §12): installed from Debian's packages
+/// when missing and we may (root with apt-get); otherwise a clear message.
+fn ensure_test_servers() -> Result<(), String> {
+    let missing: Vec<&str> = [("redis-server", "redis-server")]
+        .into_iter()
+        .filter(|(bin, _)| !on_path(bin))
+        .map(|(_, pkg)| pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = std::env::var("USER").is_ok_and(|u| u == "root") || is_root_by_proc();
+    if !root || !on_path("apt-get") {
+        return Err(format!(
+            "the tests need these Debian packages: {}; install them (apt-get install -y {}) and run again",
+            missing.join(", "),
+            missing.join(" ")
+        ));
+    }
+    let install = |update: bool| {
+        if update {
+            let mut u = Command::new("apt-get");
+            u.args(["update", "-qq"]);
+            let _ = run(u, "apt-get update");
+        }
+        let mut i = Command::new("apt-get");
+        i.args(["install", "-y", "-qq"]).args(&missing);
+        i.env("DEBIAN_FRONTEND", "noninteractive");
+        run(i, "installing test servers with apt-get")
+    };
+    install(false).or_else(|_| install(true))
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(bin).is_file()))
+}
+
+/// Whether we run as root, read from /proc (xtask has no libc dependency).
+fn is_root_by_proc() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
 fn test() -> Result<(), String> {
     let mut target = Command::new("rustup");
     target
         .args(["target", "add", "wasm32-wasip2"])
         .current_dir(root());
     run(target, "installing the wasm32-wasip2 target")?;
+    ensure_test_servers()?;
 
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);

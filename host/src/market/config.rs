@@ -23,6 +23,8 @@ pub struct MarketConfig {
     pub stale_after_secs: u64,
     /// Most ticks handed to a rule processor in one call.
     pub batch_max_ticks: usize,
+    /// Most ticks the engine takes per cycle (one durable commit per cycle).
+    pub cycle_max_ticks: usize,
     /// How often prices, rule states and checkpoints are written (also after any alert).
     pub commit_interval_ms: u64,
     /// Points kept per symbol in the stored recent history.
@@ -43,6 +45,7 @@ impl Default for MarketConfig {
             default_processor: "threshold".into(),
             stale_after_secs: 30,
             batch_max_ticks: 1000,
+            cycle_max_ticks: 50_000,
             commit_interval_ms: 250,
             history_len: 600,
             history_interval_ms: 1000,
@@ -206,8 +209,8 @@ impl MarketConfig {
             r.validate(true)
                 .map_err(|e| anyhow::anyhow!("[[market.rules]] #{}: {e}", i + 1))?;
         }
-        if self.batch_max_ticks == 0 {
-            bail!("[market] batch_max_ticks must be at least 1");
+        if self.batch_max_ticks == 0 || self.cycle_max_ticks == 0 {
+            bail!("[market] batch_max_ticks and cycle_max_ticks must be at least 1");
         }
         Ok(())
     }

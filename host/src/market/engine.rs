@@ -2,11 +2,11 @@
 //! rule-processor sessions.
 //!
 //! Each cycle takes what the sources sent (up to `batch_max_ticks` ticks), filters it
-//! (stale ticks, fallback ticks while the primary is healthy), hands the batch to every
-//! rule processor that has rules, and turns each alert into a notification request on
-//! `notify:requests` with idempotency key `rule-<id>-<fired second>`. Then, after any
-//! alert or every `commit_interval_ms`, it writes rule states, prices and source
-//! checkpoints in one transaction.
+//! (stale ticks, fallback ticks while the primary is healthy), hands it in batches of
+//! `batch_max_ticks` to every rule processor that has rules, and turns each alert into a
+//! notification request for `notify:requests` with idempotency key
+//! `rule-<id>-<fired second>`. Then, after any alert or every `commit_interval_ms`, one
+//! transaction enqueues the requests and writes rule states, prices and checkpoints.
 //!
 //! Why nothing is lost or doubled across a crash: a checkpoint is only written after the
 //! alerts of every tick before it are enqueued, so a restart re-plays at most the ticks
@@ -29,7 +29,7 @@ use super::sources::SourceBatch;
 use crate::bindings::types::{Alert, Rule, Tick, TickBatch};
 use crate::runtime::Runtime;
 use crate::runtime::invoke::{RuleProcessorInit, Session};
-use crate::storage::{MarketCommit, NOTIFY_REQUESTS, PricePoint, Store};
+use crate::storage::{MarketCommit, PricePoint, Store};
 use crate::util::{now_ms, rfc3339_ms};
 
 /// What reaches the engine thread.
@@ -119,12 +119,19 @@ struct Engine {
     dirty_rules: BTreeSet<String>,
     checkpoints: HashMap<usize, String>,
     history: Vec<PricePoint>,
+    /// Notification requests waiting for this cycle's commit.
+    requests: Vec<(String, String)>,
+    /// When the oldest message behind `requests` arrived.
+    requests_received: Option<Instant>,
     last_commit: Instant,
 }
 
-/// Run the engine until `Input::Shutdown` or until every sender is gone.
-pub fn run(setup: EngineSetup, mut rx: mpsc::Receiver<Input>) {
+/// Run the engine until `Input::Shutdown` or until every sender is gone. `ready` is
+/// signalled once the rule processors hold their rules, so sources start after that.
+pub fn run(setup: EngineSetup, mut rx: mpsc::Receiver<Input>, ready: std::sync::mpsc::Sender<()>) {
     let mut engine = Engine::new(setup);
+    engine.warm_up();
+    let _ = ready.send(());
     let tick_wait = Duration::from_millis(engine.config.commit_interval_ms.max(10));
     loop {
         let first = engine
@@ -144,7 +151,9 @@ pub fn run(setup: EngineSetup, mut rx: mpsc::Receiver<Input>) {
                 _ => 0,
             })
             .sum();
-        while ticks < engine.config.batch_max_ticks {
+        // Under load a cycle grows (up to `cycle_max_ticks`) while the previous commit
+        // syncs: one durable write then covers many batches.
+        while ticks < engine.config.cycle_max_ticks {
             match rx.try_recv() {
                 Ok(i) => {
                     if let Input::Batch(b) = &i {
@@ -196,6 +205,8 @@ impl Engine {
             dirty_rules: BTreeSet::new(),
             checkpoints: HashMap::new(),
             history: Vec::new(),
+            requests: Vec::new(),
+            requests_received: None,
             last_commit: Instant::now(),
         };
         for p in s.latest {
@@ -224,6 +235,25 @@ impl Engine {
             "market engine started"
         );
         engine
+    }
+
+    /// Start each processor's instance now (loading every rule can take a while with
+    /// many rules), rather than on the first tick, which would then wait for it.
+    fn warm_up(&mut self) {
+        let empty = TickBatch {
+            now_ms: now_ms(),
+            ticks: Vec::new(),
+        };
+        for (name, p) in self.processors.iter_mut() {
+            if p.rules.is_empty() {
+                continue;
+            }
+            let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
+            if let Err(e) = p.session.evaluate(&mut init, &empty) {
+                tracing::warn!(processor = %name, error = %e, "rule processor not ready at start; its rules wait for it");
+                p.failing = true;
+            }
+        }
     }
 
     fn ensure_sym(&mut self, sid: usize) {
@@ -289,8 +319,8 @@ impl Engine {
                 Input::Shutdown => stop = true,
             }
         }
-        let fired = self.evaluate(&mut batch, oldest);
-        if fired > 0
+        self.evaluate(&mut batch, oldest);
+        if !self.requests.is_empty()
             || !flushes.is_empty()
             || stop
             || self.last_commit.elapsed() >= Duration::from_millis(self.config.commit_interval_ms)
@@ -371,7 +401,16 @@ impl Engine {
         if batch.is_empty() {
             return 0;
         }
-        let ticks = std::mem::take(batch);
+        let all = std::mem::take(batch);
+        let mut fired = 0;
+        for chunk in all.chunks(self.config.batch_max_ticks.max(1)) {
+            fired += self.evaluate_batch(chunk.to_vec(), received);
+        }
+        fired
+    }
+
+    /// One processor call per processor for one batch.
+    fn evaluate_batch(&mut self, ticks: Vec<Tick>, received: Option<Instant>) -> usize {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats
             .ticks_evaluated
@@ -392,7 +431,12 @@ impl Engine {
                 continue;
             };
             let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
-            match p.session.evaluate(&mut init, &tick_batch) {
+            let started = Instant::now();
+            let result = p.session.evaluate(&mut init, &tick_batch);
+            self.stats
+                .evaluate_latency
+                .record(started.elapsed().as_nanos() as u64);
+            match result {
                 Ok(a) => {
                     if p.failing {
                         tracing::info!(processor = %name, "rule processor evaluates again");
@@ -413,59 +457,49 @@ impl Engine {
             self.evaluated[t.symbol_id as usize] = Some((t.price, t.ts_ms));
         }
         let fired = alerts.len();
-        for a in alerts {
-            self.enqueue(a, received);
-        }
+        self.enqueue(alerts, received);
         fired
     }
 
-    fn enqueue(&mut self, a: Alert, received: Option<Instant>) {
-        let Some(rule) = self.rules.get_mut(&a.rule_id) else {
-            return;
-        };
-        rule.firing = Firing {
-            armed: a.state.armed,
-            last_fired_ms: a.state.last_fired_ms,
-            fired_count: a.state.fired_count,
-        };
-        self.dirty_rules.insert(rule.id.clone());
-        let source = self
-            .latest
-            .get(a.symbol_id as usize)
-            .copied()
-            .flatten()
-            .and_then(|l| self.sources.get(l.source))
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-        let key = format!("rule-{}-{}", rule.id, a.fired_at_ms.div_euclid(1000));
-        let body = notification_request(rule, &a, &key, &source).to_string();
-        if rule.trigger.mode == Mode::Once
-            && let Some(p) = self
-                .processors
-                .get_mut(rule.processor_or(&self.config.default_processor))
-        {
-            p.rules.remove(&rule.id);
+    /// Record each alert's firing state and stage its notification request for the
+    /// cycle's commit.
+    fn enqueue(&mut self, alerts: Vec<Alert>, received: Option<Instant>) {
+        let mut items = Vec::with_capacity(alerts.len());
+        for a in alerts {
+            let Some(rule) = self.rules.get_mut(&a.rule_id) else {
+                continue;
+            };
+            rule.firing = Firing {
+                armed: a.state.armed,
+                last_fired_ms: a.state.last_fired_ms,
+                fired_count: a.state.fired_count,
+            };
+            self.dirty_rules.insert(rule.id.clone());
+            let source = self
+                .latest
+                .get(a.symbol_id as usize)
+                .copied()
+                .flatten()
+                .and_then(|l| self.sources.get(l.source))
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            let key = format!("rule-{}-{}", rule.id, a.fired_at_ms.div_euclid(1000));
+            let body = notification_request(rule, &a, &key, &source).to_string();
+            if rule.trigger.mode == Mode::Once
+                && let Some(p) = self
+                    .processors
+                    .get_mut(rule.processor_or(&self.config.default_processor))
+            {
+                p.rules.remove(&rule.id);
+            }
+            items.push((key, body));
         }
-        let store = self.store.clone();
-        let result = self.retry("enqueue a notification request", || {
-            let store = store.clone();
-            let (key, body) = (key.clone(), body.clone());
-            async move { store.enqueue_once(NOTIFY_REQUESTS, &key, &body).await }
-        });
-        match result {
-            Some(_) => {
-                self.stats.alerts.fetch_add(1, Ordering::Relaxed);
-                if let Some(r) = received {
-                    self.stats
-                        .alert_latency
-                        .record(r.elapsed().as_nanos() as u64);
-                }
-                tracing::info!(%key, "alert enqueued");
-            }
-            None => {
-                self.stats.alerts_duplicate.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%key, "alert already enqueued before; not repeated");
-            }
+        if items.is_empty() {
+            return;
+        }
+        self.requests.extend(items);
+        if let Some(r) = received {
+            self.requests_received = Some(self.requests_received.map_or(r, |o| o.min(r)));
         }
     }
 
@@ -549,9 +583,14 @@ impl Engine {
         }
     }
 
-    /// Write dirty rules, prices, history and checkpoints in one transaction.
+    /// Enqueue staged requests and write dirty rules, prices, history and checkpoints in
+    /// one transaction.
     fn commit(&mut self) {
-        let mut commit = MarketCommit::default();
+        let mut commit = MarketCommit {
+            requests: std::mem::take(&mut self.requests),
+            ..Default::default()
+        };
+        let received = self.requests_received.take();
         for id in std::mem::take(&mut self.dirty_rules) {
             if let Some(r) = self.rules.get(&id)
                 && let Ok(json) = serde_json::to_string(r)
@@ -583,7 +622,8 @@ impl Engine {
                 .push((checkpoint_name(&self.sources[src].name), c));
         }
         self.last_commit = Instant::now();
-        if commit.rules.is_empty()
+        if commit.requests.is_empty()
+            && commit.rules.is_empty()
             && commit.latest.is_empty()
             && commit.history.is_empty()
             && commit.checkpoints.is_empty()
@@ -592,11 +632,31 @@ impl Engine {
         }
         let store = self.store.clone();
         let commit = Arc::new(commit);
-        self.retry("commit market state", || {
+        let started = Instant::now();
+        let ids = self.retry("commit market state", || {
             let (store, commit) = (store.clone(), commit.clone());
             async move { store.commit_market(&commit).await }
         });
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .commit_latency
+            .record(started.elapsed().as_nanos() as u64);
+        let latency = received.map(|r| r.elapsed().as_nanos() as u64);
+        for ((key, _), id) in commit.requests.iter().zip(ids) {
+            match id {
+                Some(_) => {
+                    self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+                    if let Some(ns) = latency {
+                        self.stats.alert_latency.record(ns);
+                    }
+                    tracing::debug!(%key, "alert enqueued");
+                }
+                None => {
+                    self.stats.alerts_duplicate.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%key, "alert already enqueued before; not repeated");
+                }
+            }
+        }
     }
 }
 

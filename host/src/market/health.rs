@@ -126,4 +126,8 @@ pub struct MarketStats {
     pub store_errors: AtomicU64,
     /// From a source receiving a message to its notification request being enqueued.
     pub alert_latency: LatencyHistogram,
+    /// Duration of one state commit (one durable write).
+    pub commit_latency: LatencyHistogram,
+    /// Duration of one rule-processor call.
+    pub evaluate_latency: LatencyHistogram,
 }

@@ -145,10 +145,13 @@ impl MarketMonitor {
             rules,
             latest,
         };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let engine = std::thread::Builder::new()
             .name("market-engine".into())
-            .spawn(move || engine::run(setup, rx))
+            .spawn(move || engine::run(setup, rx, ready_tx))
             .context("failed to start the market engine thread")?;
+        // Sources start once the processors hold their rules.
+        let _ = tokio::task::spawn_blocking(move || ready_rx.recv()).await;
         let mut tasks = Vec::new();
         for (i, s) in market.sources.iter().enumerate() {
             let checkpoint = store

@@ -105,6 +105,45 @@ impl EmbeddedStore {
         Ok(())
     }
 
+    /// Append entries whose keys are new, inside `tx`.
+    fn append_once(
+        &self,
+        tx: &redb::WriteTransaction,
+        stream: &str,
+        items: &[(String, String)],
+    ) -> Result<Vec<Option<String>>> {
+        let mut out = Vec::with_capacity(items.len());
+        if items.is_empty() {
+            return Ok(out);
+        }
+        let mut idem = tx.open_table(IDEMPOTENCY)?;
+        let mut seqs = tx.open_table(STREAM_SEQ)?;
+        let mut entries = tx.open_table(STREAM)?;
+        let mut seq = seqs.get(stream)?.map(|v| v.value()).unwrap_or(0);
+        let maxlen = self.limits.stream_maxlen.max(1) as u64;
+        let now = now_ms();
+        for (key, body) in items {
+            if idem.get((stream, key.as_str()))?.is_some() {
+                out.push(None);
+                continue;
+            }
+            idem.insert((stream, key.as_str()), now)?;
+            seq += 1;
+            let stored = StoredEntry {
+                key: key.clone(),
+                body: body.clone(),
+            };
+            entries.insert((stream, seq), serde_json::to_vec(&stored)?.as_slice())?;
+            // `MAXLEN ~`: drop the oldest entry once the stream is over its bound.
+            if seq > maxlen {
+                entries.remove((stream, seq - maxlen))?;
+            }
+            out.push(Some(seq.to_string()));
+        }
+        seqs.insert(stream, seq)?;
+        Ok(out)
+    }
+
     fn entries_after(
         &self,
         stream: &str,
@@ -238,8 +277,9 @@ impl Store for EmbeddedStore {
         Ok(out)
     }
 
-    async fn commit_market(&self, commit: &MarketCommit) -> Result<()> {
+    async fn commit_market(&self, commit: &MarketCommit) -> Result<Vec<Option<String>>> {
         let tx = self.db.begin_write()?;
+        let ids = self.append_once(&tx, super::NOTIFY_REQUESTS, &commit.requests)?;
         {
             let mut rules = tx.open_table(RULES)?;
             for (id, json) in &commit.rules {
@@ -267,7 +307,10 @@ impl Store for EmbeddedStore {
             }
         }
         tx.commit()?;
-        Ok(())
+        if ids.iter().any(Option::is_some) {
+            self.appended.notify_waiters();
+        }
+        Ok(ids)
     }
 
     async fn get_checkpoint(&self, name: &str) -> Result<Option<String>> {
@@ -277,32 +320,22 @@ impl Store for EmbeddedStore {
     }
 
     async fn enqueue_once(&self, stream: &str, key: &str, body: &str) -> Result<Option<String>> {
+        let items = [(key.to_string(), body.to_string())];
+        Ok(self.enqueue_many_once(stream, &items).await?.remove(0))
+    }
+
+    async fn enqueue_many_once(
+        &self,
+        stream: &str,
+        items: &[(String, String)],
+    ) -> Result<Vec<Option<String>>> {
         let tx = self.db.begin_write()?;
-        let seq;
-        {
-            let mut idem = tx.open_table(IDEMPOTENCY)?;
-            if idem.get((stream, key))?.is_some() {
-                return Ok(None);
-            }
-            idem.insert((stream, key), now_ms())?;
-            let mut seqs = tx.open_table(STREAM_SEQ)?;
-            seq = seqs.get(stream)?.map(|v| v.value()).unwrap_or(0) + 1;
-            seqs.insert(stream, seq)?;
-            let mut entries = tx.open_table(STREAM)?;
-            let stored = StoredEntry {
-                key: key.to_string(),
-                body: body.to_string(),
-            };
-            entries.insert((stream, seq), serde_json::to_vec(&stored)?.as_slice())?;
-            // `MAXLEN ~`: drop the oldest entry once the stream is over its bound.
-            let maxlen = self.limits.stream_maxlen.max(1) as u64;
-            if seq > maxlen {
-                entries.remove((stream, seq - maxlen))?;
-            }
-        }
+        let out = self.append_once(&tx, stream, items)?;
         tx.commit()?;
-        self.appended.notify_waiters();
-        Ok(Some(seq.to_string()))
+        if out.iter().any(Option::is_some) {
+            self.appended.notify_waiters();
+        }
+        Ok(out)
     }
 
     async fn read_new(

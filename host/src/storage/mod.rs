@@ -9,8 +9,10 @@
 //! Two operations carry the exactly-once guarantees the workers rely on:
 //! - [`Store::enqueue_once`] appends to a stream only if its idempotency key was never
 //!   seen, atomically, so a re-evaluated tick after a crash cannot enqueue twice;
-//! - [`Store::commit_market`] writes rule states, prices and source checkpoints in one
-//!   transaction, so after a restart they all describe the same moment.
+//! - [`Store::commit_market`] enqueues notification requests (idempotently) and writes
+//!   rule states, prices and source checkpoints in one transaction, so after a restart
+//!   they all describe the same moment. One durable write per engine cycle is also what
+//!   makes the embedded store fast: a cycle grows while the previous write syncs.
 
 use std::sync::Arc;
 
@@ -53,6 +55,9 @@ pub struct StreamEntry {
 /// Everything the market monitor persists at one point, written atomically.
 #[derive(Debug, Clone, Default)]
 pub struct MarketCommit {
+    /// Notification requests for [`NOTIFY_REQUESTS`] as (idempotency key, JSON body);
+    /// a key enqueued before is skipped.
+    pub requests: Vec<(String, String)>,
     /// Rules whose record changed (firing state, status), as JSON by id.
     pub rules: Vec<(String, String)>,
     /// Latest price per symbol.
@@ -105,13 +110,22 @@ pub trait Store: Send + Sync {
     /// The recent history of a symbol, oldest first, at most `limit` points.
     async fn price_history(&self, symbol: &str, limit: usize) -> Result<Vec<PricePoint>>;
 
-    /// Write rules, prices and checkpoints in one transaction.
-    async fn commit_market(&self, commit: &MarketCommit) -> Result<()>;
+    /// Enqueue the requests and write rules, prices and checkpoints in one transaction.
+    /// Returns, per request, its new entry id or `None` for a duplicate key.
+    async fn commit_market(&self, commit: &MarketCommit) -> Result<Vec<Option<String>>>;
     async fn get_checkpoint(&self, name: &str) -> Result<Option<String>>;
 
     /// Append `body` to `stream` unless `key` was enqueued before (on this stream).
     /// Returns the new entry id, or `None` for a duplicate.
     async fn enqueue_once(&self, stream: &str, key: &str, body: &str) -> Result<Option<String>>;
+    /// [`Store::enqueue_once`] for many entries in one round trip (one transaction on
+    /// the embedded store, one pipeline on Redis). On an error some may be enqueued:
+    /// retrying is safe, their keys make the retry skip them.
+    async fn enqueue_many_once(
+        &self,
+        stream: &str,
+        items: &[(String, String)],
+    ) -> Result<Vec<Option<String>>>;
     /// Entries of `stream` never delivered to `group`, at most `count`, waiting up to
     /// `block_ms` for one to arrive. They become pending for `consumer` until acked.
     async fn read_new(

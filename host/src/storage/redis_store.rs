@@ -225,9 +225,22 @@ impl Store for RedisStore {
         Ok(out)
     }
 
-    async fn commit_market(&self, commit: &MarketCommit) -> Result<()> {
+    async fn commit_market(&self, commit: &MarketCommit) -> Result<Vec<Option<String>>> {
         let mut pipe = redis::pipe();
         pipe.atomic();
+        // EVAL rather than EVALSHA: inside MULTI a missing script would fail alone while
+        // the rest of the transaction went through.
+        for (key, body) in &commit.requests {
+            pipe.cmd("EVAL")
+                .arg(ENQUEUE_ONCE)
+                .arg(2)
+                .arg(idempotency_key(super::NOTIFY_REQUESTS, key))
+                .arg(super::NOTIFY_REQUESTS)
+                .arg(self.limits.idempotency_ttl_secs)
+                .arg(self.limits.stream_maxlen)
+                .arg(key)
+                .arg(body);
+        }
         if !commit.rules.is_empty() {
             pipe.hset_multiple(RULES, &commit.rules).ignore();
         }
@@ -254,8 +267,11 @@ impl Store for RedisStore {
                 .ignore();
         }
         let mut c = self.conn.clone();
-        let _: () = pipe.query_async(&mut c).await?;
-        Ok(())
+        if commit.requests.is_empty() {
+            let _: () = pipe.query_async(&mut c).await?;
+            return Ok(Vec::new());
+        }
+        Ok(pipe.query_async(&mut c).await?)
     }
 
     async fn get_checkpoint(&self, name: &str) -> Result<Option<String>> {
@@ -276,6 +292,50 @@ impl Store for RedisStore {
             .invoke_async(&mut c)
             .await?;
         Ok(id)
+    }
+
+    async fn enqueue_many_once(
+        &self,
+        stream: &str,
+        items: &[(String, String)],
+    ) -> Result<Vec<Option<String>>> {
+        if items.len() <= 1 {
+            let mut out = Vec::new();
+            for (k, b) in items {
+                out.push(self.enqueue_once(stream, k, b).await?);
+            }
+            return Ok(out);
+        }
+        let hash = self.enqueue_once.get_hash();
+        let build = || {
+            let mut p = redis::pipe();
+            for (key, body) in items {
+                p.cmd("EVALSHA")
+                    .arg(hash)
+                    .arg(2)
+                    .arg(idempotency_key(stream, key))
+                    .arg(stream)
+                    .arg(self.limits.idempotency_ttl_secs)
+                    .arg(self.limits.stream_maxlen)
+                    .arg(key)
+                    .arg(body);
+            }
+            p
+        };
+        let mut c = self.conn.clone();
+        match build().query_async::<Vec<Option<String>>>(&mut c).await {
+            Ok(ids) => Ok(ids),
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                // First use, or Redis restarted and forgot the script: load it, go again.
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(ENQUEUE_ONCE)
+                    .query_async(&mut c)
+                    .await?;
+                Ok(build().query_async(&mut c).await?)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn read_new(

@@ -53,7 +53,18 @@ async fn suite(store: Arc<dyn Store>) {
     commit.latest.push(point("BTCUSDT", 104.0, 4));
     commit.rules.push(("c".into(), r#"{"id":"c"}"#.into()));
     commit.checkpoints.push(("source:x".into(), "42".into()));
-    store.commit_market(&commit).await.unwrap();
+    commit.requests.push(("req-1".into(), "{}".into()));
+    commit.requests.push(("req-1".into(), "{}".into()));
+    let ids = store.commit_market(&commit).await.unwrap();
+    assert!(ids[0].is_some() && ids[1].is_none(), "{name}: {ids:?}");
+    let again = store.commit_market(&commit).await.unwrap();
+    assert_eq!(
+        again,
+        vec![None, None],
+        "{name}: a replayed commit enqueues nothing"
+    );
+    let nr = impressox_host::storage::NOTIFY_REQUESTS;
+    assert_eq!(store.stream_len(nr).await.unwrap(), 1);
     let h = store.price_history("BTCUSDT", 10).await.unwrap();
     assert_eq!(
         h.iter().map(|p| p.ts_ms).collect::<Vec<_>>(),

@@ -1231,3 +1231,74 @@ fn randomized_matches_brute_force_many_rules() {
         compare_with_brute_force(seed, 4, 300, 300);
     }
 }
+
+/// How a stream of ticks is cut into batches must not change what fires (the host's
+/// batches follow load, not content).
+#[test]
+fn batch_boundaries_do_not_change_the_alerts() {
+    let symbols = 50u32;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut rules = Vec::new();
+    for s in 0..symbols {
+        for r in 0..40 {
+            let (op, mode, value) = match r % 4 {
+                0 => (ConditionOp::Above, TriggerMode::Once, 100.0 + next() * 10.0),
+                1 => (ConditionOp::Below, TriggerMode::Once, 90.0 + next() * 10.0),
+                2 => (
+                    ConditionOp::CrossesUp,
+                    TriggerMode::Every,
+                    90.0 + next() * 20.0,
+                ),
+                _ => (
+                    ConditionOp::CrossesDown,
+                    TriggerMode::Every,
+                    90.0 + next() * 20.0,
+                ),
+            };
+            rules.push(rule(&format!("r{s}-{r}"), s, op, value, mode));
+        }
+    }
+    let mut price = vec![100.0f64; symbols as usize];
+    let mut ticks = Vec::new();
+    for i in 0..60_000i64 {
+        let s = (i % symbols as i64) as usize;
+        price[s] *= 1.0 + (next() - 0.5) * 0.004;
+        ticks.push(tick(s as u32, price[s], 1_000_000 + i * 10));
+    }
+    let fire = |sizes: &[usize]| {
+        let mut e = engine_with(rules.clone());
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut k = 0;
+        while at < ticks.len() {
+            let n = sizes[k % sizes.len()].min(ticks.len() - at);
+            k += 1;
+            let batch = TickBatch {
+                now_ms: 0,
+                ticks: ticks[at..at + n].to_vec(),
+            };
+            out.extend(
+                e.evaluate(&batch)
+                    .into_iter()
+                    .map(|a| format!("{} {} {}", a.rule_id, a.fired_at_ms, a.price)),
+            );
+            at += n;
+        }
+        out
+    };
+    let whole = fire(&[1000]);
+    assert!(
+        whole.len() > 100,
+        "the walk should fire rules: {}",
+        whole.len()
+    );
+    for sizes in [&[1][..], &[7, 993], &[333], &[5000, 1, 17]] {
+        assert_eq!(fire(sizes), whole, "batch sizes {sizes:?}");
+    }
+}

@@ -71,7 +71,7 @@ pub async fn run(mut ctx: SourceCtx) {
             let lines = if speed == 0.0 { chunk_lines } else { 1 };
             let end = end_of_lines(&data, pos.offset, lines);
             let chunk = &data[pos.offset..end];
-            let (received_ms, received) = received_now();
+            let (received_ms, _) = received_now();
             let mut ticks = match ctx.parse_reporting(chunk, received_ms, lines == 1).await {
                 Parsed::Ticks(t) => t,
                 Parsed::Shutdown => return,
@@ -110,6 +110,8 @@ pub async fn run(mut ctx: SourceCtx) {
             }
             pos.offset = end;
             let checkpoint = serde_json::to_string(&pos).ok();
+            // A paced row "arrives" when its time comes, not when it was read.
+            let received = std::time::Instant::now();
             if !ctx.send(ticks, received, checkpoint).await {
                 return;
             }
