@@ -463,7 +463,7 @@ async fn a_fallback_source_is_used_only_while_its_primary_is_stale() {
     let gecko = CoinGeckoStandIn::start().await;
     let ws_url = format!("{}/ws/btcusdt@trade", binance.url());
     let market = market_head(30)
-        + &ws_source("binance", &ws_url, "stale_after_secs = 1\n")
+        + &ws_source("binance", &ws_url, "stale_after_secs = 2\n")
         + &gecko_source("gecko", &gecko.url(), "fallback_for = [\"binance\"]\n")
         + &crosses("up100", "crosses_up", 100.0);
     // The primary sends prices below the level; the fallback has none yet.
@@ -499,12 +499,15 @@ async fn a_fallback_source_is_used_only_while_its_primary_is_stale() {
 
     // The primary goes silent: past its stale_after the fallback's ticks are used.
     binance.set_silent(true);
+    until(WAIT, "the primary to go stale", || {
+        primary.state() == SourceState::Stale
+    })
+    .await;
     rig.wait_requests(1, WAIT).await;
-    assert_eq!(primary.state(), SourceState::Stale);
     tokio::time::sleep(Duration::from_millis(500)).await;
     rig.collect().await;
     let key = format!("rule-up100-{secs}");
-    assert_eq!(rig.keys(), [key.clone()]);
+    assert_eq!(rig.keys(), std::slice::from_ref(&key));
     let (req, _) = &rig.seen[&key];
     assert_eq!(req["data"]["source"], "gecko", "{req}");
     assert_eq!(req["data"]["price"], 110.0);
