@@ -25,7 +25,33 @@ pub async fn document() -> Json<Value> {
                         "compiled_from_cache": {"type": ["boolean", "null"]},
                         "calls": {"type": "integer"}, "errors": {"type": "integer"},
                         "last_error": {"type": ["string", "null"]}, "last_load_error": {"type": ["string", "null"]},
-                        "p50_us": {"type": ["number", "null"]}, "p99_us": {"type": ["number", "null"]}}}
+                        "p50_us": {"type": ["number", "null"]}, "p99_us": {"type": ["number", "null"]}}},
+                "RuleSpec": {"type": "object", "required": ["user_id", "symbol", "condition"], "additionalProperties": false,
+                    "properties": {
+                        "id": {"type": "string"}, "user_id": {"type": "string"},
+                        "symbol": {"type": "string", "pattern": "^[A-Z0-9]{2,24}$"},
+                        "condition": {"type": "object", "required": ["op", "value"], "additionalProperties": false, "properties": {
+                            "op": {"type": "string", "enum": ["above", "below", "crosses_up", "crosses_down", "pct_change"]},
+                            "value": {"type": "number"},
+                            "direction": {"type": "string", "enum": ["up", "down", "any"]},
+                            "window_secs": {"type": "integer", "minimum": 1}}},
+                        "trigger": {"type": "object", "required": ["mode"], "additionalProperties": false, "properties": {
+                            "mode": {"type": "string", "enum": ["once", "every", "cooldown"]},
+                            "cooldown_secs": {"type": "integer", "minimum": 1}}},
+                        "expires_at": {"type": "string", "format": "date-time"},
+                        "channels": {"type": "array", "items": {"type": "string", "enum": ["telegram", "email", "webhook", "console"]}},
+                        "processor": {"type": "string"}, "note": {"type": "string"}}},
+                "Rule": {"allOf": [{"$ref": "#/components/schemas/RuleSpec"}, {"type": "object", "properties": {
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "enabled": {"type": "boolean"},
+                    "state": {"type": "string", "enum": ["active", "fired", "expired", "disabled", "waiting_for_processor"]},
+                    "last_fired_at": {"type": ["string", "null"], "format": "date-time"},
+                    "firing": {"type": "object"}}}]},
+                "Price": {"type": "object", "properties": {
+                    "symbol": {"type": "string"}, "price": {"type": "number"}, "ts": {"type": "string", "format": "date-time"},
+                    "ts_ms": {"type": "integer"}, "age_ms": {"type": "integer"}, "source": {"type": "string"},
+                    "source_state": {"type": ["string", "null"], "enum": ["connecting", "up", "stale", "down", "finished", null]},
+                    "stale": {"type": "boolean"}, "history": {"type": "array"}}}
             }
         },
         "security": [{"bearer": []}],
@@ -37,7 +63,27 @@ pub async fn document() -> Json<Value> {
             "/api/v1/plugins/{name}": {"get": {"summary": "One plugin's status",
                 "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "status", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PluginStatus"}}}}, "404": {"description": "unknown", "content": {"application/json": {"schema": error}}}}}},
-            "/api/v1/plugins/reload": {"post": {"summary": "Rescan the plugin directory, reload every file, clear quarantine", "responses": {"200": {"description": "statuses after the reload"}}}}
+            "/api/v1/plugins/reload": {"post": {"summary": "Rescan the plugin directory, reload every file, clear quarantine", "responses": {"200": {"description": "statuses after the reload"}}}},
+            "/api/v1/rules": {
+                "get": {"summary": "List rules", "parameters": [
+                    {"name": "user_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "symbol", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "{\"rules\": [Rule]}"}}},
+                "post": {"summary": "Create a rule", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RuleSpec"}}}},
+                    "responses": {"201": {"description": "created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rule"}}}},
+                        "400": {"description": "a field is invalid (named in the message); nothing stored", "content": {"application/json": {"schema": error}}},
+                        "409": {"description": "the id exists", "content": {"application/json": {"schema": error}}}}}},
+            "/api/v1/rules/{id}": {
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "get": {"summary": "One rule", "responses": {"200": {"description": "the rule", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rule"}}}}, "404": {"description": "unknown", "content": {"application/json": {"schema": error}}}}},
+                "patch": {"summary": "Change condition, trigger, expires_at, channels, processor, note or enabled (null clears)",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {"200": {"description": "the rule", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rule"}}}}, "400": {"description": "invalid", "content": {"application/json": {"schema": error}}}, "404": {"description": "unknown", "content": {"application/json": {"schema": error}}}}},
+                "delete": {"summary": "Delete a rule", "responses": {"204": {"description": "deleted"}, "404": {"description": "unknown", "content": {"application/json": {"schema": error}}}}}},
+            "/api/v1/prices/{symbol}": {"get": {"summary": "Latest price, source, age and staleness",
+                "parameters": [{"name": "symbol", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "history", "in": "query", "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "the price", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Price"}}}}, "404": {"description": "no price yet", "content": {"application/json": {"schema": error}}}}}}
         }
     }))
 }

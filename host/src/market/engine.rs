@@ -385,11 +385,12 @@ impl Engine {
     }
 
     /// A fallback source's tick is not used while one of its primaries is healthy for
-    /// that symbol.
+    /// that symbol: not marked stale, and it delivered the symbol within `stale_after`.
+    /// (A primary that is reconnecting or rotating with a fresh price still counts.)
     fn shadowed(&self, src: usize, sid: u32, now: i64) -> bool {
         self.primaries[src].iter().any(|&p| {
             let h = &self.health[p];
-            h.state() == SourceState::Up
+            h.state() != SourceState::Stale
                 && self.seen[p]
                     .get(&sid)
                     .is_some_and(|t| now - t <= h.stale_after_ms)

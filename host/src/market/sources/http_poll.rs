@@ -1,7 +1,7 @@
 //! `http-poll`: an HTTP endpoint polled on an interval (CoinGecko's `/simple/price`).
 //!
-//! A 429 is honoured: the next request waits for `Retry-After` (seconds, or an HTTP
-//! date is treated as one interval) or, without one, for the backoff. Other failures back
+//! A 429 is honoured: the next request waits for `Retry-After` seconds (at least one
+//! interval); without a number there (absent, or an HTTP date) it waits for the backoff. Other failures back
 //! off exponentially with jitter. No good answer within `stale_after` marks the source
 //! stale. The API key comes from the environment variable named by `api_key_env` and is
 //! never logged.

@@ -25,6 +25,9 @@ struct Position {
     anchor_ms: Option<i64>,
     /// The file's first tick time.
     t0_ms: Option<i64>,
+    /// Where the last sent tick plays, in ms after `anchor_ms`.
+    #[serde(default)]
+    played_ms: Option<i64>,
 }
 
 pub async fn run(mut ctx: SourceCtx) {
@@ -60,6 +63,15 @@ pub async fn run(mut ctx: SourceCtx) {
     }
     if pos.offset > 0 {
         tracing::info!(source = %ctx.config.name, pass = pos.pass, offset = pos.offset, "replay resumes from checkpoint");
+        // Carry on from now rather than race through the time the host was down. Safe
+        // for idempotency: a tick after the checkpoint had none of its alerts enqueued
+        // (they commit together), so new tick times cannot duplicate one.
+        if let (Some(anchor), Some(played)) = (pos.anchor_ms, pos.played_ms)
+            && ctx.config.speed > 0.0
+            && anchor + played < now_ms()
+        {
+            pos.anchor_ms = Some(now_ms() - played);
+        }
     }
     let speed = ctx.config.speed;
     let chunk_lines = ctx.config.chunk_lines.max(1);
@@ -107,6 +119,7 @@ pub async fn run(mut ctx: SourceCtx) {
                 if ctx.config.rebase_time {
                     t.ts_ms = anchor + offset;
                 }
+                pos.played_ms = Some(offset);
             }
             pos.offset = end;
             let checkpoint = serde_json::to_string(&pos).ok();
@@ -133,6 +146,7 @@ pub async fn run(mut ctx: SourceCtx) {
             offset: 0,
             anchor_ms: pos.anchor_ms.map(|a| a + span + 1000),
             t0_ms: pos.t0_ms,
+            played_ms: None,
         };
         if !ctx.config.rebase_time {
             pos.anchor_ms = None;
