@@ -69,7 +69,7 @@ fn build(
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
-        .arg("--release")
+        .arg("--profile=wasm-release")
         .arg("--target=wasm32-wasip2")
         .arg("--manifest-path")
         .arg(manifest)
@@ -98,7 +98,7 @@ fn build(
     for p in packages {
         let file = p.replace('-', "_");
         let path = target_dir
-            .join("wasm32-wasip2/release")
+            .join("wasm32-wasip2/wasm-release")
             .join(format!("{file}.wasm"));
         assert!(path.exists(), "expected {} after the build", path.display());
         let const_name = format!("{prefix}{}", file.to_uppercase());

@@ -267,10 +267,7 @@ fn main() {
     let mut init = |p: &mut impressox_host::runtime::invoke::RuleProcessorInit<'_>| {
         p.upsert_rules(&rules)?.map_err(wasmtime::Error::msg)
     };
-    let empty = TickBatch {
-        now_ms: 0,
-        ticks: Vec::new(),
-    };
+    let empty = TickBatch::from_ticks(0, Vec::new());
     session.evaluate(&mut init, &empty).unwrap();
     let (wasm_burst, wasm_burst_alerts) = timed(&batches[..WARMUP], |b| {
         session.evaluate(&mut init, b).unwrap().len()
@@ -369,7 +366,7 @@ fn threshold_workload(
                     }
                 })
                 .collect();
-            TickBatch { now_ms: ts, ticks }
+            TickBatch::from_ticks(ts, ticks)
         })
         .collect();
     (rules, batches)
@@ -411,15 +408,9 @@ fn to_sdk_rule(r: &Rule) -> sdk::Rule {
 fn to_sdk_batch(b: &TickBatch) -> sdk::TickBatch {
     sdk::TickBatch {
         now_ms: b.now_ms,
-        ticks: b
-            .ticks
-            .iter()
-            .map(|t| sdk::Tick {
-                symbol_id: t.symbol_id,
-                price: t.price,
-                ts_ms: t.ts_ms,
-            })
-            .collect(),
+        symbol_ids: b.symbol_ids.clone(),
+        prices: b.prices.clone(),
+        ts_ms: b.ts_ms.clone(),
     }
 }
 

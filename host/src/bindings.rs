@@ -55,3 +55,52 @@ kind_world!(scrape_parser, "scrape-parser", pure);
 kind_world!(notify_formatter, "notify-formatter", pure);
 kind_world!(task, "task", granted);
 kind_world!(event_handler, "event-handler", granted);
+
+/// Rows in and out of the column layout of [`types::TickBatch`].
+mod tick_batch {
+    use super::types::{Tick, TickBatch};
+
+    impl TickBatch {
+        /// A batch from rows.
+        pub fn from_ticks(now_ms: i64, ticks: Vec<Tick>) -> TickBatch {
+            TickBatch {
+                now_ms,
+                symbol_ids: ticks.iter().map(|t| t.symbol_id).collect(),
+                prices: ticks.iter().map(|t| t.price).collect(),
+                ts_ms: ticks.iter().map(|t| t.ts_ms).collect(),
+            }
+        }
+
+        /// Number of ticks (the shortest column, should the columns disagree).
+        pub fn len(&self) -> usize {
+            self.symbol_ids
+                .len()
+                .min(self.prices.len())
+                .min(self.ts_ms.len())
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// The ticks as rows.
+        pub fn iter(&self) -> impl Iterator<Item = Tick> + '_ {
+            self.symbol_ids
+                .iter()
+                .zip(&self.prices)
+                .zip(&self.ts_ms)
+                .map(|((&symbol_id, &price), &ts_ms)| Tick {
+                    symbol_id,
+                    price,
+                    ts_ms,
+                })
+        }
+
+        /// Append one tick.
+        pub fn push(&mut self, tick: Tick) {
+            self.symbol_ids.push(tick.symbol_id);
+            self.prices.push(tick.price);
+            self.ts_ms.push(tick.ts_ms);
+        }
+    }
+}

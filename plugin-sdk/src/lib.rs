@@ -60,6 +60,64 @@ pub const WIT_VERSION: &str = "0.1.0";
 /// Every record of the WIT contract (`impressox:plugin/types`).
 pub mod types {
     pub use crate::bindings::base::impressox::plugin::types::*;
+
+    /// One row of a [`TickBatch`]. (WIT's `tick` record, written out here because no
+    /// function takes it directly, so wit-bindgen does not generate it.)
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct Tick {
+        pub symbol_id: u32,
+        pub price: f64,
+        pub ts_ms: i64,
+    }
+
+    /// Rows in and out of the column layout of [`TickBatch`].
+    mod tick_batch {
+        use super::{Tick, TickBatch};
+
+        impl TickBatch {
+            /// A batch from rows.
+            pub fn from_ticks(now_ms: i64, ticks: Vec<Tick>) -> TickBatch {
+                TickBatch {
+                    now_ms,
+                    symbol_ids: ticks.iter().map(|t| t.symbol_id).collect(),
+                    prices: ticks.iter().map(|t| t.price).collect(),
+                    ts_ms: ticks.iter().map(|t| t.ts_ms).collect(),
+                }
+            }
+
+            /// Number of ticks (the shortest column, should the columns disagree).
+            pub fn len(&self) -> usize {
+                self.symbol_ids
+                    .len()
+                    .min(self.prices.len())
+                    .min(self.ts_ms.len())
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// The ticks as rows.
+            pub fn iter(&self) -> impl Iterator<Item = Tick> + '_ {
+                self.symbol_ids
+                    .iter()
+                    .zip(&self.prices)
+                    .zip(&self.ts_ms)
+                    .map(|((&symbol_id, &price), &ts_ms)| Tick {
+                        symbol_id,
+                        price,
+                        ts_ms,
+                    })
+            }
+
+            /// Append one tick.
+            pub fn push(&mut self, tick: Tick) {
+                self.symbol_ids.push(tick.symbol_id);
+                self.prices.push(tick.price);
+                self.ts_ms.push(tick.ts_ms);
+            }
+        }
+    }
 }
 
 /// Logging into the host's output, tagged with the plugin's name. Always available.
@@ -178,7 +236,7 @@ pub trait FeedParser: 'static {
 ///     fn evaluate(batch: TickBatch) -> Vec<Alert> {
 ///         let mut out = Vec::new();
 ///         RULES.with(|r| for rule in r.borrow_mut().iter_mut() {
-///             for t in batch.ticks.iter().filter(|t| t.symbol_id == rule.symbol_id) {
+///             for t in batch.iter().filter(|t| t.symbol_id == rule.symbol_id) {
 ///                 if rule.state.armed && t.price > rule.condition.value {
 ///                     rule.state.armed = false;
 ///                     rule.state.last_fired_ms = Some(t.ts_ms);

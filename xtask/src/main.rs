@@ -75,7 +75,13 @@ fn target_dir() -> PathBuf {
 fn demo() -> Result<(), String> {
     let plugins = plugin_packages()?;
     let mut build = cargo();
-    build.args(["build", "--release", "--target", "wasm32-wasip2"]);
+    build.args([
+        "build",
+        "--profile",
+        "wasm-release",
+        "--target",
+        "wasm32-wasip2",
+    ]);
     for p in &plugins {
         build.args(["-p", p]);
     }
@@ -84,7 +90,7 @@ fn demo() -> Result<(), String> {
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     for p in &plugins {
         let file = format!("{}.wasm", p.replace('-', "_"));
-        let from = target_dir().join("wasm32-wasip2/release").join(&file);
+        let from = target_dir().join("wasm32-wasip2/wasm-release").join(&file);
         let to = out.join(&file);
         // Copy under a hidden name and rename: a running host never sees half a file.
         let tmp = out.join(format!(".{file}.tmp"));

@@ -240,10 +240,7 @@ impl Engine {
     /// Start each processor's instance now (loading every rule can take a while with
     /// many rules), rather than on the first tick, which would then wait for it.
     fn warm_up(&mut self) {
-        let empty = TickBatch {
-            now_ms: now_ms(),
-            ticks: Vec::new(),
-        };
+        let empty = TickBatch::from_ticks(now_ms(), Vec::new());
         for (name, p) in self.processors.iter_mut() {
             if p.rules.is_empty() {
                 continue;
@@ -416,10 +413,7 @@ impl Engine {
         self.stats
             .ticks_evaluated
             .fetch_add(ticks.len() as u64, Ordering::Relaxed);
-        let tick_batch = TickBatch {
-            now_ms: now_ms(),
-            ticks,
-        };
+        let tick_batch = TickBatch::from_ticks(now_ms(), ticks);
         let mut alerts = Vec::new();
         let names: Vec<String> = self
             .processors
@@ -448,13 +442,13 @@ impl Engine {
                 Err(e) => {
                     self.stats.evaluate_errors.fetch_add(1, Ordering::Relaxed);
                     if !p.failing {
-                        tracing::warn!(processor = %name, error = %e, ticks = tick_batch.ticks.len(), "rule processor failed on a batch; its rules wait (logged once until it recovers)");
+                        tracing::warn!(processor = %name, error = %e, ticks = tick_batch.len(), "rule processor failed on a batch; its rules wait (logged once until it recovers)");
                         p.failing = true;
                     }
                 }
             }
         }
-        for t in &tick_batch.ticks {
+        for t in tick_batch.iter() {
             self.evaluated[t.symbol_id as usize] = Some((t.price, t.ts_ms));
         }
         let fired = alerts.len();

@@ -298,7 +298,16 @@ struct RulesInput {
     rules: Vec<Rule>,
     #[serde(default)]
     prices: Vec<(u32, f64, i64)>,
-    batches: Vec<TickBatch>,
+    batches: Vec<BatchRows>,
+}
+
+/// A tick batch as rows (`{"now_ms": .., "ticks": [{"symbol_id", "price", "ts_ms"}]}`),
+/// easier to write by hand than the column layout that crosses the boundary.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRows {
+    now_ms: i64,
+    ticks: Vec<Tick>,
 }
 
 /// `plugin run` input for a formatter.
@@ -347,8 +356,9 @@ pub fn run_json(handle: &PluginHandle, input: Value) -> Result<Value> {
                 }
             };
             let mut batches = Vec::new();
-            for batch in &i.batches {
-                batches.push(session.evaluate(&mut init, batch)?);
+            for batch in i.batches {
+                let batch = TickBatch::from_ticks(batch.now_ms, batch.ticks);
+                batches.push(session.evaluate(&mut init, &batch)?);
             }
             json!({ "alerts": batches })
         }

@@ -157,7 +157,7 @@ impl Inner {
             imports: checked.imports,
             ctx: checked.ctx,
             pre,
-            idle: Mutex::new(vec![first]),
+            idle: Mutex::new(vec![Box::new(first)]),
         });
         let outcome = LoadOutcome::Loaded {
             name: loaded.name.clone(),

@@ -38,7 +38,9 @@ pub struct Loaded {
     pub imports: Vec<String>,
     pub(crate) ctx: Arc<PluginContext>,
     pub(crate) pre: KindPre,
-    pub(crate) idle: Mutex<Vec<Instance>>,
+    /// Boxed so taking one out and putting it back moves a pointer, not the bindings.
+    #[allow(clippy::vec_box)]
+    pub(crate) idle: Mutex<Vec<Box<Instance>>>,
 }
 
 /// Counters and state of one plugin name, across its versions.

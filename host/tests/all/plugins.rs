@@ -104,13 +104,15 @@ fn threshold_session_fires_a_crossing_once_and_survives_a_swap() {
         p.upsert_rules(&rules.borrow())?
             .map_err(wasmtime::Error::msg)
     };
-    let batch = |ts: i64, price: f64| TickBatch {
-        now_ms: ts,
-        ticks: vec![Tick {
-            symbol_id: 0,
-            price,
-            ts_ms: ts,
-        }],
+    let batch = |ts: i64, price: f64| {
+        TickBatch::from_ticks(
+            ts,
+            vec![Tick {
+                symbol_id: 0,
+                price,
+                ts_ms: ts,
+            }],
+        )
     };
     assert!(
         session

@@ -111,7 +111,7 @@ fn main() {
                 }
             })
             .collect();
-        TickBatch { now_ms: ts, ticks }
+        TickBatch::from_ticks(ts, ticks)
     };
     // Warm up: the first tick of each symbol evaluates all its rules and builds its indexes.
     let warm = make_batch(&mut rng);

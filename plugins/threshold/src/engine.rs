@@ -547,7 +547,8 @@ impl Engine {
     /// Evaluate a batch; returns one alert per firing, in tick order.
     pub fn evaluate(&mut self, batch: &TickBatch) -> Vec<Alert> {
         let mut out = Vec::new();
-        self.evaluate_ticks(&batch.ticks, &mut out);
+        let ticks: Vec<Tick> = batch.iter().collect();
+        self.evaluate_ticks(&ticks, &mut out);
         out
     }
 

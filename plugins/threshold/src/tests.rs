@@ -71,10 +71,7 @@ fn run(engine: &mut Engine, ticks: &[(f64, i64)]) -> Vec<Vec<String>> {
     ticks
         .iter()
         .map(|&(price, ts)| {
-            let batch = TickBatch {
-                now_ms: ts,
-                ticks: vec![tick(0, price, ts)],
-            };
+            let batch = TickBatch::from_ticks(ts, vec![tick(0, price, ts)]);
             let mut ids: Vec<String> = engine
                 .evaluate(&batch)
                 .into_iter()
@@ -106,10 +103,7 @@ fn above_fires_on_first_price_and_carries_alert_fields() {
         70000.0,
         TriggerMode::Once,
     )]);
-    let batch = TickBatch {
-        now_ms: 5,
-        ticks: vec![tick(0, 70123.4, 1000)],
-    };
+    let batch = TickBatch::from_ticks(5, vec![tick(0, 70123.4, 1000)]);
     let alerts = e.evaluate(&batch);
     assert_eq!(alerts.len(), 1);
     let a = &alerts[0];
@@ -144,10 +138,7 @@ fn below_fires_on_first_price_and_is_strict() {
         btc("b1", ConditionOp::Below, 100.0, TriggerMode::Once),
         btc("b2", ConditionOp::Below, 90.0, TriggerMode::Once),
     ]);
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 95.0, 1)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 95.0, 1)]));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].reason, "BTCUSDT is below 100 at 95");
     assert_eq!(
@@ -179,15 +170,9 @@ fn crosses_up_boundaries_and_alert_fields() {
         70000.0,
         TriggerMode::Every,
     )]);
-    e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 70000.0, 1)],
-    });
+    e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 70000.0, 1)]));
     // prev == value counts (prev <= value < cur).
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 70100.0, 2)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 70100.0, 2)]));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].reason, "BTCUSDT crossed above 70000");
     assert_eq!(out[0].reference_price, Some(70000.0));
@@ -215,10 +200,10 @@ fn crosses_down() {
         out,
         vec![ids(&[]), ids(&[]), ids(&["x"]), ids(&[]), ids(&["x"])]
     );
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 102.0, 6), tick(0, 97.5, 7)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(
+        0,
+        vec![tick(0, 102.0, 6), tick(0, 97.5, 7)],
+    ));
     assert_eq!(out[0].reason, "BTCUSDT crossed below 100");
     assert_eq!(out[0].reference_price, Some(102.0));
 }
@@ -231,10 +216,10 @@ fn crossing_within_one_batch_uses_the_previous_tick() {
         100.0,
         TriggerMode::Every,
     )]);
-    let batch = TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 99.0, 1), tick(0, 101.0, 2), tick(0, 102.0, 3)],
-    };
+    let batch = TickBatch::from_ticks(
+        0,
+        vec![tick(0, 99.0, 1), tick(0, 101.0, 2), tick(0, 102.0, 3)],
+    );
     let out = e.evaluate(&batch);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].fired_at_ms, 2);
@@ -250,16 +235,10 @@ fn previous_price_carries_across_batches() {
         TriggerMode::Once,
     )]);
     assert!(
-        e.evaluate(&TickBatch {
-            now_ms: 0,
-            ticks: vec![tick(0, 99.0, 1)]
-        })
-        .is_empty()
+        e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 99.0, 1)]))
+            .is_empty()
     );
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 100.5, 2)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 100.5, 2)]));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].reference_price, Some(99.0));
 }
@@ -271,10 +250,10 @@ fn pct_change_up_down_any() {
         pct("down", 0, 5.0, Direction::Down, 300, TriggerMode::Once),
         pct("any", 0, 3.0, Direction::Any, 300, TriggerMode::Once),
     ]);
-    let mut out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 100.0, 0), tick(0, 105.2, 60_000)],
-    });
+    let mut out = e.evaluate(&TickBatch::from_ticks(
+        0,
+        vec![tick(0, 100.0, 0), tick(0, 105.2, 60_000)],
+    ));
     out.sort_by(|a, b| a.rule_id.cmp(&b.rule_id));
     assert_eq!(out.len(), 2);
     assert_eq!(out[0].rule_id, "any");
@@ -283,17 +262,11 @@ fn pct_change_up_down_any() {
     assert_eq!(out[1].reference_price, Some(100.0));
     // 105.2 -> 99 is -5.9% inside the window, but the window's start is still 100: -1%.
     assert!(
-        e.evaluate(&TickBatch {
-            now_ms: 0,
-            ticks: vec![tick(0, 99.0, 120_000)]
-        })
-        .is_empty()
+        e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 99.0, 120_000)]))
+            .is_empty()
     );
     // Once 100 and 105.2 left the window (ts > 360s), 99 at 120s is the reference.
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 94.0, 400_000)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 94.0, 400_000)]));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].rule_id, "down");
     assert_eq!(out[0].reference_price, Some(99.0));
@@ -373,12 +346,9 @@ fn pct_history_is_bounded() {
     let ticks: Vec<Tick> = (0..MAX_HISTORY as i64 + 10)
         .map(|i| tick(0, 100.0, i))
         .collect();
-    assert!(e.evaluate(&TickBatch { now_ms: 0, ticks }).is_empty());
+    assert!(e.evaluate(&TickBatch::from_ticks(0, ticks)).is_empty());
     // The oldest points were dropped but the reference is still a price of the window.
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 151.0, 1 << 20)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 151.0, 1 << 20)]));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].reference_price, Some(100.0));
 }
@@ -472,29 +442,17 @@ fn every_crossing_fires_on_each_crossing_and_reports_disarmed() {
         100.0,
         TriggerMode::Every,
     )]);
-    e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 99.0, 1)],
-    });
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 101.0, 2)],
-    });
+    e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 99.0, 1)]));
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 101.0, 2)]));
     assert!(!out[0].state.armed);
     assert!(!e.rule_state("x").expect("rule").armed);
     // The next tick shows the condition false again: re-armed.
     assert!(
-        e.evaluate(&TickBatch {
-            now_ms: 0,
-            ticks: vec![tick(0, 99.0, 3)]
-        })
-        .is_empty()
+        e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 99.0, 3)]))
+            .is_empty()
     );
     assert!(e.rule_state("x").expect("rule").armed);
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 100.5, 4)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 100.5, 4)]));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].state.fired_count, 2);
 }
@@ -555,10 +513,7 @@ fn cooldown_level_fires_again_while_true_after_the_cooldown() {
         ]
     );
     // Becomes true again after the cooldown: fires at once.
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 100.5, 21_000)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 100.5, 21_000)]));
     assert_eq!(out.len(), 1);
     assert!(out[0].state.armed);
     assert_eq!(out[0].state.fired_count, 3);
@@ -660,10 +615,7 @@ fn primed_price_is_the_previous_price() {
     ]);
     assert_eq!(e.last_price(0), Some((99.0, 1)));
     assert_eq!(e.last_price(7), Some((5.0, 1)));
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 101.0, 2)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 101.0, 2)]));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].reference_price, Some(99.0));
 }
@@ -676,18 +628,12 @@ fn older_primed_prices_are_ignored_and_priming_after_ticks_resets_prev() {
         100.0,
         TriggerMode::Every,
     )]);
-    e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 99.0, 10)],
-    });
+    e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 99.0, 10)]));
     e.prime_prices(&[(0, 150.0, 5)]);
     assert_eq!(e.last_price(0), Some((99.0, 10)));
     // A newer primed price replaces the previous price (e.g. from a fallback source).
     e.prime_prices(&[(0, 150.0, 20)]);
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 98.0, 30)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 98.0, 30)]));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].reference_price, Some(150.0));
 }
@@ -695,10 +641,7 @@ fn older_primed_prices_are_ignored_and_priming_after_ticks_resets_prev() {
 #[test]
 fn symbol_without_rules_still_records_its_price() {
     let mut e = Engine::new();
-    e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(3, 99.0, 1)],
-    });
+    e.evaluate(&TickBatch::from_ticks(0, vec![tick(3, 99.0, 1)]));
     assert_eq!(e.last_price(3), Some((99.0, 1)));
     e.upsert_rules(vec![rule(
         "x",
@@ -708,10 +651,7 @@ fn symbol_without_rules_still_records_its_price() {
         TriggerMode::Once,
     )])
     .expect("valid");
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(3, 101.0, 2)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(3, 101.0, 2)]));
     assert_eq!(out.len(), 1);
 }
 
@@ -743,10 +683,7 @@ fn upsert_replaces_rule_and_state() {
     .expect("valid");
     assert_eq!(e.rule_count(), 2);
     assert_eq!(run(&mut e, &[(106.0, 5)]), vec![ids(&[])]);
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(1, 50.0, 6)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(1, 50.0, 6)]));
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].symbol_id, 1);
 }
@@ -839,9 +776,9 @@ fn bad_ticks_are_ignored() {
         100.0,
         TriggerMode::Every,
     )]);
-    let batch = TickBatch {
-        now_ms: 0,
-        ticks: vec![
+    let batch = TickBatch::from_ticks(
+        0,
+        vec![
             tick(0, 99.0, 1),
             tick(0, f64::NAN, 2),
             tick(0, f64::INFINITY, 3),
@@ -851,7 +788,7 @@ fn bad_ticks_are_ignored() {
             tick(MAX_SYMBOL_ID, 1.0, 7),
             tick(0, 101.0, 8),
         ],
-    };
+    );
     let out = e.evaluate(&batch);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].reference_price, Some(99.0));
@@ -872,15 +809,12 @@ fn many_rules_on_a_big_move() {
         .collect();
     let mut e = engine_with(rules);
     assert_eq!(run(&mut e, &[(50.0, 1)]), vec![ids(&[])]);
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 149.5, 2)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(0, vec![tick(0, 149.5, 2)]));
     assert_eq!(out.len(), 50);
-    let out = e.evaluate(&TickBatch {
-        now_ms: 0,
-        ticks: vec![tick(0, 10.0, 3), tick(0, 1000.0, 4)],
-    });
+    let out = e.evaluate(&TickBatch::from_ticks(
+        0,
+        vec![tick(0, 10.0, 3), tick(0, 1000.0, 4)],
+    ));
     assert_eq!(out.len(), 100);
 }
 
@@ -1188,10 +1122,7 @@ fn compare_with_brute_force(seed: u64, symbols: u32, rules: usize, rounds: usize
             let price = if rng.chance(2) { f64::NAN } else { *p };
             ticks.push(tick(sid, price, ts));
         }
-        let got = canonical(engine.evaluate(&TickBatch {
-            now_ms: ts,
-            ticks: ticks.clone(),
-        }));
+        let got = canonical(engine.evaluate(&TickBatch::from_ticks(ts, ticks.clone())));
         let want = canonical(brute.evaluate(&ticks));
         assert_eq!(got, want, "seed {seed}, round {round}");
         assert_eq!(
@@ -1279,10 +1210,7 @@ fn batch_boundaries_do_not_change_the_alerts() {
         while at < ticks.len() {
             let n = sizes[k % sizes.len()].min(ticks.len() - at);
             k += 1;
-            let batch = TickBatch {
-                now_ms: 0,
-                ticks: ticks[at..at + n].to_vec(),
-            };
+            let batch = TickBatch::from_ticks(0, ticks[at..at + n].to_vec());
             out.extend(
                 e.evaluate(&batch)
                     .into_iter()

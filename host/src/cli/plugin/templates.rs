@@ -99,7 +99,7 @@ impl RuleProcessor for {ty} {{
         let mut alerts = Vec::new();
         RULES.with(|r| {{
             for rule in r.borrow_mut().iter_mut() {{
-                for tick in batch.ticks.iter().filter(|t| t.symbol_id == rule.symbol_id) {{
+                for tick in batch.iter().filter(|t| t.symbol_id == rule.symbol_id) {{
                     let hit = match rule.condition.op {{
                         ConditionOp::Above => tick.price > rule.condition.value,
                         ConditionOp::Below => tick.price < rule.condition.value,
