@@ -32,6 +32,8 @@ const IDEMPOTENCY: TableDefinition<(&str, &str), i64> = TableDefinition::new("st
 const GROUPS: TableDefinition<(&str, &str), u64> = TableDefinition::new("stream_groups");
 /// (stream, group, sequence) → who holds it and how often it was delivered.
 const PENDING: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("stream_pending");
+/// lease name → (owner, until ms).
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 
 #[derive(Serialize, Deserialize)]
 struct StoredEntry {
@@ -43,6 +45,15 @@ struct StoredEntry {
 struct PendingEntry {
     consumer: String,
     deliveries: u64,
+    /// When it was last handed out (0 in rows written before this field: idle).
+    #[serde(default)]
+    delivered_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Lease {
+    owner: String,
+    until_ms: i64,
 }
 
 /// The embedded store.
@@ -90,6 +101,7 @@ impl EmbeddedStore {
         tx.open_table(IDEMPOTENCY)?;
         tx.open_table(GROUPS)?;
         tx.open_table(PENDING)?;
+        tx.open_table(LEASES)?;
         tx.commit()?;
         Ok(())
     }
@@ -185,6 +197,7 @@ impl EmbeddedStore {
                 let p = PendingEntry {
                     consumer: consumer.to_string(),
                     deliveries: 1,
+                    delivered_ms: now_ms(),
                 };
                 pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
                 newest = seq;
@@ -391,6 +404,7 @@ impl Store for EmbeddedStore {
                 };
                 let e: StoredEntry = serde_json::from_slice(raw.value())?;
                 p.deliveries += 1;
+                p.delivered_ms = now_ms();
                 pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
                 out.push(StreamEntry {
                     id: seq.to_string(),
@@ -402,6 +416,101 @@ impl Store for EmbeddedStore {
         }
         tx.commit()?;
         Ok(out)
+    }
+
+    async fn claim_stale(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        let tx = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let mut pending = tx.open_table(PENDING)?;
+            let entries = tx.open_table(STREAM)?;
+            let now = now_ms();
+            let mut stale: Vec<(u64, PendingEntry)> = Vec::new();
+            for item in pending.range((stream, group, 0)..=(stream, group, u64::MAX))? {
+                let (k, v) = item?;
+                let p: PendingEntry = serde_json::from_slice(v.value())?;
+                if now - p.delivered_ms >= min_idle_ms as i64 {
+                    stale.push((k.value().2, p));
+                    if stale.len() >= count {
+                        break;
+                    }
+                }
+            }
+            for (seq, mut p) in stale {
+                let Some(raw) = entries.get((stream, seq))? else {
+                    pending.remove((stream, group, seq))?;
+                    continue;
+                };
+                let e: StoredEntry = serde_json::from_slice(raw.value())?;
+                p.consumer = consumer.to_string();
+                p.deliveries += 1;
+                p.delivered_ms = now;
+                pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
+                out.push(StreamEntry {
+                    id: seq.to_string(),
+                    key: e.key,
+                    body: e.body,
+                    deliveries: p.deliveries,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    async fn put_checkpoint(&self, name: &str, value: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(CHECKPOINTS)?.insert(name, value)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn acquire_lease(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut leases = tx.open_table(LEASES)?;
+            let now = now_ms();
+            let held_by_other = match leases.get(name)? {
+                Some(v) => {
+                    let l: Lease = serde_json::from_slice(v.value())?;
+                    l.owner != owner && l.until_ms > now
+                }
+                None => false,
+            };
+            if held_by_other {
+                return Ok(false);
+            }
+            let lease = Lease {
+                owner: owner.to_string(),
+                until_ms: now + ttl_ms as i64,
+            };
+            leases.insert(name, serde_json::to_vec(&lease)?.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut leases = tx.open_table(LEASES)?;
+            let mine = match leases.get(name)? {
+                Some(v) => serde_json::from_slice::<Lease>(v.value())?.owner == owner,
+                None => false,
+            };
+            if mine {
+                leases.remove(name)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()> {

@@ -114,6 +114,14 @@ pub trait Store: Send + Sync {
     /// Returns, per request, its new entry id or `None` for a duplicate key.
     async fn commit_market(&self, commit: &MarketCommit) -> Result<Vec<Option<String>>>;
     async fn get_checkpoint(&self, name: &str) -> Result<Option<String>>;
+    /// Write one checkpoint by itself.
+    async fn put_checkpoint(&self, name: &str, value: &str) -> Result<()>;
+
+    /// Take or renew the lease `name` for `owner` for `ttl_ms`; false while someone else
+    /// holds it (for work one host at a time must do: a bot's long poll, a schedule).
+    async fn acquire_lease(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool>;
+    /// Give the lease up if `owner` holds it.
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
 
     /// Append `body` to `stream` unless `key` was enqueued before (on this stream).
     /// Returns the new entry id, or `None` for a duplicate.
@@ -142,6 +150,17 @@ pub trait Store: Send + Sync {
         stream: &str,
         group: &str,
         consumer: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>>;
+    /// Entries of `group` pending with any consumer for at least `min_idle_ms` (a crashed
+    /// or stuck host's), now pending for `consumer` (Redis' XAUTOCLAIM). Entries trimmed
+    /// away meanwhile leave the pending list. At most `count`.
+    async fn claim_stale(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
         count: usize,
     ) -> Result<Vec<StreamEntry>>;
     /// Mark entries as processed by `group`.

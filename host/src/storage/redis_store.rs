@@ -16,7 +16,9 @@ use anyhow::{Context, Result, anyhow};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamPendingCountReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimOptions, StreamAutoClaimReply, StreamPendingCountReply, StreamReadReply,
+};
 use redis::{AsyncCommands, Client, Script, Value};
 
 use super::{MarketCommit, PricePoint, Store, StoreLimits, StreamEntry};
@@ -40,6 +42,26 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
 end
 return false
 ";
+
+/// Take or renew a lease: set when free or already ours.
+const ACQUIRE_LEASE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] or (not cur and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Drop a lease only if it is ours.
+const RELEASE_LEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+";
+
+fn lease_key(name: &str) -> String {
+    format!("lease:{name}")
+}
 
 /// The Redis store.
 pub struct RedisStore {
@@ -388,6 +410,83 @@ impl Store for RedisStore {
             }
         }
         Ok(out)
+    }
+
+    async fn claim_stale(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>> {
+        let mut c = self.conn.clone();
+        let mut out = Vec::new();
+        let mut cursor = "0-0".to_string();
+        // One sweep over the pending list: XAUTOCLAIM returns a cursor until it wraps.
+        loop {
+            let opts =
+                StreamAutoClaimOptions::default().count(count.saturating_sub(out.len()).max(1));
+            let r: redis::RedisResult<StreamAutoClaimReply> = c
+                .xautoclaim_options(stream, group, consumer, min_idle_ms, &cursor, opts)
+                .await;
+            let reply = match r {
+                Ok(r) => r,
+                Err(e) if e.code() == Some("NOGROUP") => {
+                    self.ensure_group(stream, group).await?;
+                    return Ok(out);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for id in reply.claimed {
+                out.push(StreamEntry {
+                    key: field(&id.map, "key")?,
+                    body: field(&id.map, "body")?,
+                    id: id.id,
+                    deliveries: 0,
+                });
+            }
+            if out.len() >= count || reply.next_stream_id == "0-0" {
+                break;
+            }
+            cursor = reply.next_stream_id;
+        }
+        if !out.is_empty() {
+            let counts = self
+                .delivery_counts(stream, group, consumer, out.len().max(count) + 1000)
+                .await?;
+            for e in &mut out {
+                e.deliveries = counts.get(&e.id).copied().unwrap_or(2);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_checkpoint(&self, name: &str, value: &str) -> Result<()> {
+        let mut c = self.conn.clone();
+        let _: () = c.hset(CHECKPOINTS, name, value).await?;
+        Ok(())
+    }
+
+    async fn acquire_lease(&self, name: &str, owner: &str, ttl_ms: u64) -> Result<bool> {
+        let mut c = self.conn.clone();
+        let got: i64 = Script::new(ACQUIRE_LEASE)
+            .key(lease_key(name))
+            .arg(owner)
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut c)
+            .await?;
+        Ok(got == 1)
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        let mut c = self.conn.clone();
+        let _: i64 = Script::new(RELEASE_LEASE)
+            .key(lease_key(name))
+            .arg(owner)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(())
     }
 
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()> {
