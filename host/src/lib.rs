@@ -25,6 +25,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod documents;
 pub mod market;
 pub mod runtime;
 pub mod storage;

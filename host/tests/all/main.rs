@@ -4,6 +4,7 @@
 mod api;
 mod cache;
 mod cli;
+mod documents;
 mod harness;
 mod limits;
 mod loading;
