@@ -145,6 +145,53 @@ fn ensure_test_servers() -> Result<(), String> {
     install(false).or_else(|_| install(true))
 }
 
+/// The Python servers the tests start (SecantusDB for MongoDB's protocol, aiosmtpd), in a
+/// virtualenv under ~/.cache/impressox/venv, rebuilt when the pinned requirements change.
+fn ensure_python_venv() -> Result<PathBuf, String> {
+    let requirements = root().join("host/tests/all/servers/python/requirements.txt");
+    let wanted = std::fs::read(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    let stamp_value = format!("{:016x}", fnv1a(&wanted));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let venv = home.join(".cache/impressox/venv");
+    let stamp = venv.join(".requirements-stamp");
+    if venv.join("bin/secantusd-py").is_file()
+        && std::fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_value)
+    {
+        return Ok(venv);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let mut create = Command::new("python3");
+    create.arg("-m").arg("venv").arg(&venv);
+    if run(create, "creating the test virtualenv").is_err() {
+        // Debian's python3 without the venv module.
+        let mut apt = Command::new("apt-get");
+        apt.args(["install", "-y", "-qq", "python3-venv"]);
+        run(apt, "installing python3-venv")?;
+        let mut create = Command::new("python3");
+        create.arg("-m").arg("venv").arg(&venv);
+        run(create, "creating the test virtualenv")?;
+    }
+    let mut pip = Command::new(venv.join("bin/pip"));
+    pip.args(["install", "--disable-pip-version-check", "-q", "-r"])
+        .arg(&requirements);
+    run(
+        pip,
+        "installing the Python test servers (SecantusDB, aiosmtpd)",
+    )?;
+    std::fs::write(&stamp, stamp_value).map_err(|e| e.to_string())?;
+    Ok(venv)
+}
+
+/// A small stable hash (FNV-1a), enough to notice an edited requirements file.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 fn on_path(bin: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(bin).is_file()))
@@ -167,6 +214,7 @@ fn test() -> Result<(), String> {
         .current_dir(root());
     run(target, "installing the wasm32-wasip2 target")?;
     ensure_test_servers()?;
+    let venv = ensure_python_venv()?;
 
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
@@ -209,5 +257,6 @@ fn test() -> Result<(), String> {
 
     let mut tests = cargo();
     tests.args(["test", "--release", "--workspace"]);
+    tests.env("IMPRESSOX_TEST_VENV", &venv);
     run(tests, "cargo test --release --workspace")
 }

@@ -19,6 +19,7 @@ use crate::config::{Config, DocumentsBackend};
 
 pub mod embedded;
 pub mod filter;
+pub mod mongo;
 
 pub use filter::{Cond, Filter, Order, Query};
 
@@ -128,8 +129,12 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Documents>> {
         DocumentsBackend::Embedded => Arc::new(embedded::EmbeddedDocuments::open(
             &config.data_dir().join("documents.redb"),
         )?),
-        DocumentsBackend::Mongodb => anyhow::bail!(
-            "[documents] backend = \"mongodb\" is not part of this build yet; use \"embedded\""
+        DocumentsBackend::Mongodb => Arc::new(
+            mongo::MongoDocuments::connect(
+                &config.documents.mongodb_url,
+                &config.documents.database,
+            )
+            .await?,
         ),
     })
 }

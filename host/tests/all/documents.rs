@@ -247,3 +247,46 @@ async fn embedded_documents_pass_the_suite_and_survive_a_reopen() {
         .unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongodb_documents_pass_the_suite_on_secantusdb() {
+    let mut server = crate::servers::mongo::MongoServer::start();
+    let d: Arc<dyn Documents> = Arc::new(
+        impressox_host::documents::mongo::MongoDocuments::connect(&server.url(), "impressox_test")
+            .await
+            .unwrap(),
+    );
+    suite(d.clone()).await;
+    // The server crashes and comes back: the client reconnects and carries on. (Whether
+    // the last writes survive a SIGKILL is the server's journaling business, not ours.)
+    server.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match insert_one(&*d, "after", doc(json!({"_id": "r"}))).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no answer after a restart: {e:#}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+    assert!(d.get("after", "r").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_mongodb_is_a_clear_error_without_credentials() {
+    let port = crate::servers::redis::free_port();
+    let url = format!(
+        "mongodb://me:hunter2@127.0.0.1:{port}/?directConnection=true&serverSelectionTimeoutMS=500"
+    );
+    let err = impressox_host::documents::mongo::MongoDocuments::connect(&url, "x")
+        .await
+        .err()
+        .unwrap();
+    let text = format!("{err:#}");
+    assert!(text.contains("cannot reach MongoDB"), "{text}");
+    assert!(!text.contains("hunter2"), "the password leaked: {text}");
+}

@@ -3,6 +3,8 @@
 //! - [`redis::RedisServer`]: a real `redis-server` (Debian package) on a free loopback port.
 //! - [`binance_ws::BinanceStandIn`]: a local WebSocket server speaking Binance's spot stream
 //!   format, with knobs for the failures a feed client must survive (abrupt drops, silence).
+//! - [`mongo::MongoServer`]: SecantusDB's `secantusd-py` (MongoDB's wire protocol) from the
+//!   test virtualenv.
 //! - [`coingecko_http::CoinGeckoStandIn`]: CoinGecko's `/api/v3/simple/price`, with 429s and
 //!   malformed bodies on demand.
 //!
@@ -13,6 +15,7 @@
 
 pub mod binance_ws;
 pub mod coingecko_http;
+pub mod mongo;
 pub mod redis;
 
 mod selftest;
