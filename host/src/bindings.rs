@@ -56,7 +56,8 @@ kind_world!(notify_formatter, "notify-formatter", pure);
 kind_world!(task, "task", granted);
 kind_world!(event_handler, "event-handler", granted);
 
-/// Rows in and out of the column layout of [`types::TickBatch`].
+/// Rows in and out of the column layout of [`types::TickBatch`]. (The SDK has the same
+/// helpers for its own generated `TickBatch`: two generated types, one shape.)
 mod tick_batch {
     use super::types::{Tick, TickBatch};
 

@@ -175,6 +175,56 @@ impl EmbeddedStore {
         Ok(out)
     }
 
+    /// Hand pending entries of `group` that `pick` selects (at most `count`) to
+    /// `consumer` again, counting the delivery; entries trimmed meanwhile leave the
+    /// pending list. What `read_pending` and `claim_stale` share.
+    fn redeliver(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        pick: impl Fn(&PendingEntry) -> bool,
+    ) -> Result<Vec<StreamEntry>> {
+        let tx = self.db.begin_write()?;
+        let mut out = Vec::new();
+        {
+            let mut pending = tx.open_table(PENDING)?;
+            let entries = tx.open_table(STREAM)?;
+            let mut chosen: Vec<(u64, PendingEntry)> = Vec::new();
+            for item in pending.range((stream, group, 0)..=(stream, group, u64::MAX))? {
+                let (k, v) = item?;
+                let p: PendingEntry = serde_json::from_slice(v.value())?;
+                if pick(&p) {
+                    chosen.push((k.value().2, p));
+                    if chosen.len() >= count {
+                        break;
+                    }
+                }
+            }
+            let now = now_ms();
+            for (seq, mut p) in chosen {
+                let Some(raw) = entries.get((stream, seq))? else {
+                    pending.remove((stream, group, seq))?;
+                    continue;
+                };
+                let e: StoredEntry = serde_json::from_slice(raw.value())?;
+                p.consumer = consumer.to_string();
+                p.deliveries += 1;
+                p.delivered_ms = now;
+                pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
+                out.push(StreamEntry {
+                    id: seq.to_string(),
+                    key: e.key,
+                    body: e.body,
+                    deliveries: p.deliveries,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
     fn try_read_new(
         &self,
         stream: &str,
@@ -380,42 +430,7 @@ impl Store for EmbeddedStore {
         consumer: &str,
         count: usize,
     ) -> Result<Vec<StreamEntry>> {
-        let tx = self.db.begin_write()?;
-        let mut out = Vec::new();
-        {
-            let mut pending = tx.open_table(PENDING)?;
-            let entries = tx.open_table(STREAM)?;
-            let mut held: Vec<(u64, PendingEntry)> = Vec::new();
-            for item in pending.range((stream, group, 0)..=(stream, group, u64::MAX))? {
-                let (k, v) = item?;
-                let p: PendingEntry = serde_json::from_slice(v.value())?;
-                if p.consumer == consumer {
-                    held.push((k.value().2, p));
-                    if held.len() >= count {
-                        break;
-                    }
-                }
-            }
-            for (seq, mut p) in held {
-                let Some(raw) = entries.get((stream, seq))? else {
-                    // Trimmed away while pending: nothing left to deliver.
-                    pending.remove((stream, group, seq))?;
-                    continue;
-                };
-                let e: StoredEntry = serde_json::from_slice(raw.value())?;
-                p.deliveries += 1;
-                p.delivered_ms = now_ms();
-                pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
-                out.push(StreamEntry {
-                    id: seq.to_string(),
-                    key: e.key,
-                    body: e.body,
-                    deliveries: p.deliveries,
-                });
-            }
-        }
-        tx.commit()?;
-        Ok(out)
+        self.redeliver(stream, group, consumer, count, |p| p.consumer == consumer)
     }
 
     async fn claim_stale(
@@ -426,43 +441,10 @@ impl Store for EmbeddedStore {
         min_idle_ms: u64,
         count: usize,
     ) -> Result<Vec<StreamEntry>> {
-        let tx = self.db.begin_write()?;
-        let mut out = Vec::new();
-        {
-            let mut pending = tx.open_table(PENDING)?;
-            let entries = tx.open_table(STREAM)?;
-            let now = now_ms();
-            let mut stale: Vec<(u64, PendingEntry)> = Vec::new();
-            for item in pending.range((stream, group, 0)..=(stream, group, u64::MAX))? {
-                let (k, v) = item?;
-                let p: PendingEntry = serde_json::from_slice(v.value())?;
-                if now - p.delivered_ms >= min_idle_ms as i64 {
-                    stale.push((k.value().2, p));
-                    if stale.len() >= count {
-                        break;
-                    }
-                }
-            }
-            for (seq, mut p) in stale {
-                let Some(raw) = entries.get((stream, seq))? else {
-                    pending.remove((stream, group, seq))?;
-                    continue;
-                };
-                let e: StoredEntry = serde_json::from_slice(raw.value())?;
-                p.consumer = consumer.to_string();
-                p.deliveries += 1;
-                p.delivered_ms = now;
-                pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
-                out.push(StreamEntry {
-                    id: seq.to_string(),
-                    key: e.key,
-                    body: e.body,
-                    deliveries: p.deliveries,
-                });
-            }
-        }
-        tx.commit()?;
-        Ok(out)
+        let now = now_ms();
+        self.redeliver(stream, group, consumer, count, |p| {
+            now - p.delivered_ms >= min_idle_ms as i64
+        })
     }
 
     async fn put_checkpoint(&self, name: &str, value: &str) -> Result<()> {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::rig::{BOTH, Backend, Rig, eventually, write_csv};
+use super::rig::{BOTH, Backend, Rig, eventually, sawtooth, write_csv};
 use crate::harness::write_atomically;
 
 const T0: i64 = 1_764_300_000_000;
@@ -150,16 +150,7 @@ async fn replayed_prices_fire_each_rule_exactly_once_per_crossing() {
 async fn a_processor_swapped_mid_stream_loses_and_doubles_nothing() {
     for backend in BOTH {
         // 600 s of a 40-unit sawtooth: 60 crossings each way, replayed over ~3 s.
-        let mut rows = Vec::new();
-        for i in 0..600i64 {
-            let phase = i % 20;
-            let p = if phase < 10 {
-                100.0 + 4.0 * phase as f64
-            } else {
-                140.0 - 4.0 * (phase - 10) as f64
-            };
-            rows.push((T0 + i * 1000, "BTCUSDT", p));
-        }
+        let rows = sawtooth(T0, 600);
         let files = tempfile::tempdir().unwrap();
         let csv = write_csv(files.path(), "saw.csv", &rows);
         let rules = seed(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use impressox_host::storage::{NOTIFY_REQUESTS, StoreLimits};
 
 use super::pipeline::seed;
-use super::rig::{BOTH, storage_section, write_csv};
+use super::rig::{BOTH, sawtooth, storage_section, write_csv};
 
 const T0: i64 = 1_764_300_000_000;
 
@@ -36,16 +36,7 @@ async fn a_killed_host_neither_loses_nor_repeats_an_alert() {
     for backend in BOTH {
         let dir = tempfile::tempdir().unwrap();
         // 900 s of a sawtooth: 45 crossings each way, replayed over ~4.5 s.
-        let mut rows = Vec::new();
-        for i in 0..900i64 {
-            let phase = i % 20;
-            let p = if phase < 10 {
-                100.0 + 4.0 * phase as f64
-            } else {
-                140.0 - 4.0 * (phase - 10) as f64
-            };
-            rows.push((T0 + i * 1000, "BTCUSDT", p));
-        }
+        let rows = sawtooth(T0, 900);
         let csv = write_csv(dir.path(), "saw.csv", &rows);
         let plugins = dir.path().join("plugins.d");
         std::fs::create_dir_all(&plugins).unwrap();

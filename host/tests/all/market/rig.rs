@@ -105,10 +105,11 @@ impl Rig {
         }
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    /// A request with a JSON body; the status and the JSON answer (null if none).
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
-            .post(format!("{}{path}", self.api))
+            .request(method, format!("{}{path}", self.api))
             .json(&body)
             .send()
             .await
@@ -117,16 +118,12 @@ impl Rig {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
     pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .patch(format!("{}{path}", self.api))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.send(reqwest::Method::PATCH, path, body).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -247,4 +244,20 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `n` seconds of a 100 → 136 → 104 sawtooth of BTCUSDT from `t0`, one row per second:
+/// per 20-second cycle it crosses 121 upwards at second 6 and 119 downwards at second 16.
+pub fn sawtooth(t0: i64, n: i64) -> Vec<(i64, &'static str, f64)> {
+    (0..n)
+        .map(|i| {
+            let phase = i % 20;
+            let p = if phase < 10 {
+                100.0 + 4.0 * phase as f64
+            } else {
+                140.0 - 4.0 * (phase - 10) as f64
+            };
+            (t0 + i * 1000, "BTCUSDT", p)
+        })
+        .collect()
 }
