@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod documents;
 pub mod market;
+pub mod notify;
 pub mod runtime;
 pub mod storage;
 pub mod util;
