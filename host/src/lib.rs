@@ -26,6 +26,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod documents;
+pub mod input;
 pub mod market;
 pub mod notify;
 pub mod runtime;

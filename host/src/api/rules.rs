@@ -12,25 +12,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiState};
+use crate::input::{BodyError, parse_json};
 use crate::market::rules::{RuleRecord, RuleSpec};
 use crate::util::{now_ms, rfc3339_ms};
 
 /// Parse a JSON body into `T`, naming the failing field.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::invalid(
-                "invalid_json",
-                format!("the body is not valid JSON: {inner}"),
-            )
-        } else if path == "." {
-            ApiError::invalid("invalid_field", inner.to_string())
-        } else {
-            ApiError::invalid("invalid_field", format!("`{path}`: {inner}"))
-        }
+    parse_json(body).map_err(|e| match e {
+        BodyError::Syntax(msg) => ApiError::invalid("invalid_json", format!("the body is {msg}")),
+        BodyError::Field(f) => ApiError::invalid("invalid_field", f.to_string()),
     })
 }
 

@@ -167,7 +167,7 @@ impl MarketMonitor {
                 base_dir: config.base_dir.clone(),
                 checkpoint,
             };
-            tasks.push(sources::spawn(ctx, &runtime));
+            tasks.push(sources::spawn(ctx));
         }
         if market.console_alerts {
             tasks.push(tokio::spawn(console::run(

@@ -9,26 +9,11 @@ use crate::util::{now_ms, parse_rfc3339_ms, rfc3339_ms};
 /// Channels a rule may name.
 pub const CHANNELS: &[&str] = &["telegram", "email", "webhook", "console"];
 
-/// A validation failure naming the field, e.g. `condition.value`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}`: {}", self.field, self.message)
-    }
-}
-
-impl std::error::Error for FieldError {}
+pub use crate::input::FieldError;
+use crate::input::valid_key;
 
 fn bad(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.into(),
-        message: message.into(),
-    }
+    FieldError::new(field, message)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,26 +98,19 @@ pub struct RuleSpec {
     pub note: Option<String>,
 }
 
-fn valid_name(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
-}
-
 impl RuleSpec {
     /// Normalise (upper-case symbol) and validate. `creating`: an `expires_at` in the past
     /// is refused (a patch may leave an old one in place).
     pub fn validate(&self, creating: bool) -> Result<(), FieldError> {
         if let Some(id) = &self.id
-            && !valid_name(id, 128)
+            && !valid_key(id, 128)
         {
             return Err(bad(
                 "id",
                 "1-128 characters of letters, digits and - _ . : @",
             ));
         }
-        if !valid_name(&self.user_id, 128) {
+        if !valid_key(&self.user_id, 128) {
             return Err(bad(
                 "user_id",
                 "1-128 characters of letters, digits and - _ . : @",
@@ -210,7 +188,7 @@ impl RuleSpec {
             }
         }
         if let Some(p) = &self.processor
-            && !valid_name(p, 64)
+            && !valid_key(p, 64)
         {
             return Err(bad("processor", "a plugin name"));
         }

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::market::rules::{CHANNELS, FieldError};
+use crate::input::{BodyError, FieldError, parse_json, valid_key};
+use crate::market::rules::CHANNELS;
 
 /// How urgent: `critical` bypasses quiet hours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -48,44 +49,15 @@ const MAX_BODY: usize = 16 * 1024;
 const MAX_DATA: usize = 16 * 1024;
 
 fn bad(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
-/// Ids and user ids: what rule ids allow (they become parts of keys and URLs).
-fn valid_key(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
+    FieldError::new(field, message)
 }
 
 impl NotificationRequest {
     /// Parse JSON text (a stream entry), naming the field that is wrong.
     pub fn parse(text: &str) -> Result<NotificationRequest, FieldError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let req: NotificationRequest = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                bad("body", format!("not valid JSON: {inner}"))
-            } else if path == "." {
-                // "missing field `id`", "unknown field `colour`, expected ...": name it.
-                let msg = inner.to_string();
-                let named = msg
-                    .split('`')
-                    .nth(1)
-                    .filter(|_| {
-                        msg.starts_with("missing field") || msg.starts_with("unknown field")
-                    })
-                    .unwrap_or("body")
-                    .to_string();
-                bad(&named, msg)
-            } else {
-                bad(&path, inner.to_string())
-            }
+        let req: NotificationRequest = parse_json(text.as_bytes()).map_err(|e| match e {
+            BodyError::Syntax(msg) => bad("body", msg),
+            BodyError::Field(f) => f,
         })?;
         req.validate()?;
         Ok(req)

@@ -383,22 +383,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn enqueue_once(&self, stream: &str, key: &str, body: &str) -> Result<Option<String>> {
-        let items = [(key.to_string(), body.to_string())];
-        Ok(self.enqueue_many_once(stream, &items).await?.remove(0))
-    }
-
-    async fn enqueue_many_once(
-        &self,
-        stream: &str,
-        items: &[(String, String)],
-    ) -> Result<Vec<Option<String>>> {
         let tx = self.db.begin_write()?;
-        let out = self.append_once(&tx, stream, items)?;
+        let id = self
+            .append_once(&tx, stream, &[(key.to_string(), body.to_string())])?
+            .remove(0);
         tx.commit()?;
-        if out.iter().any(Option::is_some) {
+        if id.is_some() {
             self.appended.notify_waiters();
         }
-        Ok(out)
+        Ok(id)
     }
 
     async fn read_new(

@@ -126,14 +126,6 @@ pub trait Store: Send + Sync {
     /// Append `body` to `stream` unless `key` was enqueued before (on this stream).
     /// Returns the new entry id, or `None` for a duplicate.
     async fn enqueue_once(&self, stream: &str, key: &str, body: &str) -> Result<Option<String>>;
-    /// [`Store::enqueue_once`] for many entries in one round trip (one transaction on
-    /// the embedded store, one pipeline on Redis). On an error some may be enqueued:
-    /// retrying is safe, their keys make the retry skip them.
-    async fn enqueue_many_once(
-        &self,
-        stream: &str,
-        items: &[(String, String)],
-    ) -> Result<Vec<Option<String>>>;
     /// Entries of `stream` never delivered to `group`, at most `count`, waiting up to
     /// `block_ms` for one to arrive. They become pending for `consumer` until acked.
     async fn read_new(

@@ -316,50 +316,6 @@ impl Store for RedisStore {
         Ok(id)
     }
 
-    async fn enqueue_many_once(
-        &self,
-        stream: &str,
-        items: &[(String, String)],
-    ) -> Result<Vec<Option<String>>> {
-        if items.len() <= 1 {
-            let mut out = Vec::new();
-            for (k, b) in items {
-                out.push(self.enqueue_once(stream, k, b).await?);
-            }
-            return Ok(out);
-        }
-        let hash = self.enqueue_once.get_hash();
-        let build = || {
-            let mut p = redis::pipe();
-            for (key, body) in items {
-                p.cmd("EVALSHA")
-                    .arg(hash)
-                    .arg(2)
-                    .arg(idempotency_key(stream, key))
-                    .arg(stream)
-                    .arg(self.limits.idempotency_ttl_secs)
-                    .arg(self.limits.stream_maxlen)
-                    .arg(key)
-                    .arg(body);
-            }
-            p
-        };
-        let mut c = self.conn.clone();
-        match build().query_async::<Vec<Option<String>>>(&mut c).await {
-            Ok(ids) => Ok(ids),
-            Err(e) if e.code() == Some("NOSCRIPT") => {
-                // First use, or Redis restarted and forgot the script: load it, go again.
-                let _: String = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(ENQUEUE_ONCE)
-                    .query_async(&mut c)
-                    .await?;
-                Ok(build().query_async(&mut c).await?)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
     async fn read_new(
         &self,
         stream: &str,

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use super::config::{SourceConfig, SourceKind};
 use super::health::SourceHealth;
 use crate::bindings::types::PriceTick;
-use crate::runtime::{CallError, PluginHandle, Runtime};
+use crate::runtime::{CallError, PluginHandle};
 use crate::util::{now_ms, truncate};
 
 pub mod backoff;
@@ -160,8 +160,7 @@ impl SourceCtx {
 }
 
 /// Start the task for one source.
-pub fn spawn(ctx: SourceCtx, runtime: &Runtime) -> tokio::task::JoinHandle<()> {
-    let _ = runtime;
+pub fn spawn(ctx: SourceCtx) -> tokio::task::JoinHandle<()> {
     let name = ctx.config.name.clone();
     tokio::spawn(async move {
         tracing::info!(source = %name, kind = ?ctx.config.kind, "source starting");
