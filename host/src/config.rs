@@ -34,6 +34,8 @@ pub struct Config {
     pub workers: WorkersConfig,
     /// The market monitor: sources, seeded rules, tuning.
     pub market: crate::market::config::MarketConfig,
+    /// The notify worker: intake, delivery, formatters, channels.
+    pub notify: crate::notify::config::NotifyConfig,
     /// Log output.
     pub log: LogConfig,
     /// The folder relative paths resolve against (the config file's). Not a config key.
@@ -51,6 +53,7 @@ impl Default for Config {
             documents: DocumentsConfig::default(),
             workers: WorkersConfig::default(),
             market: Default::default(),
+            notify: Default::default(),
             log: LogConfig::default(),
             base_dir: PathBuf::from("."),
         }
@@ -328,6 +331,7 @@ impl Config {
             }
         }
         self.market.validate()?;
+        self.notify.validate()?;
         Ok(())
     }
 

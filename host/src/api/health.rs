@@ -30,6 +30,14 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiErr
             store.backend()
         )));
     }
+    if let Some(docs) = &state.services.docs
+        && let Err(e) = docs.ping().await
+    {
+        return Err(ApiError::unavailable(format!(
+            "the {} document store is not reachable: {e}",
+            docs.backend()
+        )));
+    }
     Ok(Json(
         json!({"status": "ready", "plugins": loaded, "not_active": failed}),
     ))

@@ -22,8 +22,10 @@ use crate::storage::Store;
 
 mod health;
 mod metrics;
+mod notifications;
 mod openapi;
 mod plugins;
+mod preferences;
 mod prices;
 mod rules;
 
@@ -41,6 +43,10 @@ pub struct ApiState {
 pub struct Services {
     pub store: Option<Arc<dyn Store>>,
     pub market: Option<MarketHandle>,
+    /// The document store (delivery logs, preferences).
+    pub docs: Option<Arc<dyn crate::documents::Documents>>,
+    /// The notify worker, when this process runs it.
+    pub notify: Option<crate::notify::NotifyHandle>,
 }
 
 impl ApiState {
@@ -50,6 +56,14 @@ impl ApiState {
             .store
             .as_ref()
             .ok_or_else(|| ApiError::unavailable("no store is configured in this process"))
+    }
+
+    /// The document store, or a 503.
+    pub fn docs(&self) -> Result<&Arc<dyn crate::documents::Documents>, ApiError> {
+        self.services
+            .docs
+            .as_ref()
+            .ok_or_else(|| ApiError::unavailable("no document store is configured in this process"))
     }
 }
 
@@ -151,6 +165,17 @@ pub fn router_with(
             get(rules::get).patch(rules::patch).delete(rules::delete),
         )
         .route("/prices/{symbol}", get(prices::get))
+        .route("/notifications", axum::routing::post(notifications::create))
+        .route("/notifications/{id}", get(notifications::get))
+        .route("/dead-letters", get(notifications::dead_letters))
+        .route(
+            "/dead-letters/{id}/replay",
+            axum::routing::post(notifications::replay),
+        )
+        .route(
+            "/users/{user_id}/preferences",
+            get(preferences::get).put(preferences::put),
+        )
         .route("/plugins", axum::routing::get(plugins::list))
         .route("/plugins/reload", axum::routing::post(plugins::reload))
         .route("/plugins/{name}", axum::routing::get(plugins::get))

@@ -55,9 +55,26 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             None
         };
+        let docs = crate::documents::open(&config).await?;
+        tracing::info!(backend = docs.backend(), "document store open");
+        let notify = if config.workers.enabled.iter().any(|w| w == "notify") {
+            Some(
+                crate::notify::NotifyWorker::start(
+                    &config,
+                    runtime.clone(),
+                    store.clone(),
+                    docs.clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         let services = crate::api::Services {
             store: Some(store.clone()),
             market: market.as_ref().map(|m| m.handle.clone()),
+            docs: Some(docs.clone()),
+            notify: notify.as_ref().map(|n| n.handle.clone()),
         };
         let shutdown = shutdown_signal();
         if config.api.enabled {
@@ -70,6 +87,10 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         if let Some(m) = market {
             tracing::info!("shutting down: stopping the market monitor");
             m.stop().await;
+        }
+        if let Some(n) = notify {
+            tracing::info!("shutting down: stopping the notify worker");
+            n.stop().await;
         }
         anyhow::Ok(())
     })?;

@@ -1,5 +1,237 @@
-//! The notify worker (SPEC §9), arriving in steps (docs/design/notify.md §10). What is
-//! here so far: the request model that the stream intake and `POST /api/v1/notifications`
-//! share.
+//! The notify worker (SPEC §9): notification requests from `notify:requests` (the market
+//! monitor's alerts, and `POST /api/v1/notifications`) delivered to Telegram, email,
+//! webhooks and the console, each rendered by its notify-formatter plugin, honouring the
+//! user's preferences, rate limits and retries, and never sent twice.
+//!
+//! - `request`: the request JSON and its validation;
+//! - `prefs`, `quiet`: preferences, quiet hours (time zones), mutes;
+//! - `plan`: request + preferences → (channel, target) deliveries, rendering;
+//! - `record`: the delivery record and its state machine (where "exactly once" lives);
+//! - `log`: the collections in the document store and the queries over them;
+//! - `limiter`: per-channel rate limits;
+//! - `channels/`: console, telegram, email, webhook;
+//! - `intake`: the consumer-group loop that plans and records deliveries;
+//! - `dispatch`: sends, outcomes, the due-poller (waits, retries, replays) and the sweeper;
+//! - `service`: what the HTTP API asks of the worker.
+//!
+//! Design notes and the reasoning behind the guarantees: docs/design/notify.md.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::documents::Documents;
+use crate::runtime::Runtime;
+use crate::storage::Store;
+
+pub mod channels;
+pub mod config;
+pub mod dispatch;
+pub mod intake;
+pub mod limiter;
+pub mod log;
+pub mod plan;
+pub mod prefs;
+pub mod quiet;
+pub mod record;
 pub mod request;
+pub mod service;
+
+use channels::Channels;
+use config::NotifyConfig;
+use limiter::Limiter;
+use log::DeliveryLog;
+use prefs::Preferences;
+use record::Delivery;
+
+/// How long a cached preferences read is trusted (a PUT on this host clears it at once).
+const PREFS_TTL: Duration = Duration::from_secs(2);
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct NotifyStats {
+    pub requests: AtomicU64,
+    pub invalid_requests: AtomicU64,
+    pub lease_lost: AtomicU64,
+    pub interrupted: AtomicU64,
+    pub in_flight: AtomicU64,
+    /// (channel, outcome) → count of finished attempts and planning results.
+    pub deliveries: Mutex<HashMap<(String, String), u64>>,
+}
+
+impl NotifyStats {
+    pub fn count(&self, channel: &str, outcome: &str) {
+        *self
+            .deliveries
+            .lock()
+            .entry((channel.to_string(), outcome.to_string()))
+            .or_default() += 1;
+    }
+}
+
+/// What every part of the worker shares.
+pub struct Shared {
+    pub cfg: NotifyConfig,
+    pub store: Arc<dyn Store>,
+    pub log: DeliveryLog,
+    pub runtime: Runtime,
+    pub channels: Channels,
+    pub limiter: Mutex<Limiter>,
+    /// `<consumer>/<boot>`: who holds a claim.
+    pub owner: String,
+    /// The consumer name (host), shown in attempt logs.
+    pub consumer: String,
+    pub stats: NotifyStats,
+    prefs_cache: Mutex<HashMap<String, (Instant, Option<Preferences>)>>,
+    /// Claimed records to send.
+    send_tx: mpsc::UnboundedSender<Delivery>,
+}
+
+impl Shared {
+    /// A user's preferences, from a short-lived cache.
+    pub async fn preferences(&self, user_id: &str) -> Result<Option<Preferences>> {
+        if let Some((at, p)) = self.prefs_cache.lock().get(user_id)
+            && at.elapsed() < PREFS_TTL
+        {
+            return Ok(p.clone());
+        }
+        let p = self.log.preferences(user_id).await?.map(|(p, _)| p);
+        let mut cache = self.prefs_cache.lock();
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(user_id.to_string(), (Instant::now(), p.clone()));
+        Ok(p)
+    }
+
+    pub fn forget_preferences(&self, user_id: &str) {
+        self.prefs_cache.lock().remove(user_id);
+    }
+
+    /// Hand a claimed (`sending`) record to the senders.
+    pub fn send(&self, d: Delivery) {
+        if self.send_tx.send(d).is_err() {
+            tracing::warn!(
+                "notify: a claimed delivery arrived after shutdown; the sweeper will settle it"
+            );
+        }
+    }
+}
+
+/// A running notify worker.
+pub struct NotifyWorker {
+    pub handle: NotifyHandle,
+    shutdown: watch::Sender<bool>,
+    drain: watch::Sender<bool>,
+    intake: Vec<JoinHandle<()>>,
+    dispatch: JoinHandle<()>,
+}
+
+/// What the API uses.
+#[derive(Clone)]
+pub struct NotifyHandle {
+    pub shared: Arc<Shared>,
+}
+
+impl NotifyWorker {
+    /// Start with console output on stdout.
+    pub async fn start(
+        config: &Config,
+        runtime: Runtime,
+        store: Arc<dyn Store>,
+        docs: Arc<dyn Documents>,
+    ) -> Result<NotifyWorker> {
+        Self::start_with(
+            config,
+            runtime,
+            store,
+            docs,
+            channels::console::Sink::Stdout,
+        )
+        .await
+    }
+
+    /// Start with a chosen console sink (tests collect the lines).
+    pub async fn start_with(
+        config: &Config,
+        runtime: Runtime,
+        store: Arc<dyn Store>,
+        docs: Arc<dyn Documents>,
+        console: channels::console::Sink,
+    ) -> Result<NotifyWorker> {
+        let cfg = config.notify.clone();
+        let log = DeliveryLog::new(docs);
+        log.ensure_indexes()
+            .await
+            .context("notify: creating the delivery log's indexes")?;
+        let channels = channels::build(&cfg, console)?;
+        for ch in channels.values() {
+            if let Some(why) = ch.unconfigured() {
+                tracing::warn!(
+                    channel = ch.name(),
+                    "notify: channel unconfigured: {why}; its deliveries become dead letters until it is fixed"
+                );
+            }
+        }
+        let consumer = cfg.consumer_name();
+        let owner = format!("{consumer}/{:016x}", fastrand::u64(..));
+        let (send_tx, send_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            limiter: Mutex::new(Limiter::new(cfg.rate_limits)),
+            cfg,
+            store,
+            log,
+            runtime,
+            channels,
+            owner,
+            consumer,
+            stats: NotifyStats::default(),
+            prefs_cache: Mutex::new(HashMap::new()),
+            send_tx,
+        });
+        tracing::info!(owner = %shared.owner, "notify: starting");
+        // Records this consumer left `sending` in an earlier life are settled before any
+        // new claim, so none of them can be confused with a live one.
+        dispatch::sweep_previous_lives(&shared).await?;
+        let (shutdown, rx) = watch::channel(false);
+        let (drain, drain_rx) = watch::channel(false);
+        let dispatch = tokio::spawn(dispatch::run(shared.clone(), send_rx, rx.clone(), drain_rx));
+        let intake = vec![tokio::spawn(intake::run(shared.clone(), rx))];
+        Ok(NotifyWorker {
+            handle: NotifyHandle { shared },
+            shutdown,
+            drain,
+            intake,
+            dispatch,
+        })
+    }
+
+    /// Stop taking work, let sends in flight finish (10 s at most) and write their outcomes.
+    pub async fn stop(self) {
+        // Intake first, so nothing it claims is left unsent; then the senders drain.
+        let _ = self.shutdown.send(true);
+        for t in self.intake {
+            let _ = t.await;
+        }
+        let _ = self.drain.send(true);
+        let _ = self.dispatch.await;
+        tracing::info!("notify: stopped");
+    }
+}
+
+/// The boot id part of an owner string.
+pub fn consumer_of(owner: &str) -> &str {
+    owner.rsplit_once('/').map(|(c, _)| c).unwrap_or(owner)
+}
+
+/// Add one to a relaxed counter.
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}

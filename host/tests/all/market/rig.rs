@@ -88,6 +88,7 @@ impl Rig {
             Services {
                 store: Some(store.clone()),
                 market: Some(monitor.handle.clone()),
+                ..Default::default()
             },
         );
         let server = tokio::spawn(async move {

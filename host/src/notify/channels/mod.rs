@@ -1,0 +1,55 @@
+//! Channels: how a rendered message reaches a user. Each channel knows its rate limits
+//! (recipient and channel-wide keys), sends one part, and sorts every failure into what
+//! the delivery record must do next: retry after a given time, retry with backoff, give
+//! up (dead letter), or treat the send as of unknown fate.
+//!
+//! Error texts pass through the channel's redaction before they are logged or stored, so
+//! a bot token that a client library puts into an error message never leaves the host.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::config::NotifyConfig;
+use super::limiter::Limit;
+use super::record::{Delivery, Part, SendOutcome};
+
+pub mod console;
+pub mod email;
+pub mod telegram;
+pub mod webhook;
+
+/// One delivery channel.
+#[async_trait]
+pub trait Channel: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Why the channel cannot send at all (a missing secret), if so.
+    fn unconfigured(&self) -> Option<String>;
+    /// The rate limits a message to `target` falls under.
+    fn limits(&self, target: &str) -> Vec<Limit>;
+    /// Send part `index` of `delivery`.
+    async fn send(&self, delivery: &Delivery, part: &Part, index: usize) -> SendOutcome;
+}
+
+/// The channels by name, built from the configuration.
+pub type Channels = HashMap<&'static str, Arc<dyn Channel>>;
+
+/// Build every channel. Secrets are read from the environment here, once.
+pub fn build(cfg: &NotifyConfig, console: console::Sink) -> anyhow::Result<Channels> {
+    let list: Vec<Arc<dyn Channel>> = vec![
+        Arc::new(console::Console::new(console)),
+        Arc::new(telegram::Telegram::new(&cfg.telegram)?),
+        Arc::new(email::Email::new(&cfg.email)?),
+        Arc::new(webhook::Webhook::new(&cfg.webhook)?),
+    ];
+    Ok(list.into_iter().map(|c| (c.name(), c)).collect())
+}
+
+/// An environment variable's value, if set and not empty.
+pub(crate) fn secret_from_env(var: &str) -> Option<String> {
+    if var.is_empty() {
+        return None;
+    }
+    std::env::var(var).ok().filter(|v| !v.is_empty())
+}

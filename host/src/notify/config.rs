@@ -1,0 +1,333 @@
+//! `[notify]`: the notify worker's intake, delivery tuning, formatters and channels.
+//!
+//! Secrets (the bot token, SMTP credentials, the webhook signing secret) are never config
+//! values: the config names the environment variable that holds them (`*_env`), so they
+//! stay out of files, logs and `GET` answers. A channel whose secret is unset is
+//! "unconfigured": its deliveries become dead letters `channel_unconfigured`, which can be
+//! replayed once it is fixed.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::market::rules::CHANNELS;
+
+/// `[notify]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Consumer group on `notify:requests`; hosts in one group share the work.
+    pub group: String,
+    /// This host's consumer name in the group; empty = the host name. Two processes on
+    /// one machine need different names.
+    pub consumer: String,
+    /// Stream entries read per batch (and records per write batch).
+    pub batch_size: usize,
+    /// How long one read waits for new entries.
+    pub block_ms: u64,
+    /// Entries pending this long with another consumer (a crashed host) are taken over.
+    pub claim_idle_secs: u64,
+    /// How long a claimed delivery belongs to this host before another host's sweeper
+    /// declares it interrupted. Must exceed the slowest send (Telegram pauses 10 s after a 5xx).
+    pub lease_secs: u64,
+    /// How often deliveries that wait (rate limits, quiet hours, retries) are checked.
+    pub poll_interval_ms: u64,
+    /// Most sends in flight at once.
+    pub max_in_flight: usize,
+    /// Per-channel rate limits (Telegram: 1/s per chat, 20/min per group, 30/s overall).
+    /// Off only for benchmarks against a stand-in.
+    pub rate_limits: bool,
+    /// Finished delivery records are deleted after this many days (dead letters: 3x).
+    pub retention_days: u64,
+    /// Channels quiet hours apply to (`console` is an operator's log, so not by default).
+    pub quiet_hours_channels: Vec<String>,
+    /// Per channel: what happens to a send that may or may not have arrived (a timeout
+    /// after the request left, or a host that died mid-send): `dead-letter` (the default:
+    /// a person decides, so nothing is sent twice) or `retry` (for receivers that
+    /// deduplicate; the console's default, where a repeated line is harmless).
+    pub on_ambiguous: BTreeMap<String, OnAmbiguous>,
+    /// `[notify.retry]`
+    pub retry: RetryConfig,
+    /// `[notify.formatters]`: the notify-formatter plugin per channel.
+    pub formatters: BTreeMap<String, String>,
+    /// `[notify.telegram]`
+    pub telegram: TelegramConfig,
+    /// `[notify.email]`
+    pub email: EmailConfig,
+    /// `[notify.webhook]`
+    pub webhook: WebhookConfig,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            group: "notify".into(),
+            consumer: String::new(),
+            batch_size: 256,
+            block_ms: 500,
+            claim_idle_secs: 60,
+            lease_secs: 120,
+            poll_interval_ms: 50,
+            max_in_flight: 256,
+            rate_limits: true,
+            retention_days: 30,
+            quiet_hours_channels: vec!["telegram".into(), "email".into(), "webhook".into()],
+            on_ambiguous: BTreeMap::from([("console".to_string(), OnAmbiguous::Retry)]),
+            retry: RetryConfig::default(),
+            formatters: BTreeMap::from([
+                ("telegram".to_string(), "telegram-markdown".to_string()),
+                ("email".to_string(), "plain-formatter".to_string()),
+                ("webhook".to_string(), "plain-formatter".to_string()),
+                ("console".to_string(), "plain-formatter".to_string()),
+            ]),
+            telegram: TelegramConfig::default(),
+            email: EmailConfig::default(),
+            webhook: WebhookConfig::default(),
+        }
+    }
+}
+
+/// What to do with a send whose fate is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnAmbiguous {
+    DeadLetter,
+    Retry,
+}
+
+/// `[notify.retry]`: exponential backoff with jitter for transient failures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per delivery before it becomes a dead letter `exhausted` (429s with
+    /// `retry_after` are not counted, up to 50 of them).
+    pub max_attempts: u32,
+    /// The first retry's delay; each further one doubles it.
+    pub base_ms: u64,
+    /// The longest delay.
+    pub max_ms: u64,
+    /// 0..1: a delay d becomes d * (1 - jitter * random), spreading a burst of failures.
+    pub jitter: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 8,
+            base_ms: 1000,
+            max_ms: 300_000,
+            jitter: 0.5,
+        }
+    }
+}
+
+/// `[notify.telegram]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// The Bot API base URL (a local stand-in in tests), without a trailing slash.
+    pub api_url: String,
+    /// The environment variable holding the bot token.
+    pub token_env: String,
+    /// One send's time limit.
+    pub timeout_secs: u64,
+    /// Messages per second to one private chat.
+    pub per_chat_per_sec: f64,
+    /// Messages per minute to one group or channel.
+    pub per_group_per_min: f64,
+    /// Messages per second overall.
+    pub global_per_sec: f64,
+    /// Answer bot commands (`/start`, `/watch`, ...) by long polling.
+    pub commands: bool,
+    /// Long-poll timeout of `getUpdates`.
+    pub poll_timeout_secs: u64,
+}
+
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        TelegramConfig {
+            api_url: "https://api.telegram.org".into(),
+            token_env: "IMPRESSOX_TELEGRAM_TOKEN".into(),
+            timeout_secs: 20,
+            per_chat_per_sec: 1.0,
+            per_group_per_min: 20.0,
+            global_per_sec: 30.0,
+            commands: true,
+            poll_timeout_secs: 25,
+        }
+    }
+}
+
+/// TLS on the SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (a local relay).
+    None,
+    /// STARTTLS, required.
+    Starttls,
+    /// Implicit TLS (port 465).
+    Tls,
+}
+
+/// `[notify.email]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// Empty = the channel is unconfigured.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub tls: SmtpTls,
+    /// Environment variables with the SMTP login (both empty: no authentication).
+    pub username_env: String,
+    pub password_env: String,
+    /// The From address, e.g. `ImpressoX <alerts@example.com>`.
+    pub from: String,
+    pub timeout_secs: u64,
+    /// Messages per second overall.
+    pub global_per_sec: f64,
+    /// Messages per minute to one address.
+    pub per_address_per_min: f64,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            smtp_host: String::new(),
+            smtp_port: 25,
+            tls: SmtpTls::None,
+            username_env: String::new(),
+            password_env: String::new(),
+            from: "ImpressoX <alerts@example.com>".into(),
+            timeout_secs: 30,
+            global_per_sec: 5.0,
+            per_address_per_min: 30.0,
+        }
+    }
+}
+
+/// `[notify.webhook]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// The environment variable holding the HMAC-SHA256 signing secret.
+    pub secret_env: String,
+    pub timeout_secs: u64,
+    /// Requests per second to one URL.
+    pub per_url_per_sec: f64,
+    /// Requests per second overall.
+    pub global_per_sec: f64,
+    /// Allow URLs that resolve to loopback or private addresses (off: a user's webhook
+    /// URL cannot make the host call into its own network).
+    pub allow_private_addresses: bool,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            secret_env: "IMPRESSOX_WEBHOOK_SECRET".into(),
+            timeout_secs: 10,
+            per_url_per_sec: 10.0,
+            global_per_sec: 100.0,
+            allow_private_addresses: false,
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// Checks the types cannot express, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.group.is_empty() {
+            bail!("[notify] group: must not be empty");
+        }
+        if self.batch_size == 0 || self.max_in_flight == 0 {
+            bail!("[notify] batch_size and max_in_flight must be at least 1");
+        }
+        if self.lease_secs < 2 * self.telegram.timeout_secs.max(self.webhook.timeout_secs) {
+            bail!(
+                "[notify] lease_secs ({}) must be at least twice the longest channel timeout",
+                self.lease_secs
+            );
+        }
+        if !(0.0..=1.0).contains(&self.retry.jitter) {
+            bail!("[notify.retry] jitter: must be between 0 and 1");
+        }
+        if self.retry.max_attempts == 0 || self.retry.base_ms == 0 {
+            bail!("[notify.retry] max_attempts and base_ms must be at least 1");
+        }
+        for ch in self
+            .quiet_hours_channels
+            .iter()
+            .chain(self.on_ambiguous.keys())
+            .chain(self.formatters.keys())
+        {
+            if !CHANNELS.contains(&ch.as_str()) {
+                bail!(
+                    "[notify]: unknown channel `{ch}`; one of {}",
+                    CHANNELS.join(", ")
+                );
+            }
+        }
+        for ch in CHANNELS {
+            if !self.formatters.contains_key(*ch) {
+                bail!("[notify.formatters] {ch}: a formatter plugin is needed for every channel");
+            }
+        }
+        let t = &self.telegram;
+        if !t.api_url.starts_with("http://") && !t.api_url.starts_with("https://") {
+            bail!("[notify.telegram] api_url: must be an http(s) URL");
+        }
+        for (key, v) in [
+            ("telegram.per_chat_per_sec", t.per_chat_per_sec),
+            ("telegram.per_group_per_min", t.per_group_per_min),
+            ("telegram.global_per_sec", t.global_per_sec),
+            ("email.global_per_sec", self.email.global_per_sec),
+            ("email.per_address_per_min", self.email.per_address_per_min),
+            ("webhook.per_url_per_sec", self.webhook.per_url_per_sec),
+            ("webhook.global_per_sec", self.webhook.global_per_sec),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                bail!("[notify.{key}]: must be a positive number");
+            }
+        }
+        Ok(())
+    }
+
+    /// What an unknown-fate send of `channel` turns into.
+    pub fn on_ambiguous(&self, channel: &str) -> OnAmbiguous {
+        self.on_ambiguous
+            .get(channel)
+            .copied()
+            .unwrap_or(OnAmbiguous::DeadLetter)
+    }
+
+    /// The consumer name: configured, or the host name.
+    pub fn consumer_name(&self) -> String {
+        if !self.consumer.is_empty() {
+            return self.consumer.clone();
+        }
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "impressox".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        NotifyConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_channel_is_named() {
+        let mut c = NotifyConfig::default();
+        c.quiet_hours_channels.push("sms".into());
+        assert!(c.validate().unwrap_err().to_string().contains("sms"));
+    }
+}

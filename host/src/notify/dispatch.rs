@@ -1,0 +1,373 @@
+//! Dispatch: sending claimed records, writing their outcomes, and the two periodic jobs
+//! that keep the log moving.
+//!
+//! - Senders: one task per claimed record (at most `max_in_flight`), sending its parts in
+//!   order at their reserved rate-limit slots, then applying the outcome to the record.
+//! - The outcome writer: group-commits outcomes as compare-and-set writes. A write that
+//!   finds another revision means another host's sweeper declared the claim interrupted
+//!   (this host outlived its lease): logged and counted, never retried.
+//! - The due-poller: claims `queued` records that are due (rate-limit slots, quiet hours,
+//!   retries, replays, formatters that were not loaded) — on any host, one winner each.
+//! - The sweeper: a `sending` record whose lease ran out belongs to a host that died or
+//!   froze mid-send; it becomes a dead letter `interrupted` (or is queued again where the
+//!   channel's `on_ambiguous = "retry"`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::intake::{NOW_SLACK_MS, render_into};
+use super::record::{Delivery, SendOutcome, State};
+use super::request::NotificationRequest;
+use super::{Shared, bump, consumer_of};
+
+/// A claim must have this much lease left for a part to be sent under it.
+const LEASE_MARGIN_MS: i64 = 1000;
+/// How long shutdown waits for sends in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs until `drain` turns true; `shutdown` (set first) stops the poller and sweeper.
+pub async fn run(
+    sh: Arc<Shared>,
+    mut send_rx: mpsc::UnboundedReceiver<Delivery>,
+    shutdown: watch::Receiver<bool>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let (commit_tx, commit_rx) = mpsc::unbounded_channel::<Delivery>();
+    let committer = tokio::spawn(commit_loop(sh.clone(), commit_rx));
+    let poller = tokio::spawn(poll_loop(sh.clone(), shutdown.clone()));
+    let sweeper = tokio::spawn(sweep_loop(sh.clone(), shutdown.clone()));
+    let permits = Arc::new(Semaphore::new(sh.cfg.max_in_flight));
+    loop {
+        if *drain.borrow() {
+            break;
+        }
+        let d = tokio::select! {
+            d = send_rx.recv() => match d { Some(d) => d, None => break },
+            _ = drain.changed() => continue,
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let (sh, tx) = (sh.clone(), commit_tx.clone());
+        tokio::spawn(async move {
+            let d = send_one(&sh, d).await;
+            let _ = tx.send(d);
+            drop(permit);
+        });
+    }
+    let _ = poller.await;
+    let _ = sweeper.await;
+    // Records claimed but not started go back to the queue (they were never sent).
+    send_rx.close();
+    while let Ok(mut d) = send_rx.try_recv() {
+        d.unclaim(crate::util::now_ms());
+        let _ = commit_tx.send(d);
+    }
+    let all = sh.cfg.max_in_flight as u32;
+    if tokio::time::timeout(DRAIN_TIMEOUT, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "notify: sends still in flight after {DRAIN_TIMEOUT:?}; their records stay `sending` and will be swept as interrupted"
+        );
+    }
+    drop(commit_tx);
+    let _ = committer.await;
+}
+
+/// Send the record's remaining parts; returns the record with the outcome applied.
+async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
+    sh.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let started = crate::util::now_ms();
+    let Some(channel) = sh.channels.get(d.channel.as_str()).cloned() else {
+        let out = SendOutcome::Permanent(format!("no channel {:?}", d.channel));
+        finish(sh, &mut d, &out, started);
+        sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        return d;
+    };
+    let mut outcome = SendOutcome::Sent;
+    for i in d.parts_sent as usize..d.parts.len() {
+        if let Some(&slot) = d.part_slots.get(i) {
+            let wait = slot - crate::util::now_ms();
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            }
+        }
+        if crate::util::now_ms() > d.lease_until_ms - LEASE_MARGIN_MS {
+            // Sending now could outlive the claim and race the sweeper: give it back.
+            d.unclaim(crate::util::now_ms());
+            sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return d;
+        }
+        let part = d.parts[i].clone();
+        match channel.send(&d, &part, i).await {
+            SendOutcome::Sent => d.parts_sent += 1,
+            other => {
+                outcome = other;
+                break;
+            }
+        }
+    }
+    if let SendOutcome::RateLimited {
+        retry_after_secs, ..
+    } = &outcome
+    {
+        let until = crate::util::now_ms() + (*retry_after_secs as i64) * 1000;
+        let mut limiter = sh.limiter.lock();
+        for l in channel.limits(&d.target).iter().filter(|l| !l.shared) {
+            limiter.penalize(&l.key, until);
+        }
+    }
+    finish(sh, &mut d, &outcome, started);
+    sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    d
+}
+
+fn finish(sh: &Shared, d: &mut Delivery, outcome: &SendOutcome, started: i64) {
+    let now = crate::util::now_ms();
+    if let SendOutcome::Transient(e) | SendOutcome::Permanent(e) | SendOutcome::Ambiguous(e) =
+        outcome
+    {
+        tracing::info!(delivery = %d.id, channel = %d.channel, outcome = outcome.label(), error = %e, "notify: send failed");
+    }
+    d.finish(
+        outcome,
+        &sh.consumer,
+        started,
+        now,
+        &sh.cfg.retry,
+        sh.cfg.on_ambiguous(&d.channel),
+        fastrand::f64(),
+    );
+    sh.stats.count(&d.channel, outcome.label());
+}
+
+/// Write outcomes in batches (compare-and-set on the revision each claim wrote).
+async fn commit_loop(sh: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Delivery>) {
+    let max = sh.cfg.batch_size;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let mut failures = 0u32;
+        loop {
+            match sh.log.replace_all(&batch).await {
+                Ok(revs) => {
+                    for (d, rev) in batch.iter().zip(revs) {
+                        if rev.is_none() {
+                            bump(&sh.stats.lease_lost);
+                            tracing::error!(delivery = %d.id, state = d.state.as_str(), "notify: the record changed under this host's claim (its lease ran out and another host swept it); this outcome is not recorded");
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    // Keep the outcomes and try again: the sends happened.
+                    failures += 1;
+                    let wait = Duration::from_millis((100u64 << failures.min(8)).min(10_000));
+                    tracing::warn!(error = %format!("{e:#}"), records = batch.len(), "notify: writing outcomes failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+}
+
+/// Claim due `queued` records.
+async fn poll_loop(sh: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis(sh.cfg.poll_interval_ms.max(1));
+    loop {
+        let more = match poll_once(&sh).await {
+            Ok(full) => full,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "notify: polling due deliveries failed");
+                false
+            }
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        if !more {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// One pass; true when the page was full (more may be due).
+pub async fn poll_once(sh: &Shared) -> Result<bool> {
+    let now = crate::util::now_ms();
+    let limit = sh.cfg.batch_size;
+    let due = sh.log.due(now, limit).await?;
+    let full = due.len() == limit;
+    if due.is_empty() {
+        return Ok(false);
+    }
+    let mut changed = Vec::with_capacity(due.len());
+    for mut d in due {
+        if d.parts.is_empty() {
+            let Ok(req) = serde_json::from_str::<NotificationRequest>(&d.request_json) else {
+                d.end_unsent(
+                    State::Dead,
+                    "invalid_request",
+                    Some("the stored request is unreadable".into()),
+                    now,
+                );
+                changed.push(d);
+                continue;
+            };
+            if !render_into(sh, &mut d, &req, now) {
+                changed.push(d);
+                continue;
+            }
+        }
+        let Some(channel) = sh.channels.get(d.channel.as_str()) else {
+            d.end_unsent(
+                State::Dead,
+                "channel_unconfigured",
+                Some(format!("no channel {:?}", d.channel)),
+                now,
+            );
+            changed.push(d);
+            continue;
+        };
+        if let Some(why) = channel.unconfigured() {
+            d.end_unsent(State::Dead, "channel_unconfigured", Some(why), now);
+            changed.push(d);
+            continue;
+        }
+        let own_slots = d.slot_owner.as_deref() == Some(sh.owner.as_str())
+            && d.part_slots.len() >= d.parts.len().saturating_sub(d.parts_sent as usize);
+        if !own_slots {
+            let slots = sh.limiter.lock().reserve(
+                &channel.limits(&d.target),
+                (d.parts.len() - d.parts_sent as usize) as u32,
+                now,
+            );
+            // Slots are indexed by part; earlier parts were sent already.
+            let mut by_part = vec![now; d.parts_sent as usize];
+            by_part.extend(&slots);
+            if slots[0] > now + NOW_SLACK_MS {
+                let owner = sh.owner.clone();
+                d.postpone(slots[0], "rate_limited", Some(&owner), by_part, now);
+                changed.push(d);
+                continue;
+            }
+            d.part_slots = by_part;
+        }
+        d.claim(&sh.owner, now, sh.cfg.lease_secs * 1000);
+        changed.push(d);
+    }
+    let revs = sh.log.replace_all(&changed).await?;
+    for (mut d, rev) in changed.into_iter().zip(revs) {
+        let Some(rev) = rev else {
+            continue; // another host claimed or changed it first
+        };
+        d.rev = rev;
+        match d.state {
+            State::Sending => sh.send(d),
+            State::Dead | State::Skipped => sh
+                .stats
+                .count(&d.channel, d.reason.as_deref().unwrap_or("dead")),
+            _ => {}
+        }
+    }
+    Ok(full)
+}
+
+async fn sweep_loop(sh: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis((sh.cfg.lease_secs * 1000 / 10).clamp(200, 5000));
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = sweep_expired(&sh).await {
+            tracing::warn!(error = %format!("{e:#}"), "notify: sweeping expired claims failed");
+        }
+        ticks += 1;
+        // Retention, about hourly.
+        if ticks.is_multiple_of((3_600_000 / every.as_millis() as u64).max(1)) {
+            match sh
+                .log
+                .purge(crate::util::now_ms(), sh.cfg.retention_days)
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "notify: old records purged"),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "notify: purging old records failed")
+                }
+            }
+        }
+    }
+}
+
+/// Settle `sending` records whose lease ran out.
+pub async fn sweep_expired(sh: &Shared) -> Result<()> {
+    let now = crate::util::now_ms();
+    let expired = sh.log.expired(now, sh.cfg.batch_size).await?;
+    interrupt(sh, expired, now).await
+}
+
+/// At start-up: records this consumer left `sending` under an earlier boot are settled
+/// at once (that process is gone; no need to wait for its lease).
+pub async fn sweep_previous_lives(sh: &Shared) -> Result<()> {
+    let now = crate::util::now_ms();
+    loop {
+        let sending = sh.log.sending(10_000).await?;
+        let mine: Vec<Delivery> = sending
+            .into_iter()
+            .filter(|d| {
+                d.owner
+                    .as_deref()
+                    .is_some_and(|o| consumer_of(o) == sh.consumer && o != sh.owner)
+            })
+            .collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        let n = mine.len();
+        interrupt(sh, mine, now).await?;
+        tracing::warn!(
+            records = n,
+            "notify: settled deliveries an earlier run of this host left mid-send"
+        );
+        if n < 10_000 {
+            return Ok(());
+        }
+    }
+}
+
+async fn interrupt(sh: &Shared, records: Vec<Delivery>, now: i64) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut changed = records;
+    for d in &mut changed {
+        let on_ambiguous = sh.cfg.on_ambiguous(&d.channel);
+        let owner = d.owner.clone().unwrap_or_default();
+        d.interrupt(&sh.consumer, now, on_ambiguous);
+        tracing::warn!(delivery = %d.id, channel = %d.channel, %owner, state = d.state.as_str(), "notify: a send was interrupted (its host stopped mid-send)");
+    }
+    let revs = sh.log.replace_all(&changed).await?;
+    for (d, rev) in changed.iter().zip(revs) {
+        if rev.is_some() {
+            bump(&sh.stats.interrupted);
+            sh.stats.count(&d.channel, "interrupted");
+        }
+    }
+    Ok(())
+}

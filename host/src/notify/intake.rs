@@ -1,0 +1,316 @@
+//! Intake: the consumer-group loop on `notify:requests`.
+//!
+//! Per batch of entries: parse each request (an unreadable one becomes a dead letter
+//! `invalid_request` with the reason, so nothing vanishes silently), record the request,
+//! plan its deliveries against the user's preferences, render each through its formatter,
+//! reserve rate-limit slots, and insert every delivery record in one write. Only then are
+//! the entries acked. A crash anywhere before the ack leaves the entries pending: they
+//! are read again (by this consumer on restart, or by another host after
+//! `claim_idle_secs`), planned again, and every insert meets the record written the first
+//! time (same id) and does nothing. Records due now are inserted already claimed by this
+//! host and go straight to the senders.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio::sync::watch;
+
+use super::Shared;
+use super::log::{NOTIFICATIONS, notification_doc};
+use super::plan::{self, NO_TARGET, Planned, RenderError, Start};
+use super::record::{DELIVERIES, Delivery, State, delivery_id};
+use super::request::{NotificationRequest, Priority};
+use crate::documents::{Write, WriteOutcome};
+use crate::storage::{NOTIFY_REQUESTS, StreamEntry};
+
+/// A slot this close to now counts as now.
+pub const NOW_SLACK_MS: i64 = 5;
+/// How long a record waits for its formatter plugin to be loaded before it is dead.
+pub const FORMATTER_PATIENCE_MS: i64 = 10 * 60 * 1000;
+/// The delay between checks for a formatter that is not loaded.
+pub const FORMATTER_RETRY_MS: i64 = 5000;
+
+pub async fn run(sh: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let group = sh.cfg.group.clone();
+    let consumer = sh.consumer.clone();
+    let mut pending_done = false;
+    let mut failures = 0u32;
+    let mut last_claim = Instant::now() - Duration::from_secs(3600);
+    let claim_every = Duration::from_millis((sh.cfg.claim_idle_secs * 1000 / 2).max(500));
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let read = if !pending_done {
+            sh.store
+                .read_pending(NOTIFY_REQUESTS, &group, &consumer, sh.cfg.batch_size)
+                .await
+        } else if last_claim.elapsed() >= claim_every {
+            last_claim = Instant::now();
+            sh.store
+                .claim_stale(
+                    NOTIFY_REQUESTS,
+                    &group,
+                    &consumer,
+                    sh.cfg.claim_idle_secs * 1000,
+                    sh.cfg.batch_size,
+                )
+                .await
+                .inspect(|e| {
+                    if !e.is_empty() {
+                        tracing::info!(
+                            entries = e.len(),
+                            "notify: took over entries another consumer left pending"
+                        );
+                    }
+                })
+        } else {
+            sh.store
+                .read_new(
+                    NOTIFY_REQUESTS,
+                    &group,
+                    &consumer,
+                    sh.cfg.batch_size,
+                    sh.cfg.block_ms,
+                )
+                .await
+        };
+        let result = match read {
+            Ok(entries) if entries.is_empty() => {
+                pending_done = true;
+                Ok(())
+            }
+            Ok(entries) => process(&sh, &entries).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                // Un-acked entries stay pending; read them again after a pause.
+                failures += 1;
+                pending_done = false;
+                let wait = Duration::from_millis((200u64 << failures.min(7)).min(30_000));
+                tracing::warn!(error = %format!("{e:#}"), retry_in_ms = wait.as_millis() as u64, "notify: intake failed; the entries stay pending");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Plan, record and ack one batch.
+pub async fn process(sh: &Shared, entries: &[StreamEntry]) -> Result<()> {
+    let now = crate::util::now_ms();
+    let mut writes = Vec::new();
+    let mut records = Vec::new();
+    let mut seen = HashSet::new();
+    for e in entries {
+        match NotificationRequest::parse(&e.body) {
+            Err(err) => {
+                super::bump(&sh.stats.invalid_requests);
+                tracing::warn!(entry = %e.id, key = %e.key, error = %err, "notify: unreadable request; recorded as a dead letter");
+                if seen.insert(format!("invalid\0{}", e.key)) {
+                    records.push(invalid_record(e, &err.to_string(), now));
+                }
+            }
+            Ok(req) => {
+                if !seen.insert(req.id.clone()) {
+                    continue;
+                }
+                super::bump(&sh.stats.requests);
+                writes.push(Write::Insert {
+                    coll: NOTIFICATIONS.into(),
+                    doc: notification_doc(&req, "stream", now),
+                });
+                let prefs = sh.preferences(&req.user_id).await?;
+                for p in plan::plan(&req, prefs.as_ref(), &sh.cfg, now) {
+                    records.push(build(sh, &req, p, now));
+                }
+            }
+        }
+    }
+    let first_record = writes.len();
+    writes.extend(records.iter().map(|d| Write::Insert {
+        coll: DELIVERIES.into(),
+        doc: d.to_doc(),
+    }));
+    let outcomes = sh.log.docs.write(writes).await?;
+    for (mut d, outcome) in records.into_iter().zip(&outcomes[first_record..]) {
+        if *outcome != WriteOutcome::Inserted {
+            continue; // planned before (a re-read entry, another host): nothing to do
+        }
+        d.rev = 1;
+        if d.state != State::Sending {
+            sh.stats
+                .count(&d.channel, d.reason.as_deref().unwrap_or(d.state.as_str()));
+        }
+        if d.state == State::Sending {
+            sh.send(d);
+        }
+    }
+    let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+    sh.store.ack(NOTIFY_REQUESTS, &sh.cfg.group, &ids).await?;
+    Ok(())
+}
+
+/// A fresh record for a planned delivery: rendered, with its rate-limit slots reserved,
+/// claimed by this host when it can go now.
+pub fn build(sh: &Shared, req: &NotificationRequest, p: Planned, now: i64) -> Delivery {
+    let mut d = Delivery {
+        id: delivery_id(&req.id, &p.channel, &p.target),
+        rev: 0,
+        notification_id: req.id.clone(),
+        user_id: req.user_id.clone(),
+        kind: req.kind.clone(),
+        priority: req.priority,
+        channel: p.channel.clone(),
+        target: p.target.clone(),
+        state: State::Queued,
+        reason: None,
+        due_at_ms: now,
+        owner: None,
+        lease_until_ms: 0,
+        slot_owner: None,
+        attempt: 0,
+        generation: 0,
+        attempts_in_generation: 0,
+        rate_limited: 0,
+        formatter: String::new(),
+        parts: Vec::new(),
+        parts_sent: 0,
+        part_slots: Vec::new(),
+        history: Vec::new(),
+        last_error: None,
+        request_json: serde_json::to_string(req).unwrap_or_default(),
+        created_ms: now,
+        updated_ms: now,
+        final_ms: 0,
+    };
+    let wait = match p.start {
+        Start::Skip { reason } => {
+            d.end_unsent(State::Skipped, reason, None, now);
+            return d;
+        }
+        Start::Dead { reason, error } => {
+            d.end_unsent(State::Dead, reason, Some(error), now);
+            return d;
+        }
+        Start::Now => None,
+        Start::Wait { due_at_ms, reason } => Some((due_at_ms, reason)),
+    };
+    let Some(channel) = sh.channels.get(p.channel.as_str()) else {
+        d.end_unsent(
+            State::Dead,
+            "channel_unconfigured",
+            Some(format!("no channel {:?}", p.channel)),
+            now,
+        );
+        return d;
+    };
+    if let Some(why) = channel.unconfigured() {
+        d.end_unsent(State::Dead, "channel_unconfigured", Some(why), now);
+        return d;
+    }
+    if !render_into(sh, &mut d, req, now) {
+        return d;
+    }
+    if let Some((due, reason)) = wait {
+        d.postpone(due, reason, None, Vec::new(), now);
+        return d;
+    }
+    let slots = sh
+        .limiter
+        .lock()
+        .reserve(&channel.limits(&d.target), d.parts.len() as u32, now);
+    if slots[0] > now + NOW_SLACK_MS {
+        let owner = sh.owner.clone();
+        d.postpone(slots[0], "rate_limited", Some(&owner), slots, now);
+    } else {
+        d.part_slots = slots;
+        d.claim(&sh.owner, now, sh.cfg.lease_secs * 1000);
+    }
+    d
+}
+
+/// Render the record's parts with its channel's formatter. On failure the record is
+/// postponed (formatter not loaded yet) or dead (refused, or waited too long); returns
+/// whether parts are there.
+pub fn render_into(sh: &Shared, d: &mut Delivery, req: &NotificationRequest, now: i64) -> bool {
+    let formatter = sh
+        .cfg
+        .formatters
+        .get(&d.channel)
+        .cloned()
+        .unwrap_or_default();
+    match plan::render(&sh.runtime, &formatter, req, &d.channel, d.created_ms) {
+        Ok((parts, version)) => {
+            d.parts = parts;
+            d.formatter = version;
+            true
+        }
+        Err(RenderError::Rejected(msg)) => {
+            d.end_unsent(State::Dead, "formatter_rejected", Some(msg), now);
+            false
+        }
+        Err(RenderError::Unavailable(msg) | RenderError::Failed(msg)) => {
+            if now - d.created_ms > FORMATTER_PATIENCE_MS {
+                d.end_unsent(State::Dead, "formatter_unavailable", Some(msg), now);
+            } else {
+                d.last_error = Some(msg);
+                d.postpone(
+                    now + FORMATTER_RETRY_MS,
+                    "formatter_unavailable",
+                    None,
+                    Vec::new(),
+                    now,
+                );
+            }
+            false
+        }
+    }
+}
+
+/// A dead letter for an entry that is not a valid request.
+fn invalid_record(e: &StreamEntry, error: &str, now: i64) -> Delivery {
+    let mut d = Delivery {
+        id: delivery_id(&e.key, "intake", NO_TARGET),
+        rev: 0,
+        notification_id: e.key.clone(),
+        user_id: String::new(),
+        kind: String::new(),
+        priority: Priority::Normal,
+        channel: "intake".into(),
+        target: NO_TARGET.into(),
+        state: State::Dead,
+        reason: None,
+        due_at_ms: 0,
+        owner: None,
+        lease_until_ms: 0,
+        slot_owner: None,
+        attempt: 0,
+        generation: 0,
+        attempts_in_generation: 0,
+        rate_limited: 0,
+        formatter: String::new(),
+        parts: Vec::new(),
+        parts_sent: 0,
+        part_slots: Vec::new(),
+        history: Vec::new(),
+        last_error: None,
+        request_json: crate::util::truncate(&e.body, 4096),
+        created_ms: now,
+        updated_ms: now,
+        final_ms: 0,
+    };
+    d.end_unsent(
+        State::Dead,
+        "invalid_request",
+        Some(format!("stream entry {}: {error}", e.id)),
+        now,
+    );
+    d
+}

@@ -1,0 +1,277 @@
+//! What the HTTP API asks of the notify side, independent of whether this process runs
+//! the worker (another host may deliver): accept a request idempotently, show a
+//! notification's deliveries, list and replay dead letters. Views never show secrets: a
+//! webhook URL (whose path often is the credential) is shown as its origin only.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use super::log::{DeliveryLog, NOTIFICATIONS, notification_doc};
+use super::record::{DELIVERIES, Delivery, State};
+use super::request::NotificationRequest;
+use crate::documents::{Doc, Documents, Filter, Write, WriteOutcome};
+use crate::storage::{NOTIFY_REQUESTS, Store};
+use crate::util::rfc3339_ms;
+
+/// What became of a submitted request.
+#[derive(Debug, PartialEq)]
+pub enum Submitted {
+    /// New: queued for delivery.
+    Queued,
+    /// Seen before with the same body.
+    Duplicate,
+    /// The id was used before for a different body.
+    IdReused,
+}
+
+/// Record and enqueue a request; the same id and body twice is one notification.
+pub async fn submit(
+    store: &Arc<dyn Store>,
+    docs: &Arc<dyn Documents>,
+    req: &NotificationRequest,
+) -> Result<Submitted> {
+    let hash = req.body_hash();
+    let now = crate::util::now_ms();
+    let doc = notification_doc(req, "api", now);
+    let inserted = docs
+        .write(vec![Write::Insert {
+            coll: NOTIFICATIONS.into(),
+            doc,
+        }])
+        .await?;
+    if inserted.first() != Some(&WriteOutcome::Inserted)
+        && let Some(existing) = docs.get(NOTIFICATIONS, &req.id).await?
+        && existing.get("body_hash").and_then(Value::as_str) != Some(hash.as_str())
+    {
+        return Ok(Submitted::IdReused);
+    }
+    // Also for a known record: a crash may have come between the two writes, and
+    // enqueueing a key that was enqueued before does nothing.
+    let body = serde_json::to_string(req)?;
+    match store.enqueue_once(NOTIFY_REQUESTS, &req.id, &body).await? {
+        Some(_) => Ok(Submitted::Queued),
+        None => Ok(Submitted::Duplicate),
+    }
+}
+
+/// A webhook URL as shown to people: scheme and host only.
+pub fn shown_target(channel: &str, target: &str) -> String {
+    if channel != "webhook" {
+        return target.to_string();
+    }
+    match reqwest::Url::parse(target) {
+        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("?")),
+        Err(_) => "…".into(),
+    }
+}
+
+fn time(ms: i64) -> Value {
+    if ms > 0 {
+        json!(rfc3339_ms(ms))
+    } else {
+        Value::Null
+    }
+}
+
+/// One delivery as the API shows it.
+pub fn delivery_view(d: &Delivery) -> Value {
+    json!({
+        "delivery_id": d.id,
+        "notification_id": d.notification_id,
+        "user_id": d.user_id,
+        "channel": d.channel,
+        "target": shown_target(&d.channel, &d.target),
+        "state": d.state.as_str(),
+        "reason": d.reason,
+        "next_attempt_at": if d.state == State::Queued { time(d.due_at_ms) } else { Value::Null },
+        "attempts": d.attempt,
+        "replays": d.generation,
+        "parts": d.parts.len(),
+        "parts_sent": d.parts_sent,
+        "formatter": d.formatter,
+        "last_error": d.last_error,
+        "history": d.history.iter().map(|h| json!({
+            "attempt": h.n,
+            "host": h.host,
+            "started_at": time(h.started_ms),
+            "ended_at": time(h.ended_ms),
+            "outcome": h.outcome,
+            "error": h.error,
+            "retry_after_secs": h.retry_after_secs,
+        })).collect::<Vec<_>>(),
+        "created_at": time(d.created_ms),
+        "finished_at": time(d.final_ms),
+        "dead_letter_id": if d.state == State::Dead { json!(d.id) } else { Value::Null },
+    })
+}
+
+/// The overall status of a notification from its deliveries.
+pub fn overall(deliveries: &[Delivery]) -> &'static str {
+    let count = |s: State| deliveries.iter().filter(|d| d.state == s).count();
+    let (sent, dead, open) = (
+        count(State::Sent),
+        count(State::Dead),
+        count(State::Queued) + count(State::Sending),
+    );
+    if deliveries.is_empty() {
+        "queued"
+    } else if open > 0 {
+        if sent > 0 || deliveries.iter().any(|d| d.attempt > 0) {
+            "in_progress"
+        } else {
+            "queued"
+        }
+    } else if dead == 0 {
+        if sent > 0 { "delivered" } else { "skipped" }
+    } else if sent > 0 {
+        "partially_delivered"
+    } else {
+        "failed"
+    }
+}
+
+/// A notification with all its deliveries; `None` when the id is unknown.
+pub async fn status(docs: &Arc<dyn Documents>, id: &str) -> Result<Option<Value>> {
+    let log = DeliveryLog::new(docs.clone());
+    let Some(n) = log.notification(id).await? else {
+        return Ok(None);
+    };
+    let deliveries = log.deliveries_of(id).await?;
+    Ok(Some(notification_view(&n, &deliveries)))
+}
+
+fn notification_view(n: &Doc, deliveries: &[Delivery]) -> Value {
+    let request: Value = n
+        .get("request_json")
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    json!({
+        "id": n.get("_id"),
+        "status": overall(deliveries),
+        "received_at": time(n.get("received_ms").and_then(Value::as_i64).unwrap_or(0)),
+        "source": n.get("source"),
+        "request": request,
+        "deliveries": deliveries.iter().map(delivery_view).collect::<Vec<_>>(),
+    })
+}
+
+/// Why a replay was refused.
+#[derive(Debug, PartialEq)]
+pub enum ReplayError {
+    NotFound,
+    NotDead(&'static str),
+    NotReplayable(String),
+    /// Someone else changed it at the same moment.
+    Raced,
+}
+
+/// Put a dead letter back in the queue, due now, with a fresh attempt budget.
+pub async fn replay(docs: &Arc<dyn Documents>, id: &str) -> Result<Result<Delivery, ReplayError>> {
+    let log = DeliveryLog::new(docs.clone());
+    let Some(mut d) = log.delivery(id).await? else {
+        return Ok(Err(ReplayError::NotFound));
+    };
+    if d.state != State::Dead {
+        return Ok(Err(ReplayError::NotDead(d.state.as_str())));
+    }
+    if d.reason.as_deref() == Some("invalid_request") {
+        return Ok(Err(ReplayError::NotReplayable(
+            "the request itself was invalid; fix it and POST it to /api/v1/notifications".into(),
+        )));
+    }
+    if d.target == super::plan::NO_TARGET {
+        return Ok(Err(ReplayError::NotReplayable(format!(
+            "the user had no {} address; set it in the preferences and send the notification again with a new id",
+            d.channel
+        ))));
+    }
+    d.replay(crate::util::now_ms());
+    let rev = log.replace_all(std::slice::from_ref(&d)).await?;
+    match rev.first().copied().flatten() {
+        Some(rev) => {
+            d.rev = rev;
+            Ok(Ok(d))
+        }
+        None => Ok(Err(ReplayError::Raced)),
+    }
+}
+
+/// Dead letters, newest first.
+pub async fn dead_letters(
+    docs: &Arc<dyn Documents>,
+    channel: Option<&str>,
+    user_id: Option<&str>,
+    reason: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Value>> {
+    let mut f = Filter::all();
+    if let Some(c) = channel {
+        f = f.eq("channel", c);
+    }
+    if let Some(u) = user_id {
+        f = f.eq("user_id", u);
+    }
+    if let Some(r) = reason {
+        f = f.eq("reason", r);
+    }
+    let list = DeliveryLog::new(docs.clone())
+        .dead_letters(f, limit)
+        .await?;
+    Ok(list
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "kind": "notification",
+                "notification_id": d.notification_id,
+                "user_id": d.user_id,
+                "channel": d.channel,
+                "target": shown_target(&d.channel, &d.target),
+                "reason": d.reason,
+                "last_error": d.last_error,
+                "attempts": d.attempt,
+                "replays": d.generation,
+                "dead_at": time(d.final_ms),
+            })
+        })
+        .collect())
+}
+
+/// How many dead letters there are (for `/metrics`).
+pub async fn dead_count(docs: &Arc<dyn Documents>) -> Result<u64> {
+    docs.count(DELIVERIES, &Filter::all().eq("state", State::Dead.as_str()))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::record::tests::sample;
+
+    #[test]
+    fn webhook_urls_are_shown_without_their_path() {
+        assert_eq!(
+            shown_target("webhook", "https://hooks.example.com/T000/secret"),
+            "https://hooks.example.com/…"
+        );
+        assert_eq!(shown_target("telegram", "123"), "123");
+    }
+
+    #[test]
+    fn overall_status_from_deliveries() {
+        let mut a = sample(0);
+        let mut b = sample(0);
+        assert_eq!(overall(&[a.clone()]), "queued");
+        a.state = State::Sent;
+        b.state = State::Dead;
+        assert_eq!(overall(&[a.clone(), b.clone()]), "partially_delivered");
+        assert_eq!(overall(&[b.clone()]), "failed");
+        assert_eq!(overall(&[a.clone()]), "delivered");
+        b.state = State::Sending;
+        b.attempt = 1;
+        assert_eq!(overall(&[a, b]), "in_progress");
+    }
+}
