@@ -125,6 +125,15 @@ impl Shared {
     }
 }
 
+/// What a caller can hand the worker besides the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Where console lines go.
+    pub console: channels::console::Sink,
+    /// Secrets by variable name, consulted before the environment.
+    pub secrets: channels::Secrets,
+}
+
 /// A running notify worker.
 pub struct NotifyWorker {
     pub handle: NotifyHandle,
@@ -148,30 +157,23 @@ impl NotifyWorker {
         store: Arc<dyn Store>,
         docs: Arc<dyn Documents>,
     ) -> Result<NotifyWorker> {
-        Self::start_with(
-            config,
-            runtime,
-            store,
-            docs,
-            channels::console::Sink::Stdout,
-        )
-        .await
+        Self::start_with(config, runtime, store, docs, Extras::default()).await
     }
 
-    /// Start with a chosen console sink (tests collect the lines).
+    /// Start with a chosen console sink and in-memory secrets (tests).
     pub async fn start_with(
         config: &Config,
         runtime: Runtime,
         store: Arc<dyn Store>,
         docs: Arc<dyn Documents>,
-        console: channels::console::Sink,
+        extras: Extras,
     ) -> Result<NotifyWorker> {
         let cfg = config.notify.clone();
         let log = DeliveryLog::new(docs);
         log.ensure_indexes()
             .await
             .context("notify: creating the delivery log's indexes")?;
-        let channels = channels::build(&cfg, console)?;
+        let channels = channels::build(&cfg, extras.console, &extras.secrets)?;
         for ch in channels.values() {
             if let Some(why) = ch.unconfigured() {
                 tracing::warn!(

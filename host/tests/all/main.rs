@@ -9,6 +9,7 @@ mod harness;
 mod limits;
 mod loading;
 mod market;
+mod notify;
 mod plugins;
 mod servers;
 mod storage;

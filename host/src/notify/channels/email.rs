@@ -16,7 +16,7 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::{Channel, secret_from_env};
+use super::{Channel, Secrets};
 use crate::notify::config::{EmailConfig, SmtpTls};
 use crate::notify::limiter::Limit;
 use crate::notify::record::{Delivery, Part, SendOutcome};
@@ -29,7 +29,7 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn new(cfg: &EmailConfig) -> anyhow::Result<Email> {
+    pub fn new(cfg: &EmailConfig, secrets: &Secrets) -> anyhow::Result<Email> {
         let mut email = Email {
             mailer: None,
             from: None,
@@ -55,8 +55,8 @@ impl Email {
         .timeout(Some(Duration::from_secs(cfg.timeout_secs)))
         .pool_config(PoolConfig::new().max_size(8));
         match (
-            secret_from_env(&cfg.username_env),
-            secret_from_env(&cfg.password_env),
+            secrets.get(&cfg.username_env),
+            secrets.get(&cfg.password_env),
         ) {
             (Some(user), Some(pass)) => builder = builder.credentials(Credentials::new(user, pass)),
             (None, None) => {}

@@ -6,7 +6,7 @@
 //! Error texts pass through the channel's redaction before they are logged or stored, so
 //! a bot token that a client library puts into an error message never leaves the host.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -35,21 +35,43 @@ pub trait Channel: Send + Sync {
 /// The channels by name, built from the configuration.
 pub type Channels = HashMap<&'static str, Arc<dyn Channel>>;
 
-/// Build every channel. Secrets are read from the environment here, once.
-pub fn build(cfg: &NotifyConfig, console: console::Sink) -> anyhow::Result<Channels> {
-    let list: Vec<Arc<dyn Channel>> = vec![
-        Arc::new(console::Console::new(console)),
-        Arc::new(telegram::Telegram::new(&cfg.telegram)?),
-        Arc::new(email::Email::new(&cfg.email)?),
-        Arc::new(webhook::Webhook::new(&cfg.webhook)?),
-    ];
-    Ok(list.into_iter().map(|c| (c.name(), c)).collect())
+/// Where channel secrets come from: the environment, unless given here by name (tests
+/// and embedders that hold secrets in memory, so they need not touch the process env).
+#[derive(Clone, Default)]
+pub struct Secrets(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values never reach a log.
+        f.debug_list().entries(self.0.keys()).finish()
+    }
 }
 
-/// An environment variable's value, if set and not empty.
-pub(crate) fn secret_from_env(var: &str) -> Option<String> {
-    if var.is_empty() {
-        return None;
+impl Secrets {
+    /// The value of the secret variable `var`, if set and not empty.
+    pub fn get(&self, var: &str) -> Option<String> {
+        if var.is_empty() {
+            return None;
+        }
+        self.0
+            .get(var)
+            .cloned()
+            .or_else(|| std::env::var(var).ok())
+            .filter(|v| !v.is_empty())
     }
-    std::env::var(var).ok().filter(|v| !v.is_empty())
+}
+
+/// Build every channel. Secrets are read here, once.
+pub fn build(
+    cfg: &NotifyConfig,
+    console: console::Sink,
+    secrets: &Secrets,
+) -> anyhow::Result<Channels> {
+    let list: Vec<Arc<dyn Channel>> = vec![
+        Arc::new(console::Console::new(console)),
+        Arc::new(telegram::Telegram::new(&cfg.telegram, secrets)?),
+        Arc::new(email::Email::new(&cfg.email, secrets)?),
+        Arc::new(webhook::Webhook::new(&cfg.webhook, secrets)?),
+    ];
+    Ok(list.into_iter().map(|c| (c.name(), c)).collect())
 }

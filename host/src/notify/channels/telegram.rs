@@ -18,7 +18,7 @@ use teloxide::RequestError;
 use teloxide::prelude::*;
 use teloxide::types::{ParseMode as TgParseMode, Recipient};
 
-use super::{Channel, secret_from_env};
+use super::{Channel, Secrets};
 use crate::notify::config::TelegramConfig;
 use crate::notify::limiter::Limit;
 use crate::notify::record::{Delivery, ParseMode, Part, SendOutcome};
@@ -30,8 +30,8 @@ pub struct Telegram {
 }
 
 impl Telegram {
-    pub fn new(cfg: &TelegramConfig) -> anyhow::Result<Telegram> {
-        let token = secret_from_env(&cfg.token_env);
+    pub fn new(cfg: &TelegramConfig, secrets: &Secrets) -> anyhow::Result<Telegram> {
+        let token = secrets.get(&cfg.token_env);
         let bot = match &token {
             Some(token) => Some(make_bot(cfg, token, Duration::from_secs(cfg.timeout_secs))?),
             None => None,
@@ -110,7 +110,8 @@ pub fn classify(err: &RequestError) -> SendOutcome {
         }
         // Every error teloxide knows by name is the client's fault (a blocked bot, a
         // missing chat, a bad token, bad markup): retrying sends the same thing again.
-        RequestError::Api(_) => SendOutcome::Permanent(text),
+        // (The description alone, as Telegram wrote it.)
+        RequestError::Api(e) => SendOutcome::Permanent(e.to_string()),
         RequestError::Network(e) if e.is_connect() => SendOutcome::Transient(text),
         // The request may have been written: a timeout, a dropped response, a body that
         // is not the Bot API's JSON.

@@ -18,7 +18,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::{Channel, secret_from_env};
+use super::{Channel, Secrets};
 use crate::notify::config::WebhookConfig;
 use crate::notify::limiter::Limit;
 use crate::notify::record::{Delivery, Part, SendOutcome};
@@ -34,7 +34,7 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(cfg: &WebhookConfig) -> anyhow::Result<Webhook> {
+    pub fn new(cfg: &WebhookConfig, secrets: &Secrets) -> anyhow::Result<Webhook> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(cfg.timeout_secs))
@@ -43,7 +43,7 @@ impl Webhook {
             .build()?;
         Ok(Webhook {
             client,
-            secret: secret_from_env(&cfg.secret_env),
+            secret: secrets.get(&cfg.secret_env),
             cfg: cfg.clone(),
         })
     }

@@ -3,5 +3,5 @@
 mod feeds;
 mod pipeline;
 mod restart;
-mod rig;
+pub mod rig;
 mod rules_api;
