@@ -96,6 +96,9 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     if let Some(m) = &state.services.market {
         market(&mut out, m);
     }
+    if let Some(n) = &state.services.notify {
+        notify(&mut out, n).await;
+    }
     if let Some(store) = &state.services.store {
         let _ = writeln!(out, "# HELP impressox_stream_length Entries in a stream.");
         let _ = writeln!(out, "# TYPE impressox_stream_length gauge");
@@ -224,12 +227,22 @@ fn market(out: &mut String, m: &crate::market::MarketHandle) {
         let _ = writeln!(out, "# TYPE {metric} counter");
         let _ = writeln!(out, "{metric} {}", v.load(Relaxed));
     }
-    let h = &s.alert_latency;
-    let metric = "impressox_market_alert_latency_seconds";
-    let _ = writeln!(
+    histogram(
         out,
-        "# HELP {metric} From a feed message to its notification request."
+        "impressox_market_alert_latency_seconds",
+        "From a feed message to its notification request.",
+        &s.alert_latency,
     );
+}
+
+/// One unlabelled latency histogram.
+fn histogram(
+    out: &mut String,
+    metric: &str,
+    help: &str,
+    h: &crate::runtime::metrics::LatencyHistogram,
+) {
+    let _ = writeln!(out, "# HELP {metric} {help}");
     let _ = writeln!(out, "# TYPE {metric} histogram");
     for (bound, count) in BUCKETS_SECS.iter().zip(h.cumulative_at(BUCKETS_SECS)) {
         let _ = writeln!(out, "{metric}_bucket{{le=\"{bound}\"}} {count}");
@@ -237,4 +250,76 @@ fn market(out: &mut String, m: &crate::market::MarketHandle) {
     let _ = writeln!(out, "{metric}_bucket{{le=\"+Inf\"}} {}", h.count());
     let _ = writeln!(out, "{metric}_sum {}", h.sum_ns() as f64 / 1e9);
     let _ = writeln!(out, "{metric}_count {}", h.count());
+}
+
+/// The notify worker's counters, and the dead-letter count from the document store.
+async fn notify(out: &mut String, n: &crate::notify::NotifyHandle) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &n.shared.stats;
+    for (metric, help, v) in [
+        (
+            "impressox_notify_requests_total",
+            "Notification requests planned.",
+            &s.requests,
+        ),
+        (
+            "impressox_notify_invalid_requests_total",
+            "Stream entries that were not valid requests (dead letters).",
+            &s.invalid_requests,
+        ),
+        (
+            "impressox_notify_lease_lost_total",
+            "Outcomes not recorded because another host swept the claim first.",
+            &s.lease_lost,
+        ),
+        (
+            "impressox_notify_interrupted_total",
+            "Sends a stopped host left unfinished (dead letters or retries).",
+            &s.interrupted,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {metric} {help}");
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        let _ = writeln!(out, "{metric} {}", v.load(Relaxed));
+    }
+    let metric = "impressox_notify_deliveries_total";
+    let _ = writeln!(
+        out,
+        "# HELP {metric} Delivery attempts and planning results by channel and outcome."
+    );
+    let _ = writeln!(out, "# TYPE {metric} counter");
+    let mut rows: Vec<_> = s
+        .deliveries
+        .lock()
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    rows.sort();
+    for ((channel, outcome), v) in rows {
+        let _ = writeln!(
+            out,
+            "{metric}{{channel=\"{channel}\",outcome=\"{outcome}\"}} {v}"
+        );
+    }
+    let _ = writeln!(out, "# HELP impressox_notify_in_flight Sends in progress.");
+    let _ = writeln!(out, "# TYPE impressox_notify_in_flight gauge");
+    let _ = writeln!(
+        out,
+        "impressox_notify_in_flight {}",
+        s.in_flight.load(Relaxed)
+    );
+    histogram(
+        out,
+        "impressox_notify_send_delay_seconds",
+        "From a delivery's planning to the channel accepting it.",
+        &s.send_delay,
+    );
+    if let Ok(dead) = crate::notify::service::dead_count(&n.shared.log.docs).await {
+        let _ = writeln!(out, "# HELP impressox_dead_letters Dead letters kept.");
+        let _ = writeln!(out, "# TYPE impressox_dead_letters gauge");
+        let _ = writeln!(
+            out,
+            "impressox_dead_letters{{kind=\"notification\"}} {dead}"
+        );
+    }
 }

@@ -123,6 +123,10 @@ async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
             limiter.penalize(&l.key, until);
         }
     }
+    if outcome == SendOutcome::Sent {
+        let delay_ms = (crate::util::now_ms() - d.created_ms).max(0) as u64;
+        sh.stats.send_delay.record(delay_ms * 1_000_000);
+    }
     finish(sh, &mut d, &outcome, started);
     sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     d

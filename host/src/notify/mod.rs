@@ -55,7 +55,7 @@ use record::Delivery;
 const PREFS_TTL: Duration = Duration::from_secs(2);
 
 /// Counters for `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct NotifyStats {
     pub requests: AtomicU64,
     pub invalid_requests: AtomicU64,
@@ -64,6 +64,8 @@ pub struct NotifyStats {
     pub in_flight: AtomicU64,
     /// (channel, outcome) → count of finished attempts and planning results.
     pub deliveries: Mutex<HashMap<(String, String), u64>>,
+    /// From a record's planning to the channel accepting its last part.
+    pub send_delay: crate::runtime::metrics::LatencyHistogram,
 }
 
 impl NotifyStats {

@@ -284,3 +284,92 @@ mod reqwest {
         buf.split_whitespace().nth(1)?.parse().ok()
     }
 }
+
+/// The README's run command on a copy of `config/default.toml`: the demo's alerts reach
+/// the console through the notify worker (not the market monitor's own printer).
+#[test]
+fn readme_run_delivers_demo_alerts_through_notify() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let repo_config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    std::fs::copy(
+        repo_config.join("default.toml"),
+        dir.path().join("default.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("replay")).unwrap();
+    std::fs::copy(
+        repo_config.join("replay/demo-prices.csv"),
+        dir.path().join("replay/demo-prices.csv"),
+    )
+    .unwrap();
+    let plugins = dir.path().join("plugins.d");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for (artifact, name) in [
+        (test_artifacts::REPLAY_ROWS, "replay-rows.wasm"),
+        (test_artifacts::THRESHOLD, "threshold.wasm"),
+        (test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm"),
+        (test_artifacts::TELEGRAM_MARKDOWN, "telegram-markdown.wasm"),
+    ] {
+        std::fs::copy(artifact, plugins.join(name)).unwrap();
+    }
+    let port = free_port();
+    let mut child = impressox()
+        .args([
+            "--config",
+            dir.path().join("default.toml").to_str().unwrap(),
+            "run",
+        ])
+        .env("IMPRESSOX__API__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut alerts = Vec::new();
+    while alerts.len() < 2 && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
+            && line.starts_with("ALERT [demo] ")
+        {
+            alerts.push(line);
+        }
+    }
+    let metrics = metrics_text(port);
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(alerts.len() >= 2, "alerts: {alerts:?}");
+    assert!(alerts[0].contains(" — "), "{}", alerts[0]);
+    assert!(
+        metrics.lines().any(|l| l.starts_with(
+            "impressox_notify_deliveries_total{channel=\"console\",outcome=\"sent\"}"
+        )),
+        "{metrics}"
+    );
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// `/metrics` as text (a minimal HTTP GET).
+fn metrics_text(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf
+}

@@ -6,6 +6,12 @@
 //! transient (greylisting, a full queue), a refused connection is transient (nothing was
 //! sent); anything else after the conversation started (a timeout, a dropped connection)
 //! is of unknown fate.
+//!
+//! Two lettre facts shape the send (seen against aiosmtpd): its `timeout` bounds only
+//! the TCP connect under tokio, so the whole send is wrapped in our own timeout; and a
+//! send cancelled mid-transaction returns its connection to the pool in a state where the
+//! next message fails ("503 nested MAIL command"), so after a timeout the transport and
+//! its pool are rebuilt.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,8 +27,12 @@ use crate::notify::config::{EmailConfig, SmtpTls};
 use crate::notify::limiter::Limit;
 use crate::notify::record::{Delivery, Part, SendOutcome};
 
+type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
 pub struct Email {
-    mailer: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    /// The transport (sharing one connection pool); replaced after a timed-out send.
+    mailer: Option<parking_lot::Mutex<Transport>>,
+    credentials: Option<(String, String)>,
     from: Option<Mailbox>,
     why_not: Option<String>,
     cfg: EmailConfig,
@@ -32,6 +42,7 @@ impl Email {
     pub fn new(cfg: &EmailConfig, secrets: &Secrets) -> anyhow::Result<Email> {
         let mut email = Email {
             mailer: None,
+            credentials: None,
             from: None,
             why_not: None,
             cfg: cfg.clone(),
@@ -42,23 +53,11 @@ impl Email {
         }
         let from = Mailbox::from_str(&cfg.from)
             .map_err(|e| anyhow::anyhow!("[notify.email] from: {e}"))?;
-        let mut builder = match cfg.tls {
-            SmtpTls::None => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.smtp_host)
-            }
-            SmtpTls::Starttls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.smtp_host)?
-            }
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.smtp_host)?,
-        }
-        .port(cfg.smtp_port)
-        .timeout(Some(Duration::from_secs(cfg.timeout_secs)))
-        .pool_config(PoolConfig::new().max_size(8));
         match (
             secrets.get(&cfg.username_env),
             secrets.get(&cfg.password_env),
         ) {
-            (Some(user), Some(pass)) => builder = builder.credentials(Credentials::new(user, pass)),
+            (Some(user), Some(pass)) => email.credentials = Some((user, pass)),
             (None, None) => {}
             _ => {
                 email.why_not = Some(format!(
@@ -68,9 +67,29 @@ impl Email {
                 return Ok(email);
             }
         }
-        email.mailer = Some(builder.build());
+        let transport = email.transport()?;
+        email.mailer = Some(parking_lot::Mutex::new(transport));
         email.from = Some(from);
         Ok(email)
+    }
+}
+
+impl Email {
+    /// A new transport with its own connection pool.
+    fn transport(&self) -> anyhow::Result<Transport> {
+        let cfg = &self.cfg;
+        let mut builder = match cfg.tls {
+            SmtpTls::None => Transport::builder_dangerous(&cfg.smtp_host),
+            SmtpTls::Starttls => Transport::starttls_relay(&cfg.smtp_host)?,
+            SmtpTls::Tls => Transport::relay(&cfg.smtp_host)?,
+        }
+        .port(cfg.smtp_port)
+        .timeout(Some(Duration::from_secs(cfg.timeout_secs)))
+        .pool_config(PoolConfig::new().max_size(8));
+        if let Some((user, pass)) = &self.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), pass.clone()));
+        }
+        Ok(builder.build())
     }
 }
 
@@ -131,7 +150,7 @@ impl Channel for Email {
     }
 
     async fn send(&self, d: &Delivery, part: &Part, index: usize) -> SendOutcome {
-        let (Some(mailer), Some(from)) = (&self.mailer, &self.from) else {
+        let (Some(slot), Some(from)) = (&self.mailer, &self.from) else {
             return SendOutcome::Permanent(self.why_not.clone().unwrap_or_default());
         };
         let to = match Mailbox::from_str(&d.target) {
@@ -156,7 +175,17 @@ impl Channel for Email {
             Ok(m) => m,
             Err(e) => return SendOutcome::Permanent(format!("cannot build the message: {e}")),
         };
-        match mailer.send(message).await {
+        let mailer = slot.lock().clone();
+        let limit = Duration::from_secs(self.cfg.timeout_secs);
+        let Ok(sent) = tokio::time::timeout(limit, mailer.send(message)).await else {
+            if let Ok(fresh) = self.transport() {
+                *slot.lock() = fresh;
+            }
+            return SendOutcome::Ambiguous(format!(
+                "the SMTP server did not finish within {limit:?}"
+            ));
+        };
+        match sent {
             Ok(_) => SendOutcome::Sent,
             Err(e) if e.is_permanent() => SendOutcome::Permanent(e.to_string()),
             Err(e) if e.is_transient() || connection_refused(&e) => {

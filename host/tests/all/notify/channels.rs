@@ -377,3 +377,38 @@ async fn email_550_is_permanent_and_451_is_retried() {
     assert_eq!(first_delivery(&v451)["attempts"], 2);
     assert!(smtp.messages().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_smtp_send_is_of_unknown_fate_and_the_next_mail_still_goes() {
+    let smtp = SmtpServer::start();
+    let rig = NotifyRig::start(Opts {
+        email: format!(
+            "smtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntimeout_secs = 1\n",
+            smtp.port()
+        ),
+        ..Default::default()
+    })
+    .await;
+    rig.put_prefs(
+        "slow",
+        json!({"channels": {"email": {"address": "slow-3@example.com"}}, "enabled": ["email"]}),
+    )
+    .await;
+    rig.put_prefs(
+        "fast",
+        json!({"channels": {"email": {"address": "fast@example.com"}}, "enabled": ["email"]}),
+    )
+    .await;
+    rig.notify(request("em-slow", "slow", "t", "")).await;
+    let view = rig.wait_status("em-slow", &["failed"], T).await;
+    assert_eq!(first_delivery(&view)["reason"], "ambiguous");
+    rig.notify(request("em-fast", "fast", "t", "")).await;
+    rig.wait_status("em-fast", &["delivered"], T).await;
+    assert!(smtp.wait_for(1, T).await);
+    assert!(
+        smtp.messages()[0]
+            .to()
+            .unwrap()
+            .contains("fast@example.com")
+    );
+}

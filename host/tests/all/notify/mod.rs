@@ -3,4 +3,5 @@
 
 mod api;
 mod channels;
+mod intake;
 mod rig;

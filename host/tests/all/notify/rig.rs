@@ -54,8 +54,9 @@ pub struct NotifyRig {
     pub http: reqwest::Client,
     pub tg: TelegramStandIn,
     pub console: Arc<Mutex<Vec<String>>>,
-    pub redis: Option<RedisServer>,
-    pub mongo: Option<MongoServer>,
+    /// Kept alive for the rig's lifetime.
+    _redis: Option<RedisServer>,
+    _mongo: Option<MongoServer>,
     server: tokio::task::JoinHandle<()>,
     extras: Extras,
 }
@@ -163,8 +164,8 @@ impl NotifyRig {
             http: reqwest::Client::new(),
             tg,
             console,
-            redis,
-            mongo,
+            _redis: redis,
+            _mongo: mongo,
             server,
             extras,
         }

@@ -7,6 +7,13 @@
 //!   test virtualenv.
 //! - [`coingecko_http::CoinGeckoStandIn`]: CoinGecko's `/api/v3/simple/price`, with 429s and
 //!   malformed bodies on demand.
+//! - [`telegram::TelegramStandIn`]: the Telegram Bot API as teloxide calls it (`sendMessage`,
+//!   `getUpdates` long polling, `getMe`), with scripted errors, rate limits and MarkdownV2 checks
+//!   on demand.
+//! - [`webhook_receiver::WebhookReceiver`]: an endpoint that verifies the notify worker's webhook
+//!   signatures and answers as scripted.
+//! - [`smtp::SmtpServer`]: PyPI's aiosmtpd from the test virtualenv, storing mail in a Maildir and
+//!   refusing or stalling recipients on demand.
 //!
 //! Each test starts its own instance, so tests can run in parallel and never share state.
 
@@ -17,5 +24,8 @@ pub mod binance_ws;
 pub mod coingecko_http;
 pub mod mongo;
 pub mod redis;
+pub mod smtp;
+pub mod telegram;
+pub mod webhook_receiver;
 
 mod selftest;
