@@ -28,6 +28,7 @@ mod plugins;
 mod preferences;
 mod prices;
 mod rules;
+mod telegram_link;
 
 /// What route handlers share.
 #[derive(Clone)]
@@ -175,6 +176,10 @@ pub fn router_with(
         .route(
             "/users/{user_id}/preferences",
             get(preferences::get).put(preferences::put),
+        )
+        .route(
+            "/users/{user_id}/telegram-link",
+            axum::routing::post(telegram_link::create),
         )
         .route("/plugins", axum::routing::get(plugins::list))
         .route("/plugins/reload", axum::routing::post(plugins::reload))

@@ -80,6 +80,11 @@ pub async fn document() -> Json<Value> {
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
                     "responses": {"200": {"description": "the rule", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rule"}}}}, "400": {"description": "invalid", "content": {"application/json": {"schema": error}}}, "404": {"description": "unknown", "content": {"application/json": {"schema": error}}}}},
                 "delete": {"summary": "Delete a rule", "responses": {"204": {"description": "deleted"}, "404": {"description": "unknown", "content": {"application/json": {"schema": error}}}}}},
+            "/api/v1/users/{user_id}/telegram-link": {"post": {"summary": "A one-time code (15 minutes) that links a Telegram chat to this user: send the bot `/start <code>`",
+                "parameters": [{"name": "user_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"201": {"description": "the code", "content": {"application/json": {"schema": {"type": "object", "required": ["code", "expires_at", "command"], "properties": {
+                    "code": {"type": "string", "pattern": "^[A-Z2-7]{16}$"}, "expires_at": {"type": "string", "format": "date-time"}, "command": {"type": "string"}}}}}},
+                    "400": {"description": "bad user id", "content": {"application/json": {"schema": error}}}}}},
             "/api/v1/prices/{symbol}": {"get": {"summary": "Latest price, source, age and staleness",
                 "parameters": [{"name": "symbol", "in": "path", "required": true, "schema": {"type": "string"}},
                     {"name": "history", "in": "query", "schema": {"type": "integer"}}],

@@ -1,8 +1,10 @@
 //! `/api/v1/rules`: create, list (filter by `user_id`, `symbol`), get, patch, delete.
 //!
-//! The store is written first (so the answer is durable), then the market engine is told
-//! and the call returns once it applied the change. Bodies are checked field by field;
-//! an error names the field and nothing is stored.
+//! Creating, listing and deleting go through [`crate::market::rule_ops`], the code path
+//! the Telegram bot's commands share: the store is written first (so the answer is
+//! durable), then the market engine is told and the call returns once it applied the
+//! change. Bodies are checked field by field; an error names the field and nothing is
+//! stored.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -13,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::{ApiError, ApiState};
 use crate::input::{BodyError, parse_json};
+use crate::market::rule_ops::{self, RuleOpError};
 use crate::market::rules::{RuleRecord, RuleSpec};
 use crate::util::{now_ms, rfc3339_ms};
 
@@ -24,21 +27,30 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     })
 }
 
+impl From<RuleOpError> for ApiError {
+    fn from(e: RuleOpError) -> ApiError {
+        match e {
+            RuleOpError::Invalid(f) => ApiError::invalid("invalid_field", f.to_string()),
+            RuleOpError::Exists(_) => ApiError::conflict(e.to_string()),
+            RuleOpError::NotFound(_) => ApiError::not_found(e.to_string()),
+            RuleOpError::Unreadable { .. } => ApiError::unavailable(e.to_string()),
+            RuleOpError::Store(e) => ApiError::store(e),
+        }
+    }
+}
+
 /// A rule as the API shows it: the record plus `state`, `last_fired_at` and the
 /// processor that evaluates it.
 pub fn view(state: &ApiState, r: &RuleRecord) -> Value {
-    let default = state
-        .services
-        .market
-        .as_ref()
-        .map(|m| m.default_processor.to_string())
-        .unwrap_or_else(|| "threshold".into());
-    let processor = r.processor_or(&default).to_string();
-    let loaded = state.runtime.loaded_plugin(&processor).is_some();
+    let market = state.services.market.as_ref();
+    let processor = rule_ops::processor_of(market, r);
     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut v {
         o.insert("processor".into(), json!(processor));
-        o.insert("state".into(), json!(r.state(loaded, now_ms())));
+        o.insert(
+            "state".into(),
+            json!(rule_ops::state_of(&state.runtime, market, r, now_ms())),
+        );
         o.insert(
             "last_fired_at".into(),
             json!(r.firing.last_fired_ms.map(rfc3339_ms)),
@@ -47,44 +59,17 @@ pub fn view(state: &ApiState, r: &RuleRecord) -> Value {
     v
 }
 
-async fn load(state: &ApiState, id: &str) -> Result<RuleRecord, ApiError> {
-    let json = state
-        .store()?
-        .get_rule(id)
-        .await
-        .map_err(ApiError::store)?
-        .ok_or_else(|| ApiError::not_found(format!("no rule with id `{id}`")))?;
-    serde_json::from_str(&json)
-        .map_err(|e| ApiError::unavailable(format!("rule `{id}` is stored unreadably: {e}")))
-}
-
-async fn save(state: &ApiState, r: &RuleRecord) -> Result<(), ApiError> {
-    let json = serde_json::to_string(r).map_err(|e| ApiError::store(e.into()))?;
-    state
-        .store()?
-        .put_rule(&r.id, &json)
-        .await
-        .map_err(ApiError::store)
-}
-
 pub async fn create(
     State(state): State<ApiState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let spec: RuleSpec = parse_body(&body)?;
-    spec.validate(true)
-        .map_err(|e| ApiError::invalid("invalid_field", e.to_string()))?;
-    let store = state.store()?;
-    if let Some(id) = &spec.id
-        && store.get_rule(id).await.map_err(ApiError::store)?.is_some()
-    {
-        return Err(ApiError::conflict(format!("a rule with id `{id}` exists")));
-    }
-    let rule = RuleRecord::create(spec);
-    save(&state, &rule).await?;
-    if let Some(m) = &state.services.market {
-        m.upsert(rule.clone(), false).await;
-    }
+    let rule = rule_ops::create_rule(
+        state.store()?.as_ref(),
+        state.services.market.as_ref(),
+        spec,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(view(&state, &rule))))
 }
 
@@ -99,18 +84,12 @@ pub async fn list(
     State(state): State<ApiState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let all = state.store()?.list_rules().await.map_err(ApiError::store)?;
-    let mut rules: Vec<RuleRecord> = all
-        .iter()
-        .filter_map(|j| serde_json::from_str(j).ok())
-        .filter(|r: &RuleRecord| q.user_id.as_ref().is_none_or(|u| &r.user_id == u))
-        .filter(|r: &RuleRecord| {
-            q.symbol
-                .as_ref()
-                .is_none_or(|s| r.symbol.eq_ignore_ascii_case(s))
-        })
-        .collect();
-    rules.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    let rules = rule_ops::list_rules(
+        state.store()?.as_ref(),
+        q.user_id.as_deref(),
+        q.symbol.as_deref(),
+    )
+    .await?;
     let views: Vec<Value> = rules.iter().map(|r| view(&state, r)).collect();
     Ok(Json(json!({"rules": views})))
 }
@@ -119,7 +98,7 @@ pub async fn get(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let r = load(&state, &id).await?;
+    let r = rule_ops::load_rule(state.store()?.as_ref(), &id).await?;
     Ok(Json(view(&state, &r)))
 }
 
@@ -150,7 +129,7 @@ pub async fn patch(
             return Err(ApiError::invalid("invalid_field", format!("`{key}` {why}")));
         }
     }
-    let mut rule = load(&state, &id).await?;
+    let mut rule = rule_ops::load_rule(state.store()?.as_ref(), &id).await?;
     let mut spec = serde_json::to_value(rule.spec()).unwrap_or(Value::Null);
     let mut enabled = rule.enabled;
     for (key, value) in &patch {
@@ -199,7 +178,7 @@ pub async fn patch(
         enabled,
         firing,
     };
-    save(&state, &rule).await?;
+    rule_ops::save_rule(state.store()?.as_ref(), &rule).await?;
     if let Some(m) = &state.services.market {
         m.upsert(rule.clone(), !reset).await;
     }
@@ -210,15 +189,12 @@ pub async fn delete(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    load(&state, &id).await?;
-    // The engine first, so it cannot write the rule back after the store forgot it.
-    if let Some(m) = &state.services.market {
-        m.remove(&id).await;
-    }
-    state
-        .store()?
-        .delete_rule(&id)
-        .await
-        .map_err(ApiError::store)?;
+    rule_ops::delete_rule(
+        state.store()?.as_ref(),
+        state.services.market.as_ref(),
+        &id,
+        None,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

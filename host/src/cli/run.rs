@@ -59,11 +59,16 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         tracing::info!(backend = docs.backend(), "document store open");
         let notify = if config.workers.enabled.iter().any(|w| w == "notify") {
             Some(
-                crate::notify::NotifyWorker::start(
+                crate::notify::NotifyWorker::start_with(
                     &config,
                     runtime.clone(),
                     store.clone(),
                     docs.clone(),
+                    crate::notify::Extras {
+                        // The bot's /watch and /unwatch tell the engine, as the API does.
+                        market: market.as_ref().map(|m| m.handle.clone()),
+                        ..Default::default()
+                    },
                 )
                 .await?,
             )
@@ -84,13 +89,14 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             shutdown.await;
         }
-        if let Some(m) = market {
-            tracing::info!("shutting down: stopping the market monitor");
-            m.stop().await;
-        }
+        // Notify first: its bot may be handing a /watch to the market engine.
         if let Some(n) = notify {
             tracing::info!("shutting down: stopping the notify worker");
             n.stop().await;
+        }
+        if let Some(m) = market {
+            tracing::info!("shutting down: stopping the market monitor");
+            m.stop().await;
         }
         anyhow::Ok(())
     })?;

@@ -190,63 +190,17 @@ impl Documents for MongoDocuments {
     }
 
     async fn write(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>> {
+        // Each write is its own round trip; run up to WRITE_CONCURRENCY of them at once
+        // (order of outcomes kept), since a batch never touches one `_id` twice.
         let mut out = Vec::with_capacity(writes.len());
-        for w in writes {
-            out.push(match w {
-                Write::Insert { coll, mut doc } => {
-                    id_of(&coll, &doc)?;
-                    doc.insert("_rev".into(), 1.into());
-                    match self.coll(&coll).insert_one(to_bson_doc(&doc)?).await {
-                        Ok(_) => WriteOutcome::Inserted,
-                        Err(e) if is_duplicate_key(&e) => WriteOutcome::Duplicate,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Write::Upsert { coll, mut doc } => {
-                    let id = id_of(&coll, &doc)?.to_string();
-                    doc.remove("_rev");
-                    let new_doc = to_bson_doc(&doc)?;
-                    // Replace the whole document and bump `_rev` in one atomic update.
-                    let pipeline = vec![doc! {"$replaceWith": {"$mergeObjects": [
-                        {"$literal": new_doc},
-                        {"_rev": {"$add": [{"$ifNull": ["$_rev", 0]}, 1]}},
-                    ]}}];
-                    match self
-                        .coll(&coll)
-                        .update_one(doc! {"_id": &id}, pipeline)
-                        .upsert(true)
-                        .await
-                    {
-                        Ok(r) => WriteOutcome::Upserted {
-                            created: r.upserted_id.is_some(),
-                        },
-                        Err(e) if is_duplicate_key(&e) => WriteOutcome::Duplicate,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Write::ReplaceIf { coll, mut doc, rev } => {
-                    let id = id_of(&coll, &doc)?.to_string();
-                    doc.insert("_rev".into(), (rev + 1).into());
-                    match self
-                        .coll(&coll)
-                        .replace_one(doc! {"_id": &id, "_rev": rev as i64}, to_bson_doc(&doc)?)
-                        .await
-                    {
-                        Ok(r) if r.matched_count == 1 => WriteOutcome::Replaced { rev: rev + 1 },
-                        Ok(_) => WriteOutcome::Conflict,
-                        Err(e) if is_duplicate_key(&e) => WriteOutcome::Duplicate,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Write::Delete { coll, id } => {
-                    let r = self.coll(&coll).delete_one(doc! {"_id": &id}).await?;
-                    if r.deleted_count == 1 {
-                        WriteOutcome::Deleted
-                    } else {
-                        WriteOutcome::Missing
-                    }
-                }
-            });
+        let mut writes = writes.into_iter().peekable();
+        while writes.peek().is_some() {
+            let chunk: Vec<Write> = writes.by_ref().take(WRITE_CONCURRENCY).collect();
+            let results =
+                futures_util::future::join_all(chunk.into_iter().map(|w| self.write_one(w))).await;
+            for r in results {
+                out.push(r?);
+            }
         }
         Ok(out)
     }
@@ -257,6 +211,69 @@ impl Documents for MongoDocuments {
             .delete_many(filter_doc(filter)?)
             .await?
             .deleted_count)
+    }
+}
+
+/// Writes of one batch in flight at once.
+const WRITE_CONCURRENCY: usize = 32;
+
+impl MongoDocuments {
+    async fn write_one(&self, w: Write) -> Result<WriteOutcome> {
+        Ok(match w {
+            Write::Insert { coll, mut doc } => {
+                id_of(&coll, &doc)?;
+                doc.insert("_rev".into(), 1.into());
+                match self.coll(&coll).insert_one(to_bson_doc(&doc)?).await {
+                    Ok(_) => WriteOutcome::Inserted,
+                    Err(e) if is_duplicate_key(&e) => WriteOutcome::Duplicate,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Write::Upsert { coll, mut doc } => {
+                let id = id_of(&coll, &doc)?.to_string();
+                doc.remove("_rev");
+                let new_doc = to_bson_doc(&doc)?;
+                // Replace the whole document and bump `_rev` in one atomic update.
+                let pipeline = vec![doc! {"$replaceWith": {"$mergeObjects": [
+                    {"$literal": new_doc},
+                    {"_rev": {"$add": [{"$ifNull": ["$_rev", 0]}, 1]}},
+                ]}}];
+                match self
+                    .coll(&coll)
+                    .update_one(doc! {"_id": &id}, pipeline)
+                    .upsert(true)
+                    .await
+                {
+                    Ok(r) => WriteOutcome::Upserted {
+                        created: r.upserted_id.is_some(),
+                    },
+                    Err(e) if is_duplicate_key(&e) => WriteOutcome::Duplicate,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Write::ReplaceIf { coll, mut doc, rev } => {
+                let id = id_of(&coll, &doc)?.to_string();
+                doc.insert("_rev".into(), (rev + 1).into());
+                match self
+                    .coll(&coll)
+                    .replace_one(doc! {"_id": &id, "_rev": rev as i64}, to_bson_doc(&doc)?)
+                    .await
+                {
+                    Ok(r) if r.matched_count == 1 => WriteOutcome::Replaced { rev: rev + 1 },
+                    Ok(_) => WriteOutcome::Conflict,
+                    Err(e) if is_duplicate_key(&e) => WriteOutcome::Duplicate,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Write::Delete { coll, id } => {
+                let r = self.coll(&coll).delete_one(doc! {"_id": &id}).await?;
+                if r.deleted_count == 1 {
+                    WriteOutcome::Deleted
+                } else {
+                    WriteOutcome::Missing
+                }
+            }
+        })
     }
 }
 

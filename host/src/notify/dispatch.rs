@@ -1,13 +1,18 @@
-//! Dispatch: sending claimed records, writing their outcomes, and the two periodic jobs
-//! that keep the log moving.
+//! Dispatch: claiming records right before they are sent, sending them, writing their
+//! outcomes, and the two periodic jobs that keep the log moving.
 //!
-//! - Senders: one task per claimed record (at most `max_in_flight`), sending its parts in
-//!   order at their reserved rate-limit slots, then applying the outcome to the record.
+//! - The claimer: records that may go now arrive unclaimed (stored `queued`, held back
+//!   from the due-poller for [`HOLD_MS`]). It claims them in group commits, only as many
+//!   as there are free send slots (`max_in_flight`), so the records a crash can leave
+//!   `sending` — whose fate is unknown — are only those really in flight.
+//! - Senders: one task per claimed record, sending its parts in order at their reserved
+//!   rate-limit slots, then applying the outcome to the record.
 //! - The outcome writer: group-commits outcomes as compare-and-set writes. A write that
 //!   finds another revision means another host's sweeper declared the claim interrupted
 //!   (this host outlived its lease): logged and counted, never retried.
-//! - The due-poller: claims `queued` records that are due (rate-limit slots, quiet hours,
-//!   retries, replays, formatters that were not loaded) — on any host, one winner each.
+//! - The due-poller: finds `queued` records that are due (rate-limit slots, quiet hours,
+//!   retries, replays, formatters that were not loaded, and records a stopped host held)
+//!   and hands them to the claimer — on any host; the claim's compare-and-set picks one.
 //! - The sweeper: a `sending` record whose lease ran out belongs to a host that died or
 //!   froze mid-send; it becomes a dead letter `interrupted` (or is queued again where the
 //!   channel's `on_ambiguous = "retry"`).
@@ -17,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Result;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::intake::{NOW_SLACK_MS, render_into};
 use super::record::{Delivery, SendOutcome, State};
@@ -28,15 +33,18 @@ use super::{Shared, bump, consumer_of};
 const LEASE_MARGIN_MS: i64 = 1000;
 /// How long shutdown waits for sends in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A record handed to this host's claimer is due for the due-poller only this much later,
+/// so the poller does not race the claimer, yet takes it over if this host stops.
+pub const HOLD_MS: i64 = 10_000;
 
 /// Runs until `drain` turns true; `shutdown` (set first) stops the poller and sweeper.
 pub async fn run(
     sh: Arc<Shared>,
-    mut send_rx: mpsc::UnboundedReceiver<Delivery>,
+    mut ready_rx: mpsc::UnboundedReceiver<Delivery>,
     shutdown: watch::Receiver<bool>,
     mut drain: watch::Receiver<bool>,
 ) {
-    let (commit_tx, commit_rx) = mpsc::unbounded_channel::<Delivery>();
+    let (commit_tx, commit_rx) = mpsc::unbounded_channel::<Outcome>();
     let committer = tokio::spawn(commit_loop(sh.clone(), commit_rx));
     let poller = tokio::spawn(poll_loop(sh.clone(), shutdown.clone()));
     let sweeper = tokio::spawn(sweep_loop(sh.clone(), shutdown.clone()));
@@ -45,28 +53,29 @@ pub async fn run(
         if *drain.borrow() {
             break;
         }
-        let d = tokio::select! {
-            d = send_rx.recv() => match d { Some(d) => d, None => break },
+        let first = tokio::select! {
+            d = ready_rx.recv() => match d { Some(d) => d, None => break },
             _ = drain.changed() => continue,
         };
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let (sh, tx) = (sh.clone(), commit_tx.clone());
-        tokio::spawn(async move {
-            let d = send_one(&sh, d).await;
-            let _ = tx.send(d);
-            drop(permit);
-        });
+        let mut batch = vec![(first, permit)];
+        while batch.len() < sh.cfg.batch_size {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            match ready_rx.try_recv() {
+                Ok(d) => batch.push((d, permit)),
+                Err(_) => break,
+            }
+        }
+        claim_and_send(&sh, batch, &commit_tx).await;
     }
     let _ = poller.await;
     let _ = sweeper.await;
-    // Records claimed but not started go back to the queue (they were never sent).
-    send_rx.close();
-    while let Ok(mut d) = send_rx.try_recv() {
-        d.unclaim(crate::util::now_ms());
-        let _ = commit_tx.send(d);
-    }
+    // Records not claimed stay `queued` and fall due for the next start (or another host).
+    ready_rx.close();
     let all = sh.cfg.max_in_flight as u32;
     if tokio::time::timeout(DRAIN_TIMEOUT, permits.acquire_many(all))
         .await
@@ -78,6 +87,45 @@ pub async fn run(
     }
     drop(commit_tx);
     let _ = committer.await;
+}
+
+/// Claim a batch in one write and start a sender for each record won.
+async fn claim_and_send(
+    sh: &Arc<Shared>,
+    batch: Vec<(Delivery, OwnedSemaphorePermit)>,
+    commit_tx: &mpsc::UnboundedSender<Outcome>,
+) {
+    let now = crate::util::now_ms();
+    let (mut records, permits): (Vec<Delivery>, Vec<OwnedSemaphorePermit>) =
+        batch.into_iter().unzip();
+    for d in &mut records {
+        d.claim(&sh.owner, now, sh.cfg.lease_secs * 1000);
+    }
+    let revs = match sh.log.replace_all(&records).await {
+        Ok(revs) => revs,
+        Err(e) => {
+            // Nothing claimed: they stay queued and the due-poller offers them again.
+            tracing::warn!(error = %format!("{e:#}"), records = records.len(), "notify: claiming deliveries failed");
+            for d in &records {
+                sh.done(&d.id);
+            }
+            return;
+        }
+    };
+    for ((mut d, permit), rev) in records.into_iter().zip(permits).zip(revs) {
+        let Some(rev) = rev else {
+            sh.done(&d.id); // another host claimed or changed it first
+            continue;
+        };
+        d.rev = rev;
+        let (sh, tx) = (sh.clone(), commit_tx.clone());
+        tokio::spawn(async move {
+            let d = send_one(&sh, d).await;
+            // The send slot is freed only once the outcome is written, so the records a
+            // crash can leave `sending` never outnumber `max_in_flight`.
+            let _ = tx.send((d, permit));
+        });
+    }
 }
 
 /// Send the record's remaining parts; returns the record with the outcome applied.
@@ -151,22 +199,28 @@ fn finish(sh: &Shared, d: &mut Delivery, outcome: &SendOutcome, started: i64) {
     sh.stats.count(&d.channel, outcome.label());
 }
 
+/// A finished send and the send slot it holds until its outcome is written.
+type Outcome = (Delivery, OwnedSemaphorePermit);
+
 /// Write outcomes in batches (compare-and-set on the revision each claim wrote).
-async fn commit_loop(sh: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Delivery>) {
+async fn commit_loop(sh: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
     let max = sh.cfg.batch_size;
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < max {
+        let mut items = vec![first];
+        while items.len() < max {
             match rx.try_recv() {
-                Ok(d) => batch.push(d),
+                Ok(o) => items.push(o),
                 Err(_) => break,
             }
         }
+        let (batch, _permits): (Vec<Delivery>, Vec<OwnedSemaphorePermit>) =
+            items.into_iter().unzip();
         let mut failures = 0u32;
         loop {
             match sh.log.replace_all(&batch).await {
                 Ok(revs) => {
                     for (d, rev) in batch.iter().zip(revs) {
+                        sh.done(&d.id);
                         if rev.is_none() {
                             bump(&sh.stats.lease_lost);
                             tracing::error!(delivery = %d.id, state = d.state.as_str(), "notify: the record changed under this host's claim (its lease ran out and another host swept it); this outcome is not recorded");
@@ -189,37 +243,47 @@ async fn commit_loop(sh: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Delivery>)
 /// Claim due `queued` records.
 async fn poll_loop(sh: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let every = Duration::from_millis(sh.cfg.poll_interval_ms.max(1));
+    // Passes that found nothing to do back off (up to 20 intervals), so a page of
+    // records this host is already sending is not re-read at full speed.
+    let mut idle = 0u32;
     loop {
-        let more = match poll_once(&sh).await {
-            Ok(full) => full,
+        let (more, acted) = match poll_once(&sh).await {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "notify: polling due deliveries failed");
-                false
+                (false, false)
             }
         };
         if *shutdown.borrow() {
             return;
         }
+        idle = if acted { 0 } else { (idle + 1).min(20) };
         if !more {
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(every * idle.max(1)) => {}
                 _ = shutdown.changed() => return,
             }
         }
     }
 }
 
-/// One pass; true when the page was full (more may be due).
-pub async fn poll_once(sh: &Shared) -> Result<bool> {
+/// One pass; returns (the page was full, something was done). Nothing due is "nothing
+/// done" only when records were found; an empty result keeps the normal cadence.
+pub async fn poll_once(sh: &Shared) -> Result<(bool, bool)> {
     let now = crate::util::now_ms();
     let limit = sh.cfg.batch_size;
     let due = sh.log.due(now, limit).await?;
-    let full = due.len() == limit;
-    if due.is_empty() {
-        return Ok(false);
+    let page = due.len();
+    let mut acted = 0;
+    let mut changed = Vec::new();
+    if page == 0 {
+        return Ok((false, true));
     }
-    let mut changed = Vec::with_capacity(due.len());
     for mut d in due {
+        if sh.is_pending(&d.id) {
+            continue; // on its way through this host's claimer
+        }
+        acted += 1;
         if d.parts.is_empty() {
             let Ok(req) = serde_json::from_str::<NotificationRequest>(&d.request_json) else {
                 d.end_unsent(
@@ -251,14 +315,14 @@ pub async fn poll_once(sh: &Shared) -> Result<bool> {
             changed.push(d);
             continue;
         }
+        let remaining = d.parts.len().saturating_sub(d.parts_sent as usize);
         let own_slots = d.slot_owner.as_deref() == Some(sh.owner.as_str())
-            && d.part_slots.len() >= d.parts.len().saturating_sub(d.parts_sent as usize);
+            && d.part_slots.len() >= d.parts.len();
         if !own_slots {
-            let slots = sh.limiter.lock().reserve(
-                &channel.limits(&d.target),
-                (d.parts.len() - d.parts_sent as usize) as u32,
-                now,
-            );
+            let slots =
+                sh.limiter
+                    .lock()
+                    .reserve(&channel.limits(&d.target), remaining.max(1) as u32, now);
             // Slots are indexed by part; earlier parts were sent already.
             let mut by_part = vec![now; d.parts_sent as usize];
             by_part.extend(&slots);
@@ -270,24 +334,16 @@ pub async fn poll_once(sh: &Shared) -> Result<bool> {
             }
             d.part_slots = by_part;
         }
-        d.claim(&sh.owner, now, sh.cfg.lease_secs * 1000);
-        changed.push(d);
+        sh.ready(d);
     }
     let revs = sh.log.replace_all(&changed).await?;
-    for (mut d, rev) in changed.into_iter().zip(revs) {
-        let Some(rev) = rev else {
-            continue; // another host claimed or changed it first
-        };
-        d.rev = rev;
-        match d.state {
-            State::Sending => sh.send(d),
-            State::Dead | State::Skipped => sh
-                .stats
-                .count(&d.channel, d.reason.as_deref().unwrap_or("dead")),
-            _ => {}
+    for (d, rev) in changed.into_iter().zip(revs) {
+        if rev.is_some() && matches!(d.state, State::Dead | State::Skipped) {
+            sh.stats
+                .count(&d.channel, d.reason.as_deref().unwrap_or("dead"));
         }
     }
-    Ok(full)
+    Ok((page == limit && acted > 0, acted > 0 || page == 0))
 }
 
 async fn sweep_loop(sh: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {

@@ -7,8 +7,8 @@
 //! the entries acked. A crash anywhere before the ack leaves the entries pending: they
 //! are read again (by this consumer on restart, or by another host after
 //! `claim_idle_secs`), planned again, and every insert meets the record written the first
-//! time (same id) and does nothing. Records due now are inserted already claimed by this
-//! host and go straight to the senders.
+//! time (same id) and does nothing. Records that may go now are handed to this host's
+//! claimer, which claims each right before its send.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -39,9 +39,20 @@ pub async fn run(sh: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut failures = 0u32;
     let mut last_claim = Instant::now() - Duration::from_secs(3600);
     let claim_every = Duration::from_millis((sh.cfg.claim_idle_secs * 1000 / 2).max(500));
+    // Backpressure: read no more while this many records wait for the senders, so
+    // entries stay in the stream (where another host can take them) rather than pile up
+    // here past the hold that keeps the due-poller off them.
+    let max_waiting = sh.cfg.max_in_flight + sh.cfg.batch_size;
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        if sh.pending_len() > max_waiting {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
         }
         let read = if !pending_done {
             sh.store
@@ -148,8 +159,8 @@ pub async fn process(sh: &Shared, entries: &[StreamEntry]) -> Result<()> {
             sh.stats
                 .count(&d.channel, d.reason.as_deref().unwrap_or(d.state.as_str()));
         }
-        if d.state == State::Sending {
-            sh.send(d);
+        if d.state == State::Queued && d.reason.is_none() {
+            sh.ready(d);
         }
     }
     let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
@@ -230,8 +241,11 @@ pub fn build(sh: &Shared, req: &NotificationRequest, p: Planned, now: i64) -> De
         let owner = sh.owner.clone();
         d.postpone(slots[0], "rate_limited", Some(&owner), slots, now);
     } else {
+        // Goes now: straight to this host's claimer; due for any host's poller only
+        // if this one stops before claiming it.
+        d.due_at_ms = now + super::dispatch::HOLD_MS;
+        d.slot_owner = Some(sh.owner.clone());
         d.part_slots = slots;
-        d.claim(&sh.owner, now, sh.cfg.lease_secs * 1000);
     }
     d
 }

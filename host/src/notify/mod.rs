@@ -12,7 +12,9 @@
 //! - `channels/`: console, telegram, email, webhook;
 //! - `intake`: the consumer-group loop that plans and records deliveries;
 //! - `dispatch`: sends, outcomes, the due-poller (waits, retries, replays) and the sweeper;
-//! - `service`: what the HTTP API asks of the worker.
+//! - `service`: what the HTTP API asks of the worker;
+//! - `commands`, `bot`: the Telegram bot's commands (`/start`, `/watch`, ...) by long
+//!   polling, one poller across hosts.
 //!
 //! Design notes and the reasoning behind the guarantees: docs/design/notify.md.
 
@@ -31,7 +33,9 @@ use crate::documents::Documents;
 use crate::runtime::Runtime;
 use crate::storage::Store;
 
+pub mod bot;
 pub mod channels;
+pub mod commands;
 pub mod config;
 pub mod dispatch;
 pub mod intake;
@@ -92,8 +96,10 @@ pub struct Shared {
     pub consumer: String,
     pub stats: NotifyStats,
     prefs_cache: Mutex<HashMap<String, (Instant, Option<Preferences>)>>,
-    /// Claimed records to send.
-    send_tx: mpsc::UnboundedSender<Delivery>,
+    /// Records ready to go now (queued, not claimed yet), for the claimer.
+    ready_tx: mpsc::UnboundedSender<Delivery>,
+    /// Ids handed to the claimer and not finished yet, so the due-poller leaves them be.
+    pending: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -117,23 +123,55 @@ impl Shared {
         self.prefs_cache.lock().remove(user_id);
     }
 
-    /// Hand a claimed (`sending`) record to the senders.
-    pub fn send(&self, d: Delivery) {
-        if self.send_tx.send(d).is_err() {
-            tracing::warn!(
-                "notify: a claimed delivery arrived after shutdown; the sweeper will settle it"
-            );
+    /// Hand a record that may go now (stored `queued`, held back from the due-poller
+    /// for a moment) to the claimer, which claims it right before its send.
+    pub fn ready(&self, d: Delivery) {
+        if !self.pending.lock().insert(d.id.clone()) {
+            return; // already on its way
         }
+        if let Err(e) = self.ready_tx.send(d) {
+            // Shutting down: it stays queued and is due shortly, for the next start.
+            self.pending.lock().remove(&e.0.id);
+        }
+    }
+
+    /// A record handed to the claimer is finished (or was not claimed).
+    pub fn done(&self, id: &str) {
+        self.pending.lock().remove(id);
+    }
+
+    /// How many records are on their way through this host's claimer and senders.
+    pub fn pending_len(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    /// Is a record on its way through this host's claimer and senders?
+    pub fn is_pending(&self, id: &str) -> bool {
+        self.pending.lock().contains(id)
     }
 }
 
 /// What a caller can hand the worker besides the configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Extras {
     /// Where console lines go.
     pub console: channels::console::Sink,
     /// Secrets by variable name, consulted before the environment.
     pub secrets: channels::Secrets,
+    /// The market monitor of this process, told about rules the bot's `/watch` and
+    /// `/unwatch` create and delete (without it the rules are stored, and a monitor
+    /// elsewhere loads them when it starts).
+    pub market: Option<crate::market::MarketHandle>,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras")
+            .field("console", &self.console)
+            .field("secrets", &self.secrets)
+            .field("market", &self.market.as_ref().map(|_| "MarketHandle"))
+            .finish()
+    }
 }
 
 /// A running notify worker.
@@ -142,6 +180,8 @@ pub struct NotifyWorker {
     shutdown: watch::Sender<bool>,
     drain: watch::Sender<bool>,
     intake: Vec<JoinHandle<()>>,
+    /// The Telegram command poller, when `[notify.telegram] commands` and a token.
+    bot: Option<JoinHandle<()>>,
     dispatch: JoinHandle<()>,
 }
 
@@ -171,11 +211,16 @@ impl NotifyWorker {
         extras: Extras,
     ) -> Result<NotifyWorker> {
         let cfg = config.notify.clone();
+        let Extras {
+            console,
+            secrets,
+            market,
+        } = extras;
         let log = DeliveryLog::new(docs);
         log.ensure_indexes()
             .await
             .context("notify: creating the delivery log's indexes")?;
-        let channels = channels::build(&cfg, extras.console, &extras.secrets)?;
+        let channels = channels::build(&cfg, console, &secrets)?;
         for ch in channels.values() {
             if let Some(why) = ch.unconfigured() {
                 tracing::warn!(
@@ -186,7 +231,7 @@ impl NotifyWorker {
         }
         let consumer = cfg.consumer_name();
         let owner = format!("{consumer}/{:016x}", fastrand::u64(..));
-        let (send_tx, send_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             limiter: Mutex::new(Limiter::new(cfg.rate_limits)),
             cfg,
@@ -198,7 +243,8 @@ impl NotifyWorker {
             consumer,
             stats: NotifyStats::default(),
             prefs_cache: Mutex::new(HashMap::new()),
-            send_tx,
+            ready_tx,
+            pending: Mutex::new(Default::default()),
         });
         tracing::info!(owner = %shared.owner, "notify: starting");
         // Records this consumer left `sending` in an earlier life are settled before any
@@ -206,13 +252,26 @@ impl NotifyWorker {
         dispatch::sweep_previous_lives(&shared).await?;
         let (shutdown, rx) = watch::channel(false);
         let (drain, drain_rx) = watch::channel(false);
-        let dispatch = tokio::spawn(dispatch::run(shared.clone(), send_rx, rx.clone(), drain_rx));
+        let dispatch = tokio::spawn(dispatch::run(
+            shared.clone(),
+            ready_rx,
+            rx.clone(),
+            drain_rx,
+        ));
+        let bot = match secrets.get(&shared.cfg.telegram.token_env) {
+            Some(token) if shared.cfg.telegram.commands => {
+                let bot = bot::CommandBot::new(shared.clone(), market, token)?;
+                Some(tokio::spawn(bot.run(rx.clone())))
+            }
+            _ => None,
+        };
         let intake = vec![tokio::spawn(intake::run(shared.clone(), rx))];
         Ok(NotifyWorker {
             handle: NotifyHandle { shared },
             shutdown,
             drain,
             intake,
+            bot,
             dispatch,
         })
     }
@@ -222,6 +281,10 @@ impl NotifyWorker {
         // Intake first, so nothing it claims is left unsent; then the senders drain.
         let _ = self.shutdown.send(true);
         for t in self.intake {
+            let _ = t.await;
+        }
+        // The poller stops mid-poll and releases its lease for another host.
+        if let Some(t) = self.bot {
             let _ = t.await;
         }
         let _ = self.drain.send(true);

@@ -2,6 +2,8 @@
 //! stand-in, a webhook receiver that checks signatures, and aiosmtpd.
 
 mod api;
+mod bot;
 mod channels;
+mod exactly_once;
 mod intake;
 mod rig;

@@ -96,6 +96,9 @@ impl NotifyRig {
                     ("api_url", &format!("{:?}", tg.url())),
                     ("token_env", &format!("{TG_TOKEN_VAR:?}")),
                     ("timeout_secs", "2"),
+                    // The command poller only where a test asks for it (bot.rs), so other
+                    // tests see no getUpdates traffic.
+                    ("commands", "false"),
                 ]
             ),
             opts.email,
@@ -127,6 +130,7 @@ impl NotifyRig {
         let extras = Extras {
             console: Sink::Lines(console.clone()),
             secrets,
+            market: None,
         };
         let worker = NotifyWorker::start_with(
             &host.config,
@@ -187,6 +191,11 @@ impl NotifyRig {
             .await
             .unwrap(),
         );
+    }
+
+    /// What the rig hands its workers (console sink, secrets), for a second worker.
+    pub fn extras(&self) -> Extras {
+        self.extras.clone()
     }
 
     pub async fn call(

@@ -1,0 +1,152 @@
+//! Creating, reading, listing and deleting alert rules: the one code path that
+//! `POST/GET/DELETE /api/v1/rules` and the Telegram bot's `/watch`, `/alerts` and
+//! `/unwatch` share, so a rule made in a chat is checked, stored and handed to the market
+//! engine exactly as one made over HTTP.
+//!
+//! The store is written first (so a success is durable), then the market engine is told
+//! and the call returns once it applied the change. A delete tells the engine first, so
+//! it cannot write the rule back after the store forgot it.
+
+use crate::input::FieldError;
+use crate::market::MarketHandle;
+use crate::market::rules::{RuleRecord, RuleSpec, RuleState};
+use crate::runtime::Runtime;
+use crate::storage::Store;
+
+/// Why a rule operation failed; each caller words it for its own users.
+#[derive(Debug)]
+pub enum RuleOpError {
+    /// A field of the spec is wrong; nothing was stored.
+    Invalid(FieldError),
+    /// A rule with this id exists already.
+    Exists(String),
+    /// No rule with this id (or none the caller may touch).
+    NotFound(String),
+    /// The stored record does not parse.
+    Unreadable { id: String, error: String },
+    /// The store failed.
+    Store(anyhow::Error),
+}
+
+impl std::fmt::Display for RuleOpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleOpError::Invalid(e) => write!(f, "{e}"),
+            RuleOpError::Exists(id) => write!(f, "a rule with id `{id}` exists"),
+            RuleOpError::NotFound(id) => write!(f, "no rule with id `{id}`"),
+            RuleOpError::Unreadable { id, error } => {
+                write!(f, "rule `{id}` is stored unreadably: {error}")
+            }
+            RuleOpError::Store(e) => write!(f, "the store failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RuleOpError {}
+
+/// Validate `spec`, refuse an id that exists, store the new record and tell the engine.
+pub async fn create_rule(
+    store: &dyn Store,
+    market: Option<&MarketHandle>,
+    spec: RuleSpec,
+) -> Result<RuleRecord, RuleOpError> {
+    spec.validate(true).map_err(RuleOpError::Invalid)?;
+    if let Some(id) = &spec.id
+        && store
+            .get_rule(id)
+            .await
+            .map_err(RuleOpError::Store)?
+            .is_some()
+    {
+        return Err(RuleOpError::Exists(id.clone()));
+    }
+    let rule = RuleRecord::create(spec);
+    save_rule(store, &rule).await?;
+    if let Some(m) = market {
+        m.upsert(rule.clone(), false).await;
+    }
+    Ok(rule)
+}
+
+/// The rule `id`.
+pub async fn load_rule(store: &dyn Store, id: &str) -> Result<RuleRecord, RuleOpError> {
+    let json = store
+        .get_rule(id)
+        .await
+        .map_err(RuleOpError::Store)?
+        .ok_or_else(|| RuleOpError::NotFound(id.to_string()))?;
+    serde_json::from_str(&json).map_err(|e| RuleOpError::Unreadable {
+        id: id.to_string(),
+        error: e.to_string(),
+    })
+}
+
+/// Write a record as it is (the engine is not told; see [`create_rule`]).
+pub async fn save_rule(store: &dyn Store, rule: &RuleRecord) -> Result<(), RuleOpError> {
+    let json = serde_json::to_string(rule).map_err(|e| RuleOpError::Store(e.into()))?;
+    store
+        .put_rule(&rule.id, &json)
+        .await
+        .map_err(RuleOpError::Store)
+}
+
+/// Rules of `user_id` and/or on `symbol` (case-insensitive), oldest first. Unreadable
+/// records are left out (the engine logs them at start-up).
+pub async fn list_rules(
+    store: &dyn Store,
+    user_id: Option<&str>,
+    symbol: Option<&str>,
+) -> Result<Vec<RuleRecord>, RuleOpError> {
+    let all = store.list_rules().await.map_err(RuleOpError::Store)?;
+    let mut rules: Vec<RuleRecord> = all
+        .iter()
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .filter(|r: &RuleRecord| user_id.is_none_or(|u| r.user_id == u))
+        .filter(|r: &RuleRecord| symbol.is_none_or(|s| r.symbol.eq_ignore_ascii_case(s)))
+        .collect();
+    rules.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    Ok(rules)
+}
+
+/// Delete the rule `id`; with `owner`, only if it belongs to that user (a rule of
+/// another user is reported as not found, so its existence is not revealed). Returns the
+/// deleted record.
+pub async fn delete_rule(
+    store: &dyn Store,
+    market: Option<&MarketHandle>,
+    id: &str,
+    owner: Option<&str>,
+) -> Result<RuleRecord, RuleOpError> {
+    let rule = load_rule(store, id).await?;
+    if owner.is_some_and(|o| o != rule.user_id) {
+        return Err(RuleOpError::NotFound(id.to_string()));
+    }
+    // The engine first, so it cannot write the rule back after the store forgot it.
+    if let Some(m) = market {
+        m.remove(id).await;
+    }
+    store.delete_rule(id).await.map_err(RuleOpError::Store)?;
+    Ok(rule)
+}
+
+/// The processor that evaluates `rule` in this process: its own, or the market
+/// monitor's default (`threshold` when no monitor runs here).
+pub fn processor_of(market: Option<&MarketHandle>, rule: &RuleRecord) -> String {
+    match (&rule.processor, market) {
+        (Some(p), _) => p.clone(),
+        (None, Some(m)) => m.default_processor.to_string(),
+        (None, None) => "threshold".into(),
+    }
+}
+
+/// The state a rule is reported in, e.g. `waiting_for_processor` while its plugin is not
+/// loaded.
+pub fn state_of(
+    runtime: &Runtime,
+    market: Option<&MarketHandle>,
+    rule: &RuleRecord,
+    now_ms: i64,
+) -> RuleState {
+    let loaded = runtime.loaded_plugin(&processor_of(market, rule)).is_some();
+    rule.state(loaded, now_ms)
+}
