@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 pub async fn document() -> Json<Value> {
     let error = json!({"$ref": "#/components/schemas/Error"});
-    Json(json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "ImpressoX Workers admin API", "version": env!("CARGO_PKG_VERSION")},
         "components": {
@@ -90,5 +90,47 @@ pub async fn document() -> Json<Value> {
                     {"name": "history", "in": "query", "schema": {"type": "integer"}}],
                 "responses": {"200": {"description": "the price", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Price"}}}}, "404": {"description": "no price yet", "content": {"application/json": {"schema": error}}}}}}
         }
-    }))
+    });
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), notify_paths(&error))
+    {
+        paths.extend(more);
+    }
+    Json(doc)
+}
+
+/// The notify worker's routes (a separate `json!` keeps the macro within its recursion limit).
+fn notify_paths(error: &Value) -> Value {
+    json!({
+            "/api/v1/notifications": {"post": {"summary": "Enqueue a notification; idempotent on `id` (200 duplicate for the same body, 409 for another)",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+                    "required": ["id", "user_id", "kind", "title"], "properties": {
+                        "id": {"type": "string"}, "user_id": {"type": "string"}, "kind": {"type": "string"},
+                        "priority": {"type": "string", "enum": ["normal", "critical"]}, "title": {"type": "string"},
+                        "body": {"type": "string"}, "data": {"type": "object"},
+                        "channels": {"type": "array", "items": {"type": "string", "enum": ["telegram", "email", "webhook", "console"]}}}}}}},
+                "responses": {"202": {"description": "queued"}, "200": {"description": "duplicate of an earlier request"},
+                    "400": {"description": "invalid", "content": {"application/json": {"schema": error}}},
+                    "409": {"description": "id reused with another body", "content": {"application/json": {"schema": error}}}}}},
+            "/api/v1/notifications/{id}": {"get": {"summary": "A notification's status and each delivery's attempts and outcome",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "status: queued, in_progress, delivered, partially_delivered, failed or skipped; deliveries with history"},
+                    "404": {"description": "unknown (yet)", "content": {"application/json": {"schema": error}}}}}},
+            "/api/v1/dead-letters": {"get": {"summary": "Dead-lettered deliveries, newest first, with the last error",
+                "parameters": [{"name": "channel", "in": "query", "schema": {"type": "string"}},
+                    {"name": "user_id", "in": "query", "schema": {"type": "string"}},
+                    {"name": "reason", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+                "responses": {"200": {"description": "{\"dead_letters\": [...]}"}}}},
+            "/api/v1/dead-letters/{id}/replay": {"post": {"summary": "Send a dead letter again (fresh retry budget)",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"202": {"description": "queued again"}, "400": {"description": "not replayable (an invalid request, no address)", "content": {"application/json": {"schema": error}}},
+                    "404": {"description": "unknown", "content": {"application/json": {"schema": error}}},
+                    "409": {"description": "not a dead letter (replayed already?)", "content": {"application/json": {"schema": error}}}}}},
+            "/api/v1/users/{user_id}/preferences": {
+                "parameters": [{"name": "user_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "get": {"summary": "A user's notification preferences", "responses": {"200": {"description": "preferences"}, "404": {"description": "none set", "content": {"application/json": {"schema": error}}}}},
+                "put": {"summary": "Replace a user's preferences: channels (telegram.chat_id, email.address, webhook.url, console), enabled, quiet_hours {start, end, tz}, mutes [{until, kinds}]",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {"200": {"description": "stored"}, "400": {"description": "invalid (names the field)", "content": {"application/json": {"schema": error}}}}}}
+    })
 }

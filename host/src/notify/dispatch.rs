@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Result;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
 use super::intake::{NOW_SLACK_MS, render_into};
 use super::record::{Delivery, SendOutcome, State};
@@ -41,6 +41,7 @@ pub const HOLD_MS: i64 = 10_000;
 pub async fn run(
     sh: Arc<Shared>,
     mut ready_rx: mpsc::UnboundedReceiver<Delivery>,
+    mut claimed_rx: mpsc::UnboundedReceiver<(Delivery, OwnedSemaphorePermit)>,
     shutdown: watch::Receiver<bool>,
     mut drain: watch::Receiver<bool>,
 ) {
@@ -48,12 +49,20 @@ pub async fn run(
     let committer = tokio::spawn(commit_loop(sh.clone(), commit_rx));
     let poller = tokio::spawn(poll_loop(sh.clone(), shutdown.clone()));
     let sweeper = tokio::spawn(sweep_loop(sh.clone(), shutdown.clone()));
-    let permits = Arc::new(Semaphore::new(sh.cfg.max_in_flight));
+    let permits = sh.permits.clone();
     loop {
         if *drain.borrow() {
             break;
         }
         let first = tokio::select! {
+            biased;
+            c = claimed_rx.recv() => match c {
+                Some((d, permit)) => {
+                    spawn_send(&sh, d, permit, &commit_tx);
+                    continue;
+                }
+                None => break,
+            },
             d = ready_rx.recv() => match d { Some(d) => d, None => break },
             _ = drain.changed() => continue,
         };
@@ -74,8 +83,13 @@ pub async fn run(
     }
     let _ = poller.await;
     let _ = sweeper.await;
-    // Records not claimed stay `queued` and fall due for the next start (or another host).
+    // Records not claimed stay `queued` and fall due for the next start (or another host);
+    // records intake claimed are still sent.
     ready_rx.close();
+    claimed_rx.close();
+    while let Ok((d, permit)) = claimed_rx.try_recv() {
+        spawn_send(&sh, d, permit, &commit_tx);
+    }
     let all = sh.cfg.max_in_flight as u32;
     if tokio::time::timeout(DRAIN_TIMEOUT, permits.acquire_many(all))
         .await
@@ -118,14 +132,24 @@ async fn claim_and_send(
             continue;
         };
         d.rev = rev;
-        let (sh, tx) = (sh.clone(), commit_tx.clone());
-        tokio::spawn(async move {
-            let d = send_one(&sh, d).await;
-            // The send slot is freed only once the outcome is written, so the records a
-            // crash can leave `sending` never outnumber `max_in_flight`.
-            let _ = tx.send((d, permit));
-        });
+        spawn_send(sh, d, permit, commit_tx);
     }
+}
+
+/// Send a claimed record in its own task; the outcome goes to the writer with the slot.
+fn spawn_send(
+    sh: &Arc<Shared>,
+    d: Delivery,
+    permit: OwnedSemaphorePermit,
+    commit_tx: &mpsc::UnboundedSender<Outcome>,
+) {
+    let (sh, tx) = (sh.clone(), commit_tx.clone());
+    tokio::spawn(async move {
+        let d = send_one(&sh, d).await;
+        // The send slot is freed only once the outcome is written, so the records a
+        // crash can leave `sending` never outnumber `max_in_flight`.
+        let _ = tx.send((d, permit));
+    });
 }
 
 /// Send the record's remaining parts; returns the record with the outcome applied.

@@ -144,28 +144,55 @@ pub async fn process(sh: &Shared, entries: &[StreamEntry]) -> Result<()> {
             }
         }
     }
+    // Records that may go now are inserted already claimed while send slots are free
+    // (one write fewer than claiming them later); the rest wait for the claimer.
+    let mut slots = Vec::with_capacity(records.len());
+    for d in &mut records {
+        let permit = if ready_now(d) {
+            sh.permits.clone().try_acquire_owned().ok()
+        } else {
+            None
+        };
+        if permit.is_some() {
+            d.claim(&sh.owner, now, sh.cfg.lease_secs * 1000);
+        }
+        slots.push(permit);
+    }
     let first_record = writes.len();
     writes.extend(records.iter().map(|d| Write::Insert {
         coll: DELIVERIES.into(),
         doc: d.to_doc(),
     }));
     let outcomes = sh.log.docs.write(writes).await?;
-    for (mut d, outcome) in records.into_iter().zip(&outcomes[first_record..]) {
+    for ((mut d, permit), outcome) in records
+        .into_iter()
+        .zip(slots)
+        .zip(&outcomes[first_record..])
+    {
         if *outcome != WriteOutcome::Inserted {
             continue; // planned before (a re-read entry, another host): nothing to do
         }
         d.rev = 1;
+        if let Some(permit) = permit {
+            sh.claimed(d, permit);
+            continue;
+        }
         if d.state != State::Sending {
             sh.stats
                 .count(&d.channel, d.reason.as_deref().unwrap_or(d.state.as_str()));
         }
-        if d.state == State::Queued && d.reason.is_none() {
+        if ready_now(&d) {
             sh.ready(d);
         }
     }
     let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
     sh.store.ack(NOTIFY_REQUESTS, &sh.cfg.group, &ids).await?;
     Ok(())
+}
+
+/// A fresh record that may be sent now (not waiting, skipped or dead).
+fn ready_now(d: &Delivery) -> bool {
+    d.state == State::Queued && d.reason.is_none()
 }
 
 /// A fresh record for a planned delivery: rendered, with its rate-limit slots reserved,

@@ -100,6 +100,11 @@ pub struct Shared {
     ready_tx: mpsc::UnboundedSender<Delivery>,
     /// Ids handed to the claimer and not finished yet, so the due-poller leaves them be.
     pending: Mutex<std::collections::HashSet<String>>,
+    /// Send slots: a record is `sending` only while it holds one (until its outcome is
+    /// written), so a crash leaves at most `max_in_flight` records of unknown fate.
+    pub permits: Arc<tokio::sync::Semaphore>,
+    /// Records intake inserted already claimed (a slot was free), with their slot.
+    claimed_tx: mpsc::UnboundedSender<(Delivery, tokio::sync::OwnedSemaphorePermit)>,
 }
 
 impl Shared {
@@ -132,6 +137,15 @@ impl Shared {
         if let Err(e) = self.ready_tx.send(d) {
             // Shutting down: it stays queued and is due shortly, for the next start.
             self.pending.lock().remove(&e.0.id);
+        }
+    }
+
+    /// Hand a record inserted already claimed (holding `permit`) to the senders.
+    pub fn claimed(&self, d: Delivery, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.pending.lock().insert(d.id.clone());
+        if let Err(e) = self.claimed_tx.send((d, permit)) {
+            // Shutting down: the record stays `sending` and is settled by the sweeper.
+            self.pending.lock().remove(&(e.0).0.id);
         }
     }
 
@@ -232,6 +246,8 @@ impl NotifyWorker {
         let consumer = cfg.consumer_name();
         let owner = format!("{consumer}/{:016x}", fastrand::u64(..));
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let (claimed_tx, claimed_rx) = mpsc::unbounded_channel();
+        let max_in_flight = cfg.max_in_flight;
         let shared = Arc::new(Shared {
             limiter: Mutex::new(Limiter::new(cfg.rate_limits)),
             cfg,
@@ -245,6 +261,8 @@ impl NotifyWorker {
             prefs_cache: Mutex::new(HashMap::new()),
             ready_tx,
             pending: Mutex::new(Default::default()),
+            permits: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+            claimed_tx,
         });
         tracing::info!(owner = %shared.owner, "notify: starting");
         // Records this consumer left `sending` in an earlier life are settled before any
@@ -255,6 +273,7 @@ impl NotifyWorker {
         let dispatch = tokio::spawn(dispatch::run(
             shared.clone(),
             ready_rx,
+            claimed_rx,
             rx.clone(),
             drain_rx,
         ));

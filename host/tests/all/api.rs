@@ -113,6 +113,8 @@ async fn plugin_status_metrics_reload_and_errors() {
         .await
         .unwrap();
     assert!(openapi["paths"]["/api/v1/plugins/reload"]["post"].is_object());
+    assert!(openapi["paths"]["/api/v1/notifications"]["post"].is_object());
+    assert!(openapi["paths"]["/api/v1/users/{user_id}/preferences"]["put"].is_object());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -60,7 +60,9 @@ pub fn make_bot(cfg: &TelegramConfig, token: &str, timeout: Duration) -> anyhow:
         .connect_timeout(Duration::from_secs(5))
         .timeout(timeout)
         .tcp_nodelay(true)
-        .pool_max_idle_per_host(64)
+        // Keep every connection the senders opened (up to `max_in_flight` at once): a
+        // smaller idle pool closes and reopens connections under load.
+        .pool_max_idle_per_host(usize::MAX)
         .build()?;
     // A trailing slash would make teloxide request `//bot<token>/...`.
     let url = reqwest::Url::parse(cfg.api_url.trim_end_matches('/'))
