@@ -472,7 +472,8 @@ fn count_matching(
 
 /// The embedded document store.
 pub struct EmbeddedDocuments {
-    db: Database,
+    /// Shared with the blocking threads that run write transactions.
+    db: Arc<Database>,
 }
 
 impl EmbeddedDocuments {
@@ -490,7 +491,7 @@ impl EmbeddedDocuments {
         let tx = db.begin_write()?;
         WriteTables::open(&tx)?;
         tx.commit()?;
-        Ok(EmbeddedDocuments { db })
+        Ok(EmbeddedDocuments { db: Arc::new(db) })
     }
 }
 
@@ -592,16 +593,22 @@ impl Documents for EmbeddedDocuments {
     }
 
     async fn write(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>> {
-        let tx = self.db.begin_write()?;
-        let mut out = Vec::with_capacity(writes.len());
-        {
-            let mut t = WriteTables::open(&tx)?;
-            for w in writes {
-                out.push(t.apply(w)?);
+        // A batch (JSON, index maintenance, the durable commit) takes milliseconds: on a
+        // blocking thread, so the async workers keep sending meanwhile.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_write()?;
+            let mut out = Vec::with_capacity(writes.len());
+            {
+                let mut t = WriteTables::open(&tx)?;
+                for w in writes {
+                    out.push(t.apply(w)?);
+                }
             }
-        }
-        tx.commit()?;
-        Ok(out)
+            tx.commit()?;
+            Ok(out)
+        })
+        .await?
     }
 
     async fn delete_where(&self, coll: &str, filter: &Filter) -> Result<u64> {

@@ -170,6 +170,19 @@ async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
                 tokio::time::sleep(Duration::from_millis(wait as u64)).await;
             }
         }
+        // The gate: real send starts per key stay within the limits even when this
+        // send is late for its slot.
+        let limits = channel.limits(&d.target);
+        loop {
+            let now = crate::util::now_ms();
+            let verdict = sh.limiter.lock().admit(&limits, now);
+            match verdict {
+                Ok(()) => break,
+                Err(at) => {
+                    tokio::time::sleep(Duration::from_millis((at - now).max(1) as u64)).await
+                }
+            }
+        }
         if crate::util::now_ms() > d.lease_until_ms - LEASE_MARGIN_MS {
             // Sending now could outlive the claim and race the sweeper: give it back.
             d.unclaim(crate::util::now_ms());
@@ -378,6 +391,10 @@ async fn sweep_loop(sh: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
+        // Limiter state of keys idle for a while no longer constrains anything.
+        sh.limiter
+            .lock()
+            .forget_before(crate::util::now_ms() - 60_000);
         if let Err(e) = sweep_expired(&sh).await {
             tracing::warn!(error = %format!("{e:#}"), "notify: sweeping expired claims failed");
         }

@@ -11,6 +11,12 @@
 //!   takes the earliest free slot at or after the time its recipient allows. A chat with a
 //!   long backlog therefore books slots far ahead without blocking other chats now.
 //!
+//! Slots are a plan: a send can start late (the due-poller's cadence, a busy runtime)
+//! and a late send followed by punctual ones would bunch. So every send also passes a
+//! gate ([`Limiter::admit`]) that counts the sends really started per key over a sliding
+//! window (N per window, the window stretched by the same margin) and holds a send
+//! until it fits. The plan keeps order and spreads the load; the gate is the guarantee.
+//!
 //! The limiter is per host: with several notify hosts on one bot token a chat can get up
 //! to one message per host per period, and Telegram's 429 + `retry_after` (honoured
 //! exactly, and fed back through [`Limiter::penalize`]) restores order.
@@ -24,6 +30,9 @@ pub struct Limit {
     pub period_ms: i64,
     /// A channel-wide limit (calendar) rather than a recipient's (next free time).
     pub shared: bool,
+    /// For the gate: at most `per` sends started in any `window_ms` (margin included).
+    pub per: usize,
+    pub window_ms: i64,
 }
 
 /// The margin added to every period.
@@ -36,6 +45,8 @@ impl Limit {
             key,
             period_ms: period(per, window_ms),
             shared: false,
+            per: gate_count(per),
+            window_ms: (window_ms * MARGIN).ceil() as i64,
         }
     }
 
@@ -45,8 +56,15 @@ impl Limit {
             key,
             period_ms: period(per, window_ms),
             shared: true,
+            per: gate_count(per),
+            window_ms: (window_ms * MARGIN).ceil() as i64,
         }
     }
+}
+
+/// Whole sends per window (a limit of 0.5/s becomes 1 per 2 s through `window`).
+fn gate_count(per: f64) -> usize {
+    (per.floor() as usize).max(1)
 }
 
 fn period(per: f64, window_ms: f64) -> i64 {
@@ -58,6 +76,8 @@ fn period(per: f64, window_ms: f64) -> i64 {
 pub struct Limiter {
     next_ms: HashMap<String, i64>,
     calendars: HashMap<String, BTreeSet<i64>>,
+    /// Start times of the most recent real sends per key (at most `per` kept).
+    started: HashMap<String, std::collections::VecDeque<i64>>,
     enabled: bool,
 }
 
@@ -113,6 +133,34 @@ impl Limiter {
         slots
     }
 
+    /// May a send under `limits` start at `now_ms`? `Ok(())` records it as started;
+    /// `Err(t)` says to come back at `t` (nothing recorded).
+    pub fn admit(&mut self, limits: &[Limit], now_ms: i64) -> Result<(), i64> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let mut earliest = now_ms;
+        for l in limits {
+            if let Some(q) = self.started.get(&l.key)
+                && q.len() >= l.per
+            {
+                // The send `per` back must have left the window.
+                earliest = earliest.max(q[q.len() - l.per] + l.window_ms);
+            }
+        }
+        if earliest > now_ms {
+            return Err(earliest);
+        }
+        for l in limits {
+            let q = self.started.entry(l.key.clone()).or_default();
+            q.push_back(now_ms);
+            while q.len() > l.per {
+                q.pop_front();
+            }
+        }
+        Ok(())
+    }
+
     /// Hold a recipient key until `until_ms` (after a 429 with `retry_after`).
     pub fn penalize(&mut self, key: &str, until_ms: i64) {
         let e = self.next_ms.entry(key.to_string()).or_insert(until_ms);
@@ -122,6 +170,9 @@ impl Limiter {
     /// Forget what lies before `before_ms` (it cannot delay anything any more).
     pub fn forget_before(&mut self, before_ms: i64) {
         self.next_ms.retain(|_, t| *t > before_ms);
+        // Gate entries older than the longest window (a minute, plus margin) are moot.
+        self.started
+            .retain(|_, q| q.back().is_some_and(|t| *t > before_ms - 120_000));
         for cal in self.calendars.values_mut() {
             *cal = cal.split_off(&before_ms);
         }
@@ -225,6 +276,21 @@ mod tests {
         lim.penalize("tg:chat:7", 5000);
         assert_eq!(lim.reserve(&tg(7), 1, 100), vec![5000]);
         assert_eq!(lim.reserve(&tg(8), 1, 100), vec![100]);
+    }
+
+    #[test]
+    fn the_gate_holds_late_sends_to_the_window() {
+        let mut lim = Limiter::new(true);
+        let all = vec![Limit::shared("tg:all".into(), 30.0, 1000.0)];
+        // 30 sends at once fit; the 31st waits until the first is a (stretched) second old.
+        for _ in 0..30 {
+            assert_eq!(lim.admit(&all, 0), Ok(()));
+        }
+        assert_eq!(lim.admit(&all, 5), Err(1020));
+        assert_eq!(lim.admit(&all, 1020), Ok(()));
+        let chat = vec![Limit::recipient("tg:chat:1".into(), 1.0, 1000.0)];
+        assert_eq!(lim.admit(&chat, 0), Ok(()));
+        assert_eq!(lim.admit(&chat, 900), Err(1020));
     }
 
     #[test]
