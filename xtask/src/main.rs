@@ -26,8 +26,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The repository root. `cargo run` sets `CARGO_MANIFEST_DIR` for the running binary too;
+/// that one is preferred over the compile-time value, because a target directory shared by
+/// several clones (CI reuses one) can hold an xtask built in another clone's folder.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .unwrap_or(Path::new("."))
         .to_path_buf()
