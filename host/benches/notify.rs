@@ -9,7 +9,8 @@
 //!   rate limits on; the most messages any chat (and the bot) got in any window.
 //!
 //! Run: `cargo bench -p impressox-host --bench notify [-- throughput|latency|ratelimit]`.
-//! Figures go to docs/BENCHMARKS.md.
+//! `BENCH_CHANNEL=console` delivers to the console channel instead (collected in memory),
+//! which tells the HTTP path's share of the cost. Figures go to docs/BENCHMARKS.md.
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};

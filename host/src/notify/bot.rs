@@ -422,6 +422,11 @@ impl CommandBot {
 
     async fn start(&self, chat: i64, code: Option<&str>) -> Result<String> {
         let Some(code) = code else {
+            // A chat linked already (perhaps by code to another user) stays linked: a bare
+            // /start must not move it to `tg-<chat>` behind the user's back.
+            if let Some(user) = self.chat_user(chat).await? {
+                return Ok(linked(&user));
+            }
             let user = format!("tg-{chat}");
             self.link(chat, &user, None).await?;
             return Ok(linked(&user));

@@ -244,9 +244,14 @@ impl NotifyConfig {
         if self.batch_size == 0 || self.max_in_flight == 0 {
             bail!("[notify] batch_size and max_in_flight must be at least 1");
         }
-        if self.lease_secs < 2 * self.telegram.timeout_secs.max(self.webhook.timeout_secs) {
+        // teloxide pauses 10 s after a 5xx before it answers, inside one send.
+        let slowest = (self.telegram.timeout_secs + 10)
+            .max(self.webhook.timeout_secs)
+            .max(self.email.timeout_secs);
+        if self.lease_secs < 2 * slowest {
             bail!(
-                "[notify] lease_secs ({}) must be at least twice the longest channel timeout",
+                "[notify] lease_secs ({}) must be at least twice the slowest send ({slowest} s: \
+                 the longest channel timeout, Telegram's plus its 10 s pause after a 5xx)",
                 self.lease_secs
             );
         }

@@ -29,8 +29,10 @@ use super::record::{Delivery, SendOutcome, State};
 use super::request::NotificationRequest;
 use super::{Shared, bump, consumer_of};
 
-/// A claim must have this much lease left for a part to be sent under it.
-const LEASE_MARGIN_MS: i64 = 1000;
+/// A part is sent only while at least this share of the lease is left: the lease is at
+/// least twice the slowest send (config validation), so a send that starts cannot outlive
+/// the claim and race the sweeper.
+const LEASE_LEFT_TO_START: i64 = 2;
 /// How long shutdown waits for sends in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A record handed to this host's claimer is due for the due-poller only this much later,
@@ -66,8 +68,22 @@ pub async fn run(
             d = ready_rx.recv() => match d { Some(d) => d, None => break },
             _ = drain.changed() => continue,
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
+        // While waiting for a free send slot, keep starting the records intake inserted
+        // already claimed: they hold the slots this wait is for.
+        let permit = loop {
+            tokio::select! {
+                biased;
+                c = claimed_rx.recv() => match c {
+                    Some((d, p)) => spawn_send(&sh, d, p, &commit_tx),
+                    None => break None,
+                },
+                p = permits.clone().acquire_owned() => break p.ok(),
+                _ = drain.changed() => break None,
+            }
+        };
+        let Some(permit) = permit else {
+            sh.done(&first.id); // stays queued; due for a poller shortly
+            continue;
         };
         let mut batch = vec![(first, permit)];
         while batch.len() < sh.cfg.batch_size {
@@ -100,7 +116,8 @@ pub async fn run(
         );
     }
     drop(commit_tx);
-    let _ = committer.await;
+    // Senders still running hold the writer open; do not wait for them forever.
+    let _ = tokio::time::timeout(Duration::from_secs(5), committer).await;
 }
 
 /// Claim a batch in one write and start a sender for each record won.
@@ -183,7 +200,8 @@ async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
                 }
             }
         }
-        if crate::util::now_ms() > d.lease_until_ms - LEASE_MARGIN_MS {
+        let lease_ms = sh.cfg.lease_secs as i64 * 1000;
+        if crate::util::now_ms() > d.lease_until_ms - lease_ms / LEASE_LEFT_TO_START {
             // Sending now could outlive the claim and race the sweeper: give it back.
             d.unclaim(crate::util::now_ms());
             sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -202,7 +220,7 @@ async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
         retry_after_secs, ..
     } = &outcome
     {
-        let until = crate::util::now_ms() + (*retry_after_secs as i64) * 1000;
+        let until = crate::util::now_ms() + (*retry_after_secs).min(86_400) as i64 * 1000;
         let mut limiter = sh.limiter.lock();
         for l in channel.limits(&d.target).iter().filter(|l| !l.shared) {
             limiter.penalize(&l.key, until);
@@ -460,6 +478,12 @@ async fn interrupt(sh: &Shared, records: Vec<Delivery>, now: i64) -> Result<()> 
     for d in &mut changed {
         let on_ambiguous = sh.cfg.on_ambiguous(&d.channel);
         let owner = d.owner.clone().unwrap_or_default();
+        if owner == sh.owner && !sh.is_pending(&d.id) {
+            // Claimed by this very process but never handed to a sender (a claim batch
+            // that failed halfway on a store without batch atomicity): known unsent.
+            d.unclaim(now);
+            continue;
+        }
         d.interrupt(&sh.consumer, now, on_ambiguous);
         tracing::warn!(delivery = %d.id, channel = %d.channel, %owner, state = d.state.as_str(), "notify: a send was interrupted (its host stopped mid-send)");
     }

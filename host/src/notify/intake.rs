@@ -124,7 +124,7 @@ pub async fn process(sh: &Shared, entries: &[StreamEntry]) -> Result<()> {
             Err(err) => {
                 super::bump(&sh.stats.invalid_requests);
                 tracing::warn!(entry = %e.id, key = %e.key, error = %err, "notify: unreadable request; recorded as a dead letter");
-                if seen.insert(format!("invalid\0{}", e.key)) {
+                if seen.insert(format!("invalid\0{}\0{}", e.key, e.id)) {
                     records.push(invalid_record(e, &err.to_string(), now));
                 }
             }
@@ -318,9 +318,14 @@ pub fn render_into(sh: &Shared, d: &mut Delivery, req: &NotificationRequest, now
 /// A dead letter for an entry that is not a valid request.
 fn invalid_record(e: &StreamEntry, error: &str, now: i64) -> Delivery {
     let mut d = Delivery {
-        id: delivery_id(&e.key, "intake", NO_TARGET),
+        // The entry id too: entries without a key (a hand-written XADD) must not share one.
+        id: delivery_id(&format!("{}#{}", e.key, e.id), "intake", NO_TARGET),
         rev: 0,
-        notification_id: e.key.clone(),
+        notification_id: if e.key.is_empty() {
+            e.id.clone()
+        } else {
+            e.key.clone()
+        },
         user_id: String::new(),
         kind: String::new(),
         priority: Priority::Normal,

@@ -159,13 +159,23 @@ impl DeliveryLog {
             .await
     }
 
+    /// Records matching `q`; one this version cannot read is logged and left where it is
+    /// rather than failing every query that meets it.
     async fn find(&self, q: &Query) -> Result<Vec<Delivery>> {
-        self.docs
+        Ok(self
+            .docs
             .find(DELIVERIES, q)
             .await?
             .into_iter()
-            .map(Delivery::from_doc)
-            .collect()
+            .filter_map(|doc| {
+                let id = doc.get("_id").cloned();
+                Delivery::from_doc(doc)
+                    .inspect_err(|e| {
+                        tracing::error!(record = ?id, error = %e, "notify: unreadable delivery record skipped");
+                    })
+                    .ok()
+            })
+            .collect())
     }
 
     /// Compare-and-set each record from its `rev`; returns per record its new rev, or

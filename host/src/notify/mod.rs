@@ -115,7 +115,16 @@ impl Shared {
         {
             return Ok(p.clone());
         }
-        let p = self.log.preferences(user_id).await?.map(|(p, _)| p);
+        let p = match self.log.preferences(user_id).await {
+            Ok(p) => p.map(|(p, _)| p),
+            // A document this version cannot read must not stall every request behind it:
+            // this user's requests are planned as without preferences (and it is logged).
+            Err(e) if e.downcast_ref::<serde_json::Error>().is_some() => {
+                tracing::error!(user = user_id, error = %e, "notify: stored preferences are unreadable; planning without them");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let mut cache = self.prefs_cache.lock();
         if cache.len() > 100_000 {
             cache.clear();

@@ -310,7 +310,8 @@ impl Delivery {
                 if self.rate_limited > MAX_RATE_LIMITED {
                     self.finalize(State::Dead, Some("exhausted"), now_ms);
                 } else {
-                    let due = now_ms + (*retry_after_secs as i64) * 1000;
+                    let wait_ms = (*retry_after_secs).min(86_400).saturating_mul(1000) as i64;
+                    let due = now_ms.saturating_add(wait_ms);
                     self.requeue(due, "rate_limited", now_ms);
                 }
             }

@@ -96,6 +96,12 @@ impl NotificationRequest {
             return Err(bad("data", format!("at most {MAX_DATA} bytes as JSON")));
         }
         if let Some(chs) = &self.channels {
+            if chs.is_empty() {
+                return Err(bad(
+                    "channels",
+                    "an empty list would deliver nowhere; name channels or leave it out",
+                ));
+            }
             for (i, ch) in chs.iter().enumerate() {
                 if !CHANNELS.contains(&ch.as_str()) {
                     return Err(bad(
@@ -195,6 +201,10 @@ mod tests {
             (
                 r#"{"id":"a","user_id":"u","kind":"k","title":"t","colour":1}"#,
                 "colour",
+            ),
+            (
+                r#"{"id":"a","user_id":"u","kind":"k","title":"t","channels":[]}"#,
+                "channels",
             ),
             (r#"{"id":"a","#, "body"),
         ];

@@ -97,24 +97,30 @@ fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
-/// Refuse URLs that resolve to internal addresses.
-async fn check_destination(url: &reqwest::Url) -> Result<(), String> {
-    let host = url.host_str().ok_or("the URL has no host")?;
+/// Refuse URLs that resolve to internal addresses (permanent); a failed lookup is
+/// transient (a resolver hiccup must not dead-letter a delivery).
+async fn check_destination(url: &reqwest::Url) -> Result<(), SendOutcome> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| SendOutcome::Permanent("the URL has no host".into()))?;
     let port = url.port_or_known_default().unwrap_or(443);
     let addrs = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
         .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+        .map_err(|e| SendOutcome::Transient(format!("cannot resolve {host}: {e}")))?;
     for a in addrs {
         if is_internal(a.ip()) {
-            return Err(format!(
+            return Err(SendOutcome::Permanent(format!(
                 "{host} resolves to the internal address {}; refused (set [notify.webhook] \
                  allow_private_addresses to allow it)",
                 a.ip()
-            ));
+            )));
         }
     }
     Ok(())
 }
+
+/// The longest `Retry-After` waited for; beyond it the answer counts as a plain failure.
+const MAX_RETRY_AFTER_SECS: u64 = 3600;
 
 /// Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date.
 pub fn retry_after_secs(value: &str, now_ms: i64) -> Option<u64> {
@@ -160,9 +166,9 @@ impl Channel for Webhook {
             Err(e) => return SendOutcome::Permanent(format!("not a URL: {e}")),
         };
         if !self.cfg.allow_private_addresses
-            && let Err(e) = check_destination(&url).await
+            && let Err(refused) = check_destination(&url).await
         {
-            return SendOutcome::Permanent(e);
+            return refused;
         }
         let body = body(d, part);
         let t = crate::util::now_ms() / 1000;
@@ -179,12 +185,20 @@ impl Channel for Webhook {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return SendOutcome::Transient(e.to_string()),
-            Err(e) if e.is_builder() => return SendOutcome::Permanent(e.to_string()),
-            Err(e) => return SendOutcome::Ambiguous(e.to_string()),
+            // Without the URL: its path is often the receiver's credential.
+            Err(e) if e.is_connect() => {
+                return SendOutcome::Transient(e.without_url().to_string());
+            }
+            Err(e) if e.is_builder() => {
+                return SendOutcome::Permanent(e.without_url().to_string());
+            }
+            Err(e) => return SendOutcome::Ambiguous(e.without_url().to_string()),
         };
         let status = resp.status();
-        let error = format!("{} answered {status}", d.target);
+        let error = format!(
+            "{} answered {status}",
+            crate::notify::service::shown_target("webhook", &d.target)
+        );
         if status.is_success() {
             SendOutcome::Sent
         } else if status.as_u16() == 429 {
@@ -193,7 +207,7 @@ impl Channel for Webhook {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| retry_after_secs(v, crate::util::now_ms()));
-            match secs {
+            match secs.filter(|s| *s <= MAX_RETRY_AFTER_SECS) {
                 Some(s) => SendOutcome::RateLimited {
                     retry_after_secs: s,
                     error,

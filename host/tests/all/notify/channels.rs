@@ -125,7 +125,7 @@ async fn telegram_5xx_is_retried() {
         Opts {
             retry: "base_ms = 100\n".into(),
             // teloxide pauses 10 s after a 5xx before it reports it.
-            notify: "lease_secs = 40\n".into(),
+            notify: "lease_secs = 60\n".into(),
             telegram: "timeout_secs = 15\n".into(),
             ..Default::default()
         },

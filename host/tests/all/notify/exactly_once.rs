@@ -58,9 +58,10 @@ impl HostDir {
             format!(
                 "data_dir = \"data\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[plugins]\ndir = \"plugins.d\"\n\
                  {storage}\n{documents}\n[workers]\nenabled = [\"notify\"]\n\
-                 [notify]\nconsumer = \"{consumer}\"\nrate_limits = false\nlease_secs = 25\nclaim_idle_secs = 2\n\
+                 [notify]\nconsumer = \"{consumer}\"\nrate_limits = false\nlease_secs = 30\nclaim_idle_secs = 2\n\
                  poll_interval_ms = 20\n\
-                 [notify.telegram]\napi_url = \"{tg_url}\"\ntoken_env = \"{TG_TOKEN_VAR}\"\ntimeout_secs = 3\ncommands = false\n"
+                 [notify.telegram]\napi_url = \"{tg_url}\"\ntoken_env = \"{TG_TOKEN_VAR}\"\ntimeout_secs = 3\ncommands = false\n\
+                 [notify.email]\ntimeout_secs = 5\n"
             ),
         )
         .unwrap();

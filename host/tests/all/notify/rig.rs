@@ -86,7 +86,7 @@ impl NotifyRig {
                 &[
                     ("consumer", "\"test-host\""),
                     ("poll_interval_ms", "20"),
-                    ("lease_secs", "10"),
+                    ("lease_secs", "30"),
                 ]
             ),
             opts.retry,
@@ -101,7 +101,7 @@ impl NotifyRig {
                     ("commands", "false"),
                 ]
             ),
-            opts.email,
+            section(&opts.email, &[("timeout_secs", "5")]),
             section(
                 &opts.webhook,
                 &[
