@@ -322,4 +322,26 @@ async fn notify(out: &mut String, n: &crate::notify::NotifyHandle) {
             "impressox_dead_letters{{kind=\"notification\"}} {dead}"
         );
     }
+    // Counted through the store's (state, ...) indexes, so a scrape stays cheap.
+    use crate::notify::record::State;
+    let _ = writeln!(
+        out,
+        "# HELP impressox_notify_records Delivery records by state (all hosts)."
+    );
+    let _ = writeln!(out, "# TYPE impressox_notify_records gauge");
+    for state in [
+        State::Queued,
+        State::Sending,
+        State::Sent,
+        State::Skipped,
+        State::Dead,
+    ] {
+        if let Ok(count) = n.shared.log.count_state(state).await {
+            let _ = writeln!(
+                out,
+                "impressox_notify_records{{state=\"{}\"}} {count}",
+                state.as_str()
+            );
+        }
+    }
 }

@@ -290,14 +290,15 @@ async fn a_killed_notify_host_neither_loses_nor_repeats() {
         child = host.spawn(tg.token());
         host.wait_ready(&http).await;
     }
-    // Let it drain, stop it, and read the log.
+    // Let it drain (every record final, by the host's own gauges), stop it, read the log.
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        let (_, list) = dead_and_sent(&http, &host.api()).await;
-        if tg.sent().len() + list >= N {
+    while start.elapsed() < Duration::from_secs(90) {
+        let m = records_by_state(&http, &host.api()).await;
+        let get = |s: &str| m.get(s).copied().unwrap_or(0);
+        if get("queued") == 0 && get("sending") == 0 && get("sent") + get("dead") == N {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     terminate(&mut child);
     let docs = impressox_host::documents::embedded::EmbeddedDocuments::open(&host.documents_path())
@@ -314,21 +315,22 @@ async fn a_killed_notify_host_neither_loses_nor_repeats() {
     );
 }
 
-/// (status, count of dead letters) via the API.
-async fn dead_and_sent(http: &reqwest::Client, api: &str) -> (u16, usize) {
-    let Ok(r) = http
-        .get(format!("{api}/api/v1/dead-letters?limit=500"))
-        .send()
-        .await
-    else {
-        return (0, 0);
+/// `impressox_notify_records{state=...}` from the host's `/metrics`.
+async fn records_by_state(http: &reqwest::Client, api: &str) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    let Ok(r) = http.get(format!("{api}/metrics")).send().await else {
+        return out;
     };
-    let status = r.status().as_u16();
-    let v: serde_json::Value = r.json().await.unwrap_or_default();
-    (
-        status,
-        v["dead_letters"].as_array().map(Vec::len).unwrap_or(0),
-    )
+    let text = r.text().await.unwrap_or_default();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("impressox_notify_records{state=\"")
+            && let Some((state, value)) = rest.split_once("\"} ")
+            && let Ok(v) = value.trim().parse()
+        {
+            out.insert(state.to_string(), v);
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

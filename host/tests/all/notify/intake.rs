@@ -212,3 +212,46 @@ async fn futures_statuses(rig: &NotifyRig, ids: &[&str]) -> Vec<String> {
     }
     out
 }
+
+/// With few send slots, intake holds them for the records it inserts already claimed while
+/// retries wait for a slot in the claimer; everything must still go out (this deadlocked
+/// once: the claimer waited for a slot that only it could free).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_with_few_send_slots_and_retries_all_goes_out() {
+    let rig = NotifyRig::start(Opts {
+        notify: "max_in_flight = 2\nbatch_size = 4\nrate_limits = false\n".into(),
+        retry: "base_ms = 10\njitter = 0.0\n".into(),
+        ..Default::default()
+    })
+    .await;
+    rig.put_prefs(
+        "u1",
+        json!({"channels": {"telegram": {"chat_id": "5005"}}, "enabled": ["telegram"]}),
+    )
+    .await;
+    rig.tg.reply_next(
+        Some("5005"),
+        [Reply::RetryAfter(1), Reply::Ok, Reply::RetryAfter(1)],
+    );
+    for i in 0..60 {
+        rig.store
+            .enqueue_once(
+                NOTIFY_REQUESTS,
+                &format!("burst-{i}"),
+                &request(&format!("burst-{i}"), "u1", &format!("burst {i}"), "").to_string(),
+            )
+            .await
+            .unwrap();
+    }
+    for i in 0..60 {
+        rig.wait_status(
+            &format!("burst-{i}"),
+            &["delivered"],
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    let counts = rig.tg.count_by_text();
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    assert_eq!(rig.tg.messages_to("5005").len(), 60);
+}
