@@ -6,17 +6,20 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use impressox_host::config::Config;
+
+#[path = "common/redis.rs"]
+mod redis;
 use impressox_host::market::MarketMonitor;
 use impressox_host::market::health::SourceState;
 use impressox_host::market::rules::{RuleRecord, RuleSpec};
 use impressox_host::runtime::Runtime;
 use impressox_host::storage::{MarketCommit, NOTIFY_REQUESTS, Store, StoreLimits};
+use redis::Redis;
 
 const SYMBOLS: usize = 1_000;
 const RULES_PER_SYMBOL: usize = 100;
@@ -69,50 +72,6 @@ fn rules(seed: u64) -> Vec<RuleRecord> {
         }
     }
     out
-}
-
-/// A redis-server child; the folder lives as long as it does.
-struct Redis(Child, u16, #[allow(dead_code)] tempfile::TempDir);
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let dir = tempfile::tempdir().ok()?;
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Redis(child, port, dir));
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        None
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 struct Outcome {

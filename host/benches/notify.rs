@@ -13,11 +13,13 @@
 //! which tells the HTTP path's share of the cost. Figures go to docs/BENCHMARKS.md.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+
+#[path = "common/redis.rs"]
+mod redis;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::post;
 use impressox_host::config::Config;
@@ -27,6 +29,7 @@ use impressox_host::notify::{Extras, NotifyWorker};
 use impressox_host::runtime::Runtime;
 use impressox_host::storage::{NOTIFY_REQUESTS, Store, StoreLimits};
 use parking_lot::Mutex;
+use redis::Redis;
 use serde_json::{Value, json};
 
 /// The same allocator as the `impressox` binary (src/main.rs).
@@ -75,41 +78,6 @@ async fn start_stand_in() -> (String, Arc<StandIn>) {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
     (url, s)
-}
-
-/// A redis-server child; the folder lives as long as it does.
-struct Redis(Child, u16, #[allow(dead_code)] tempfile::TempDir);
-
-impl Redis {
-    fn start() -> Option<Redis> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let dir = tempfile::tempdir().ok()?;
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Some(Redis(child, port, dir));
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        None
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 struct Bench {

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::Shared;
 use super::log::{NOTIFICATIONS, notification_doc};
 use super::plan::{self, NO_TARGET, Planned, RenderError, Start};
-use super::record::{DELIVERIES, Delivery, State, delivery_id};
+use super::record::{DELIVERIES, Delivery, NewDelivery, State};
 use super::request::{NotificationRequest, Priority};
 use crate::documents::{Write, WriteOutcome};
 use crate::storage::{NOTIFY_REQUESTS, StreamEntry};
@@ -198,36 +198,18 @@ fn ready_now(d: &Delivery) -> bool {
 /// A fresh record for a planned delivery: rendered, with its rate-limit slots reserved,
 /// claimed by this host when it can go now.
 pub fn build(sh: &Shared, req: &NotificationRequest, p: Planned, now: i64) -> Delivery {
-    let mut d = Delivery {
-        id: delivery_id(&req.id, &p.channel, &p.target),
-        rev: 0,
-        notification_id: req.id.clone(),
-        user_id: req.user_id.clone(),
-        kind: req.kind.clone(),
-        priority: req.priority,
-        channel: p.channel.clone(),
-        target: p.target.clone(),
-        state: State::Queued,
-        reason: None,
-        due_at_ms: now,
-        owner: None,
-        lease_until_ms: 0,
-        slot_owner: None,
-        attempt: 0,
-        generation: 0,
-        attempts_in_generation: 0,
-        rate_limited: 0,
-        formatter: String::new(),
-        parts: Vec::new(),
-        parts_sent: 0,
-        part_slots: Vec::new(),
-        history: Vec::new(),
-        last_error: None,
-        request_json: serde_json::to_string(req).unwrap_or_default(),
-        created_ms: now,
-        updated_ms: now,
-        final_ms: 0,
-    };
+    let mut d = Delivery::new(
+        NewDelivery {
+            notification_id: req.id.clone(),
+            user_id: req.user_id.clone(),
+            kind: req.kind.clone(),
+            priority: req.priority,
+            channel: p.channel.clone(),
+            target: p.target.clone(),
+            request_json: serde_json::to_string(req).unwrap_or_default(),
+        },
+        now,
+    );
     let wait = match p.start {
         Start::Skip { reason } => {
             d.end_unsent(State::Skipped, reason, None, now);
@@ -317,40 +299,24 @@ pub fn render_into(sh: &Shared, d: &mut Delivery, req: &NotificationRequest, now
 
 /// A dead letter for an entry that is not a valid request.
 fn invalid_record(e: &StreamEntry, error: &str, now: i64) -> Delivery {
-    let mut d = Delivery {
-        // The entry id too: entries without a key (a hand-written XADD) must not share one.
-        id: delivery_id(&format!("{}#{}", e.key, e.id), "intake", NO_TARGET),
-        rev: 0,
-        notification_id: if e.key.is_empty() {
-            e.id.clone()
-        } else {
-            e.key.clone()
+    // The entry id too: entries without a key (a hand-written XADD) must not share one
+    // record, so the id is derived from both.
+    let mut d = Delivery::new(
+        NewDelivery {
+            notification_id: format!("{}#{}", e.key, e.id),
+            user_id: String::new(),
+            kind: String::new(),
+            priority: Priority::Normal,
+            channel: "intake".into(),
+            target: NO_TARGET.into(),
+            request_json: crate::util::truncate(&e.body, 4096),
         },
-        user_id: String::new(),
-        kind: String::new(),
-        priority: Priority::Normal,
-        channel: "intake".into(),
-        target: NO_TARGET.into(),
-        state: State::Dead,
-        reason: None,
-        due_at_ms: 0,
-        owner: None,
-        lease_until_ms: 0,
-        slot_owner: None,
-        attempt: 0,
-        generation: 0,
-        attempts_in_generation: 0,
-        rate_limited: 0,
-        formatter: String::new(),
-        parts: Vec::new(),
-        parts_sent: 0,
-        part_slots: Vec::new(),
-        history: Vec::new(),
-        last_error: None,
-        request_json: crate::util::truncate(&e.body, 4096),
-        created_ms: now,
-        updated_ms: now,
-        final_ms: 0,
+        now,
+    );
+    d.notification_id = if e.key.is_empty() {
+        e.id.clone()
+    } else {
+        e.key.clone()
     };
     d.end_unsent(
         State::Dead,

@@ -196,7 +196,53 @@ pub fn backoff_ms(cfg: &RetryConfig, n: u32, random: f64) -> u64 {
     ((d as f64) * (1.0 - cfg.jitter * random.clamp(0.0, 1.0))).round() as u64
 }
 
+/// Who and where a new record is for.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub notification_id: String,
+    pub user_id: String,
+    pub kind: String,
+    pub priority: Priority,
+    pub channel: String,
+    pub target: String,
+    pub request_json: String,
+}
+
 impl Delivery {
+    /// A fresh record, `queued` and due now, with its id derived from the triple.
+    pub fn new(n: NewDelivery, now_ms: i64) -> Delivery {
+        Delivery {
+            id: delivery_id(&n.notification_id, &n.channel, &n.target),
+            rev: 0,
+            notification_id: n.notification_id,
+            user_id: n.user_id,
+            kind: n.kind,
+            priority: n.priority,
+            channel: n.channel,
+            target: n.target,
+            state: State::Queued,
+            reason: None,
+            due_at_ms: now_ms,
+            owner: None,
+            lease_until_ms: 0,
+            slot_owner: None,
+            attempt: 0,
+            generation: 0,
+            attempts_in_generation: 0,
+            rate_limited: 0,
+            formatter: String::new(),
+            parts: Vec::new(),
+            parts_sent: 0,
+            part_slots: Vec::new(),
+            history: Vec::new(),
+            last_error: None,
+            request_json: n.request_json,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            final_ms: 0,
+        }
+    }
+
     /// The stored document.
     pub fn to_doc(&self) -> Doc {
         match serde_json::to_value(self) {
@@ -385,41 +431,27 @@ pub(crate) mod tests {
     use super::*;
 
     pub fn sample(now: i64) -> Delivery {
-        Delivery {
-            id: delivery_id("rule-42-1764300000", "telegram", "123456"),
-            rev: 1,
-            notification_id: "rule-42-1764300000".into(),
-            user_id: "u1".into(),
-            kind: "price_alert".into(),
-            priority: Priority::Normal,
-            channel: "telegram".into(),
-            target: "123456".into(),
-            state: State::Queued,
-            reason: None,
-            due_at_ms: now,
-            owner: None,
-            lease_until_ms: 0,
-            slot_owner: None,
-            attempt: 0,
-            generation: 0,
-            attempts_in_generation: 0,
-            rate_limited: 0,
-            formatter: "telegram-markdown@0.1.0".into(),
-            parts: vec![Part {
-                text: "hi".into(),
-                subject: None,
-                html: None,
-                parse_mode: ParseMode::MarkdownV2,
-            }],
-            parts_sent: 0,
-            part_slots: vec![],
-            history: vec![],
-            last_error: None,
-            request_json: "{}".into(),
-            created_ms: now,
-            updated_ms: now,
-            final_ms: 0,
-        }
+        let mut d = Delivery::new(
+            NewDelivery {
+                notification_id: "rule-42-1764300000".into(),
+                user_id: "u1".into(),
+                kind: "price_alert".into(),
+                priority: Priority::Normal,
+                channel: "telegram".into(),
+                target: "123456".into(),
+                request_json: "{}".into(),
+            },
+            now,
+        );
+        d.rev = 1;
+        d.formatter = "telegram-markdown@0.1.0".into();
+        d.parts = vec![Part {
+            text: "hi".into(),
+            subject: None,
+            html: None,
+            parse_mode: ParseMode::MarkdownV2,
+        }];
+        d
     }
 
     fn retry() -> RetryConfig {
