@@ -36,6 +36,8 @@ pub struct Config {
     pub market: crate::market::config::MarketConfig,
     /// The notify worker: intake, delivery, formatters, channels.
     pub notify: crate::notify::config::NotifyConfig,
+    /// The x-scraper worker: X's URLs, accounts and proxies files, browser, limits.
+    pub scraper: crate::scraper::config::ScraperConfig,
     /// Log output.
     pub log: LogConfig,
     /// The folder relative paths resolve against (the config file's). Not a config key.
@@ -54,6 +56,7 @@ impl Default for Config {
             workers: WorkersConfig::default(),
             market: Default::default(),
             notify: Default::default(),
+            scraper: Default::default(),
             log: LogConfig::default(),
             base_dir: PathBuf::from("."),
         }
@@ -332,6 +335,8 @@ impl Config {
         }
         self.market.validate()?;
         self.notify.validate()?;
+        self.scraper
+            .validate(&self.workers.enabled, &self.base_dir)?;
         Ok(())
     }
 
@@ -352,6 +357,21 @@ impl Config {
     /// The plugin directory, resolved.
     pub fn plugin_dir(&self) -> PathBuf {
         self.resolve(&self.plugins.dir)
+    }
+
+    /// `[scraper] accounts_file`, resolved.
+    pub fn scraper_accounts_file(&self) -> PathBuf {
+        self.scraper.accounts_path(&self.base_dir)
+    }
+
+    /// `[scraper] proxies_file`, resolved; `None` when not set.
+    pub fn scraper_proxies_file(&self) -> Option<PathBuf> {
+        self.scraper.proxies_path(&self.base_dir)
+    }
+
+    /// `[scraper] user_list`, resolved; `None` when not set.
+    pub fn scraper_user_list(&self) -> Option<PathBuf> {
+        self.scraper.user_list_path(&self.base_dir)
     }
 }
 
@@ -460,6 +480,39 @@ mod tests {
         let c = Config::load_with_env(Some(&path), &[]).unwrap();
         assert_eq!(c.data_dir(), dir.path().join("d"));
         assert_eq!(c.plugin_dir(), dir.path().join("p"));
+    }
+
+    #[test]
+    fn scraper_files_resolve_against_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[scraper]\naccounts_file = \"a.txt\"\nproxies_file = \"/etc/p.txt\"\nuser_list = \"u.txt\"\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(Some(&path), &[]).unwrap();
+        assert_eq!(c.scraper_accounts_file(), dir.path().join("a.txt"));
+        assert_eq!(c.scraper_proxies_file(), Some(PathBuf::from("/etc/p.txt")));
+        assert_eq!(c.scraper_user_list(), Some(dir.path().join("u.txt")));
+    }
+
+    #[test]
+    fn scraper_errors_name_the_key_from_file_and_environment() {
+        let f = write("[scraper.browser]\npages_per_account = 3\n");
+        let err = Config::load_with_env(Some(f.path()), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[scraper.browser] pages_per_account"), "{err}");
+        let env = vec![(
+            "IMPRESSOX__SCRAPER__BROWSER__SANDBOX".to_string(),
+            "sometimes".to_string(),
+        )];
+        let err = Config::load_with_env(None, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("IMPRESSOX__SCRAPER__BROWSER__SANDBOX"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod input;
 pub mod market;
 pub mod notify;
 pub mod runtime;
+pub mod scraper;
 pub mod storage;
 pub mod util;
 pub mod workers;

@@ -118,12 +118,19 @@ fn demo() -> Result<(), String> {
     run(host, "starting the host (Ctrl-C stops it)")
 }
 
-/// The servers the integration tests start (SPEC §12): installed from Debian's packages
-/// when missing and we may (root with apt-get); otherwise a clear message.
+/// The servers the integration tests start (SPEC §12) and the browser the scraper's tests
+/// drive: installed from Debian's packages when missing and we may (root with apt-get);
+/// otherwise a clear message. A Chromium named by `IMPRESSOX_CHROMIUM` (what the tests use
+/// instead of `/usr/bin/chromium`) counts as installed.
 fn ensure_test_servers() -> Result<(), String> {
-    let missing: Vec<&str> = [("redis-server", "redis-server")]
+    let chromium_elsewhere = std::env::var_os("IMPRESSOX_CHROMIUM")
+        .is_some_and(|path| std::path::Path::new(&path).is_file());
+    let missing: Vec<&str> = [("redis-server", "redis-server"), ("chromium", "chromium")]
         .into_iter()
-        .filter(|(bin, _)| !on_path(bin))
+        .filter(|(bin, _)| {
+            let installed = on_path(bin) || (*bin == "chromium" && chromium_elsewhere);
+            !installed
+        })
         .map(|(_, pkg)| pkg)
         .collect();
     if missing.is_empty() {

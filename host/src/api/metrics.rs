@@ -99,6 +99,9 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     if let Some(n) = &state.services.notify {
         notify(&mut out, n).await;
     }
+    if let Some(s) = &state.services.scraper {
+        s.render_metrics(&mut out).await;
+    }
     if let Some(store) = &state.services.store {
         let _ = writeln!(out, "# HELP impressox_stream_length Entries in a stream.");
         let _ = writeln!(out, "# TYPE impressox_stream_length gauge");

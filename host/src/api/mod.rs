@@ -1,4 +1,5 @@
-//! The admin HTTP API (axum): health, Prometheus metrics, plugin status and reload.
+//! The admin HTTP API (axum): health, Prometheus metrics, plugin status and reload, and
+//! one file per resource of the workers (rules, prices, notifications, scraper targets).
 //!
 //! Every `/api/v1` route requires `Authorization: Bearer <IMPRESSOX_API_TOKEN>` when a
 //! token is set; without a token the server refuses to bind anywhere but loopback.
@@ -28,6 +29,7 @@ mod plugins;
 mod preferences;
 mod prices;
 mod rules;
+mod scraper;
 mod telegram_link;
 
 /// What route handlers share.
@@ -48,6 +50,12 @@ pub struct Services {
     pub docs: Option<Arc<dyn crate::documents::Documents>>,
     /// The notify worker, when this process runs it.
     pub notify: Option<crate::notify::NotifyHandle>,
+    /// The x-scraper worker, when this process runs it (accounts view, metrics, waking
+    /// it for a new target).
+    pub scraper: Option<crate::scraper::ScraperHandle>,
+    /// `[scraper]`'s defaults for targets created through the API, so an API-only
+    /// process stores what the worker would; the built-in defaults when unset.
+    pub scraper_defaults: Option<crate::scraper::targets::TargetDefaults>,
 }
 
 impl ApiState {
@@ -181,6 +189,12 @@ pub fn router_with(
             "/users/{user_id}/telegram-link",
             axum::routing::post(telegram_link::create),
         )
+        .route("/scraper/targets", get(scraper::list).post(scraper::create))
+        .route(
+            "/scraper/targets/{id}",
+            axum::routing::delete(scraper::delete),
+        )
+        .route("/scraper/accounts", get(scraper::accounts))
         .route("/plugins", axum::routing::get(plugins::list))
         .route("/plugins/reload", axum::routing::post(plugins::reload))
         .route("/plugins/{name}", axum::routing::get(plugins::get))

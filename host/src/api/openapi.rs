@@ -91,9 +91,12 @@ pub async fn document() -> Json<Value> {
                 "responses": {"200": {"description": "the price", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Price"}}}}, "404": {"description": "no price yet", "content": {"application/json": {"schema": error}}}}}}
         }
     });
-    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), notify_paths(&error))
-    {
-        paths.extend(more);
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for more in [notify_paths(&error), scraper_paths(&error)] {
+            if let Value::Object(more) = more {
+                paths.extend(more);
+            }
+        }
     }
     Json(doc)
 }
@@ -132,5 +135,55 @@ fn notify_paths(error: &Value) -> Value {
                 "put": {"summary": "Replace a user's preferences: channels (telegram.chat_id, email.address, webhook.url, console), enabled, quiet_hours {start, end, tz}, mutes [{until, kinds}]",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
                     "responses": {"200": {"description": "stored"}, "400": {"description": "invalid (names the field)", "content": {"application/json": {"schema": error}}}}}}
+    })
+}
+
+/// The x-scraper's routes (docs/design/x-scraper.md §3.8, §4.1).
+fn scraper_paths(error: &Value) -> Value {
+    let target = json!({"type": "object", "required": ["id", "kind", "origin", "mode", "interval_secs", "max_pages", "enabled", "next_run_at"],
+        "properties": {
+            "id": {"type": "string", "description": "user:<handle, lower case> or search:<name>"},
+            "kind": {"type": "string", "enum": ["user", "search"]},
+            "handle": {"type": ["string", "null"]}, "user_id": {"type": ["string", "null"]},
+            "name": {"type": ["string", "null"]}, "query": {"type": ["string", "null"]},
+            "product": {"type": ["string", "null"], "enum": ["live", "top", null]},
+            "origin": {"type": "string", "enum": ["file", "config", "api"]},
+            "mode": {"type": "string", "enum": ["tail", "backfill"]},
+            "interval_secs": {"type": "integer"}, "max_pages": {"type": "integer"}, "enabled": {"type": "boolean"},
+            "next_run_ms": {"type": "integer"}, "next_run_at": {"type": "string", "format": "date-time"},
+            "newest_id": {"type": ["integer", "null"]},
+            "backfill": {"type": "object", "properties": {"cursor": {"type": ["string", "null"]}, "oldest_id": {"type": ["integer", "null"]},
+                "pages": {"type": "integer"}, "done": {"type": "boolean"}}},
+            "last_run": {"type": ["object", "null"]}}});
+    let spec = json!({"type": "object", "required": ["kind"], "additionalProperties": false,
+        "properties": {
+            "kind": {"type": "string", "enum": ["user", "search"]},
+            "handle": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,15}$", "description": "kind user"},
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "kind search"},
+            "query": {"type": "string", "maxLength": 500, "description": "kind search"},
+            "product": {"type": "string", "enum": ["live", "top"], "description": "kind search"},
+            "interval_secs": {"type": "integer", "minimum": 60},
+            "mode": {"type": "string", "enum": ["tail", "backfill"]},
+            "max_pages": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "enabled": {"type": "boolean"}}});
+    json!({
+        "/api/v1/scraper/targets": {
+            "get": {"summary": "Scrape targets, by id",
+                "parameters": [{"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["user", "search"]}}],
+                "responses": {"200": {"description": "{\"targets\": [Target]}", "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"targets": {"type": "array", "items": target}}}}}},
+                    "400": {"description": "unknown kind", "content": {"application/json": {"schema": error}}}}},
+            "post": {"summary": "Add a user or search target (origin api), due at once",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": spec}}},
+                "responses": {"201": {"description": "created", "content": {"application/json": {"schema": target}}},
+                    "400": {"description": "a field is invalid (named in the message); nothing stored", "content": {"application/json": {"schema": error}}},
+                    "409": {"description": "a target with this id exists", "content": {"application/json": {"schema": error}}}}}},
+        "/api/v1/scraper/targets/{id}": {"delete": {"summary": "Delete an API target; targets from user_list or [[scraper.searches]] are removed there",
+            "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "responses": {"204": {"description": "deleted"}, "404": {"description": "unknown", "content": {"application/json": {"schema": error}}},
+                "409": {"description": "defined in user_list or [[scraper.searches]]", "content": {"application/json": {"schema": error}}}}}},
+        "/api/v1/scraper/accounts": {"get": {"summary": "The x-scraper's accounts (state, session, budgets, proxy) and proxies; never a password, email, TOTP secret or cookie",
+            "responses": {"200": {"description": "{\"accounts\": [...], \"proxies\": [...]}"},
+                "503": {"description": "the x-scraper worker is not running in this process", "content": {"application/json": {"schema": error}}}}}}
     })
 }

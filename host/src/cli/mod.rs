@@ -1,4 +1,4 @@
-//! The command line: `run`, `plugin new|build|check|run`, `plugins`.
+//! The command line: `run`, `plugin new|build|check|run`, `plugins`, `scraper reparse`.
 //!
 //! `--config FILE` and `--log-format` are global: every subcommand accepts them.
 
@@ -12,6 +12,7 @@ use crate::config::{Config, LogFormat};
 
 mod plugin;
 mod run;
+mod scraper;
 
 /// ImpressoX Workers: the host for the background workers of an AI agent for crypto markets.
 #[derive(Parser, Debug)]
@@ -44,6 +45,9 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// The x-scraper's offline tools (no running host needed).
+    #[command(subcommand)]
+    Scraper(scraper::ScraperCommand),
 }
 
 /// Entry point of the binary.
@@ -66,6 +70,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run { workers } => run::run(config, workers),
         Command::Plugin(cmd) => plugin::dispatch(&config, cmd),
         Command::Plugins { url } => plugin::list_remote(&config, url),
+        Command::Scraper(cmd) => scraper::dispatch(&config, cmd),
     }
 }
 

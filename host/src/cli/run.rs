@@ -75,11 +75,31 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             None
         };
+        let scraper = if config
+            .workers
+            .enabled
+            .iter()
+            .any(|w| w == crate::scraper::config::WORKER)
+        {
+            Some(
+                crate::scraper::ScraperWorker::start(
+                    &config,
+                    runtime.clone(),
+                    store.clone(),
+                    docs.clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         let services = crate::api::Services {
             store: Some(store.clone()),
             market: market.as_ref().map(|m| m.handle.clone()),
             docs: Some(docs.clone()),
             notify: notify.as_ref().map(|n| n.handle.clone()),
+            scraper: scraper.as_ref().map(|s| s.handle.clone()),
+            scraper_defaults: Some(crate::scraper::worker::target_defaults(&config.scraper)),
         };
         let shutdown = shutdown_signal();
         if config.api.enabled {
@@ -88,6 +108,12 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
             crate::api::serve(config.api.listen, router, shutdown).await?;
         } else {
             shutdown.await;
+        }
+        if let Some(s) = scraper {
+            tracing::info!(
+                "shutting down: stopping the x-scraper (sessions saved, Chromium closed)"
+            );
+            s.stop().await;
         }
         // Notify first: its bot may be handing a /watch to the market engine.
         if let Some(n) = notify {

@@ -34,6 +34,9 @@ const GROUPS: TableDefinition<(&str, &str), u64> = TableDefinition::new("stream_
 const PENDING: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("stream_pending");
 /// lease name → (owner, until ms).
 const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+/// (namespace, key) → value: the general key-value space. A tuple key keeps one
+/// namespace's keys adjacent, so listing it is a range scan.
+const KV: TableDefinition<(&str, &str), &str> = TableDefinition::new("kv");
 
 #[derive(Serialize, Deserialize)]
 struct StoredEntry {
@@ -102,6 +105,7 @@ impl EmbeddedStore {
         tx.open_table(GROUPS)?;
         tx.open_table(PENDING)?;
         tx.open_table(LEASES)?;
+        tx.open_table(KV)?;
         tx.commit()?;
         Ok(())
     }
@@ -512,5 +516,41 @@ impl Store for EmbeddedStore {
             n += 1;
         }
         Ok(n)
+    }
+
+    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(KV)?;
+        Ok(t.get((ns, key))?.map(|v| v.value().to_string()))
+    }
+
+    async fn kv_put(&self, ns: &str, key: &str, value: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(KV)?.insert((ns, key), value)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn kv_delete(&self, ns: &str, key: &str) -> Result<bool> {
+        let tx = self.db.begin_write()?;
+        let existed = tx.open_table(KV)?.remove((ns, key))?.is_some();
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    async fn kv_list(&self, ns: &str) -> Result<Vec<(String, String)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(KV)?;
+        let mut out = Vec::new();
+        // Keys of `ns` sort after (ns, "") and before any longer namespace's.
+        for item in t.range((ns, "")..)? {
+            let (k, v) = item?;
+            let (n, key) = k.value();
+            if n != ns {
+                break;
+            }
+            out.push((key.to_string(), v.value().to_string()));
+        }
+        Ok(out)
     }
 }

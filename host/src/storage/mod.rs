@@ -6,6 +6,10 @@
 //! `data_dir` (state survives restarts, no server needed); `redis` is Redis 7. Both pass
 //! the same test suite (`host/tests/all/storage.rs`).
 //!
+//! A general key-value space (`kv_*`, by namespace) holds small records that belong to no
+//! other table: the X scraper's cookie jars and account records, later the plugins' `kv`
+//! capability.
+//!
 //! Two operations carry the exactly-once guarantees the workers rely on:
 //! - [`Store::enqueue_once`] appends to a stream only if its idempotency key was never
 //!   seen, atomically, so a re-evaluated tick after a crash cannot enqueue twice;
@@ -159,6 +163,16 @@ pub trait Store: Send + Sync {
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()>;
     /// Number of entries in the stream.
     async fn stream_len(&self, stream: &str) -> Result<u64>;
+
+    /// The value of `key` in namespace `ns`.
+    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>>;
+    /// Set `key` in `ns` to `value`, replacing what was there.
+    async fn kv_put(&self, ns: &str, key: &str, value: &str) -> Result<()>;
+    /// Remove `key` from `ns`; false if it did not exist.
+    async fn kv_delete(&self, ns: &str, key: &str) -> Result<bool>;
+    /// Every (key, value) of `ns`, sorted by key. Loads the whole namespace: meant for
+    /// small ones (sessions and records per account), not for bulk data.
+    async fn kv_list(&self, ns: &str) -> Result<Vec<(String, String)>>;
 }
 
 /// Open the configured backend.

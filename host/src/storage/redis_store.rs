@@ -3,7 +3,8 @@
 //! Layout: `market:rules` (hash id → JSON), `market:prices:latest` (hash symbol → JSON),
 //! `market:prices:history:<symbol>` (list, newest first, trimmed to `history_len`),
 //! `market:checkpoints` (hash), streams under their own names (`notify:requests`) with
-//! idempotency keys `<stream>:idem:<key>` that expire after `idempotency_ttl_secs`.
+//! idempotency keys `<stream>:idem:<key>` that expire after `idempotency_ttl_secs`,
+//! leases `lease:<name>`, and one hash `kv:<namespace>` per key-value namespace.
 //!
 //! Commands go through a [`ConnectionManager`], which reconnects after a Redis restart;
 //! a command that fails during the outage is an error the caller retries. Blocking
@@ -61,6 +62,10 @@ return 0
 
 fn lease_key(name: &str) -> String {
     format!("lease:{name}")
+}
+
+fn kv_key(ns: &str) -> String {
+    format!("kv:{ns}")
 }
 
 /// The Redis store.
@@ -457,5 +462,30 @@ impl Store for RedisStore {
     async fn stream_len(&self, stream: &str) -> Result<u64> {
         let mut c = self.conn.clone();
         Ok(c.xlen(stream).await?)
+    }
+
+    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>> {
+        let mut c = self.conn.clone();
+        Ok(c.hget(kv_key(ns), key).await?)
+    }
+
+    async fn kv_put(&self, ns: &str, key: &str, value: &str) -> Result<()> {
+        let mut c = self.conn.clone();
+        let _: () = c.hset(kv_key(ns), key, value).await?;
+        Ok(())
+    }
+
+    async fn kv_delete(&self, ns: &str, key: &str) -> Result<bool> {
+        let mut c = self.conn.clone();
+        let n: u64 = c.hdel(kv_key(ns), key).await?;
+        Ok(n > 0)
+    }
+
+    async fn kv_list(&self, ns: &str) -> Result<Vec<(String, String)>> {
+        let mut c = self.conn.clone();
+        let all: std::collections::HashMap<String, String> = c.hgetall(kv_key(ns)).await?;
+        let mut out: Vec<(String, String)> = all.into_iter().collect();
+        out.sort();
+        Ok(out)
     }
 }

@@ -26,9 +26,54 @@ fn point(symbol: &str, price: f64, ts_ms: i64) -> PricePoint {
     }
 }
 
+/// The key-value space: namespaces are separate, values are replaced, lists are sorted.
+async fn kv_put_get_delete_list(store: &dyn Store) {
+    let name = store.backend();
+    let ns = "scraper:sessions";
+    assert_eq!(store.kv_get(ns, "alice").await.unwrap(), None, "{name}");
+    assert!(store.kv_list(ns).await.unwrap().is_empty(), "{name}");
+    store.kv_put(ns, "bob", r#"{"cookies":[]}"#).await.unwrap();
+    store.kv_put(ns, "alice", "v1").await.unwrap();
+    store.kv_put(ns, "alice", "v2").await.unwrap();
+    // Same key in another namespace, and a namespace that is a prefix of this one.
+    store
+        .kv_put("scraper:accounts", "alice", "rec")
+        .await
+        .unwrap();
+    store.kv_put("scraper", "alice", "short").await.unwrap();
+    assert_eq!(
+        store.kv_get(ns, "alice").await.unwrap().as_deref(),
+        Some("v2"),
+        "{name}"
+    );
+    assert_eq!(
+        store.kv_list(ns).await.unwrap(),
+        vec![
+            ("alice".to_string(), "v2".to_string()),
+            ("bob".to_string(), r#"{"cookies":[]}"#.to_string()),
+        ],
+        "{name}"
+    );
+    assert_eq!(
+        store.kv_list("scraper:accounts").await.unwrap(),
+        vec![("alice".to_string(), "rec".to_string())],
+        "{name}"
+    );
+    assert!(store.kv_delete(ns, "bob").await.unwrap(), "{name}");
+    assert!(!store.kv_delete(ns, "bob").await.unwrap(), "{name}");
+    assert_eq!(store.kv_get(ns, "bob").await.unwrap(), None, "{name}");
+    assert_eq!(store.kv_list(ns).await.unwrap().len(), 1, "{name}");
+    assert_eq!(
+        store.kv_get("scraper", "alice").await.unwrap().as_deref(),
+        Some("short"),
+        "{name}"
+    );
+}
+
 async fn suite(store: Arc<dyn Store>) {
     let name = store.backend();
     store.ping().await.unwrap();
+    kv_put_get_delete_list(store.as_ref()).await;
 
     // Rules.
     store.put_rule("a", r#"{"id":"a"}"#).await.unwrap();
@@ -169,6 +214,15 @@ async fn embedded_store_passes_the_suite_and_keeps_state_across_reopen() {
         again.enqueue_once("test:stream", "k1", "x").await.unwrap(),
         None,
         "keys survive a reopen"
+    );
+    assert_eq!(
+        again
+            .kv_get("scraper:sessions", "alice")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("v2"),
+        "key-value entries survive a reopen"
     );
 }
 

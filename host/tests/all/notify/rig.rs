@@ -154,6 +154,8 @@ impl NotifyRig {
                 docs: Some(docs.clone()),
                 notify: Some(worker.handle.clone()),
                 market: None,
+                scraper: None,
+                scraper_defaults: None,
             },
         );
         let server = tokio::spawn(async move {

@@ -14,6 +14,13 @@
 //!   signatures and answers as scripted.
 //! - [`smtp::SmtpServer`]: PyPI's aiosmtpd from the test virtualenv, storing mail in a Maildir and
 //!   refusing or stalling recipients on demand.
+//! - [`x_site::XSite`]: X as the scraper's browser meets it: profile and search pages whose
+//!   script calls X's GraphQL API, the fixture pages along their cursors, X's login flow (email
+//!   challenge, TOTP), per-account budgets, bans, locks and their redirects.
+//! - [`http_proxy::HttpProxy`]: a forward HTTP proxy to the loopback stand-ins that counts what
+//!   it forwards, can demand credentials and can go down.
+//! - [`chromium`]: the Debian Chromium binary, a process-wide limit of two browser tests at a
+//!   time, and `--dump-dom`.
 //!
 //! Each test starts its own instance, so tests can run in parallel and never share state.
 
@@ -21,11 +28,14 @@
 #![allow(dead_code)]
 
 pub mod binance_ws;
+pub mod chromium;
 pub mod coingecko_http;
+pub mod http_proxy;
 pub mod mongo;
 pub mod redis;
 pub mod smtp;
 pub mod telegram;
 pub mod webhook_receiver;
+pub mod x_site;
 
 mod selftest;

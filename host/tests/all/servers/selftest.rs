@@ -696,3 +696,718 @@ async fn smtp_sink_stores_and_refuses_on_demand() {
     assert_eq!(mail.text().map(str::trim_end), Some("café au lait"));
     assert_eq!(mail.html().map(str::trim_end), Some("<p>café</p>"));
 }
+
+// ------------------------------------------------------------------ X, the proxy, Chromium
+
+mod x {
+    use std::time::Duration;
+
+    use reqwest::StatusCode;
+    use reqwest::header::{COOKIE, LOCATION, REFERER, SET_COOKIE};
+    use serde_json::{Value, json};
+
+    use crate::servers::chromium;
+    use crate::servers::http_proxy::HttpProxy;
+    use crate::servers::x_site::login::{self, totp_at};
+    use crate::servers::x_site::timelines::{bottom_cursor, fixture, fixture_json};
+    use crate::servers::x_site::{AccountState, Fail, XSite, cookie_header};
+
+    const ANA: &str = "1453287640927653889";
+    const A: &str = "1990714142880702470";
+    const BOTTOM1: &str = "DAABCgABG6dxr4R__-YKAAIbn9BOpBaRFggAAwAAAAIAAA";
+    const BOTTOM2: &str = "DAABCgABG6dxr4R__-YKAAIbnVvJkFqRYQgAAwAAAAIAAA";
+    const BOTTOM3: &str = "DAABCgABG6dxr4R__-YKAAIbmu7wYBqRhAgAAwAAAAIAAA";
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    fn gql_url(site: &XSite, op: &str, variables: Value) -> String {
+        let encoded: String = url_encode(&variables.to_string());
+        format!("{}/i/api/graphql/QID/{op}?variables={encoded}", site.url())
+    }
+
+    fn url_encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    struct Answer {
+        status: StatusCode,
+        limits: (u32, u32, u64),
+        body: String,
+    }
+
+    async fn get(request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.unwrap();
+        let header = |name: &str| -> u64 {
+            response.headers()[name]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let limits = (
+            header("x-rate-limit-limit") as u32,
+            header("x-rate-limit-remaining") as u32,
+            header("x-rate-limit-reset"),
+        );
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        Answer {
+            status: response.status(),
+            limits,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    fn error_code(body: &str) -> Option<u64> {
+        serde_json::from_str::<Value>(body).unwrap()["errors"][0]["code"].as_u64()
+    }
+
+    fn tweet_entry_ids(body: &str) -> Vec<String> {
+        let json: Value = serde_json::from_str(body).unwrap();
+        json["data"]["user"]["result"]["timeline"]["timeline"]["instructions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["type"] == "TimelineAddEntries")
+            .flat_map(|i| i["entries"].as_array().unwrap().iter())
+            .map(|e| e["entryId"].as_str().unwrap().to_owned())
+            .filter(|id| !id.starts_with("cursor-"))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn x_site_graphql_pages_chain_by_cursor_to_the_end() {
+        let site = XSite::start().await;
+        site.add_account("alice", "pw", "alice@example.com", None);
+        let cookies = cookie_header(&site.issue_session("alice"));
+        let http = client();
+        let call = |op: &str, vars: Value, referer: Option<String>| {
+            let mut request = http.get(gql_url(&site, op, vars)).header(COOKIE, &cookies);
+            if let Some(referer) = referer {
+                request = request.header(REFERER, referer);
+            }
+            get(request)
+        };
+
+        let user = call(
+            "UserByScreenName",
+            json!({"screen_name": "coinledger_ana"}),
+            None,
+        )
+        .await;
+        assert_eq!(user.status, 200);
+        assert_eq!(user.body, fixture("user_by_screen_name.json"));
+        assert_eq!((user.limits.0, user.limits.1), (500, 499));
+
+        // Follow the bottom cursors as X's app does, until one repeats.
+        let mut cursor: Option<String> = None;
+        let mut bodies = Vec::new();
+        loop {
+            let mut vars = json!({"userId": ANA, "count": 20});
+            if let Some(c) = &cursor {
+                vars["cursor"] = json!(c);
+            }
+            let page = call("UserTweets", vars, None).await;
+            assert_eq!(page.status, 200, "{}", page.body);
+            let next = bottom_cursor(&serde_json::from_str(&page.body).unwrap());
+            bodies.push(page.body);
+            if next == cursor || bodies.len() > 10 {
+                break;
+            }
+            cursor = next;
+        }
+        let expected: Vec<String> = [
+            "user_tweets.json",
+            "user_tweets_page2.json",
+            "user_tweets_page3.json",
+            "user_tweets_end.json",
+        ]
+        .into_iter()
+        .map(fixture)
+        .collect();
+        assert_eq!(bodies, expected);
+        let seen = site.graphql_requests("UserTweets");
+        let cursors: Vec<Option<&str>> = seen.iter().map(|s| s.cursor.as_deref()).collect();
+        assert_eq!(cursors, [None, Some(BOTTOM1), Some(BOTTOM2), Some(BOTTOM3)]);
+        assert!(seen.iter().all(|s| s.account.as_deref() == Some("alice")));
+        // Attributed through the user id the UserByScreenName answer carried.
+        assert!(
+            seen.iter()
+                .all(|s| s.handle.as_deref() == Some("coinledger_ana"))
+        );
+        let limits: Vec<u32> = seen.iter().map(|s| s.status as u32).collect();
+        assert_eq!(limits, [200, 200, 200, 200]);
+
+        // A profile of its own, picked by the page's Referer; past its last page, X's end.
+        let page3 = fixture_json("user_tweets_page3.json");
+        site.set_timeline("solo", vec![page3.clone()]);
+        let referer = Some(site.profile_url("solo"));
+        let own = call("UserTweets", json!({"userId": ANA}), referer.clone()).await;
+        assert_eq!(serde_json::from_str::<Value>(&own.body).unwrap(), page3);
+        let end = call(
+            "UserTweets",
+            json!({"userId": ANA, "cursor": BOTTOM3}),
+            referer,
+        )
+        .await;
+        let end: Value = serde_json::from_str(&end.body).unwrap();
+        assert_eq!(bottom_cursor(&end).as_deref(), Some(BOTTOM3));
+        assert!(tweet_entry_ids(&end.to_string()).is_empty());
+
+        // A tweet posted since: on top of page 1, the rest unchanged.
+        let new_id = "1990800000000000001";
+        site.prepend_tweet("coinledger_ana", new_id);
+        let referer = Some(site.profile_url("coinledger_ana"));
+        let page1 = call("UserTweets", json!({"userId": ANA}), referer.clone()).await;
+        let ids = tweet_entry_ids(&page1.body);
+        assert_eq!(ids[0], format!("tweet-{new_id}"));
+        assert_eq!(ids[1..], tweet_entry_ids(&fixture("user_tweets.json"))[..]);
+        let json: Value = serde_json::from_str(&page1.body).unwrap();
+        let entry = &json["data"]["user"]["result"]["timeline"]["timeline"]["instructions"][2]["entries"]
+            [0];
+        assert_eq!(entry["sortIndex"], new_id);
+        let tweet = &entry["content"]["itemContent"]["tweet_results"]["result"];
+        assert_eq!(tweet["rest_id"], new_id);
+        assert_eq!(tweet["legacy"]["id_str"], new_id);
+        assert!(!entry.to_string().contains(A));
+        // Page 2 still follows page 1's bottom cursor.
+        let page2 = call(
+            "UserTweets",
+            json!({"userId": ANA, "cursor": BOTTOM1}),
+            referer,
+        )
+        .await;
+        assert_eq!(page2.body, fixture("user_tweets_page2.json"));
+
+        // The endless timeline: page k's ids are page 1's shifted down by k × 10⁶.
+        site.set_endless_timeline("bench");
+        let referer = Some(site.profile_url("bench"));
+        let first = call("UserTweets", json!({"userId": ANA}), referer.clone()).await;
+        assert_eq!(
+            bottom_cursor(&serde_json::from_str(&first.body).unwrap()).as_deref(),
+            Some("bench-1")
+        );
+        assert_eq!(
+            tweet_entry_ids(&first.body),
+            tweet_entry_ids(&fixture("user_tweets.json"))
+        );
+        let third = call(
+            "UserTweets",
+            json!({"userId": ANA, "cursor": "bench-3"}),
+            referer,
+        )
+        .await;
+        let json: Value = serde_json::from_str(&third.body).unwrap();
+        assert_eq!(bottom_cursor(&json).as_deref(), Some("bench-4"));
+        let shifted = (A.parse::<u64>().unwrap() - 3_000_000).to_string();
+        assert!(tweet_entry_ids(&third.body).contains(&format!("tweet-{shifted}")));
+        assert!(!third.body.contains(A));
+        // Users keep their ids.
+        assert!(third.body.contains(ANA));
+
+        // Search: page 1, the scrolled page (cursors replaced in place), then X's end.
+        let search = |cursor: Option<&str>| {
+            let mut vars = json!({"rawQuery": "$BTC", "count": 20, "product": "Latest"});
+            if let Some(c) = cursor {
+                vars["cursor"] = json!(c);
+            }
+            call("SearchTimeline", vars, None)
+        };
+        let s1 = search(None).await;
+        assert_eq!(s1.body, fixture("search_timeline.json"));
+        assert_eq!(s1.limits.0, 50);
+        let c1 = bottom_cursor(&serde_json::from_str(&s1.body).unwrap()).unwrap();
+        let s2 = search(Some(&c1)).await;
+        assert_eq!(s2.body, fixture("search_timeline_page2.json"));
+        let c2 = bottom_cursor(&serde_json::from_str(&s2.body).unwrap()).unwrap();
+        assert_ne!(c1, c2);
+        let s3: Value = serde_json::from_str(&search(Some(&c2)).await.body).unwrap();
+        assert_eq!(bottom_cursor(&s3), Some(c2));
+        assert_eq!(
+            site.graphql_requests("SearchTimeline")[0].search.as_deref(),
+            Some("$BTC")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn x_site_budgets_run_out_with_429_and_refill_after_reset() {
+        let site = XSite::start().await;
+        site.add_account("alice", "pw", "a@example.com", None);
+        site.add_account("bob", "pw", "b@example.com", None);
+        let alice = cookie_header(&site.issue_session("alice"));
+        let bob = cookie_header(&site.issue_session("bob"));
+        let http = client();
+        let tweets = |cookies: &str| {
+            get(http
+                .get(gql_url(&site, "UserTweets", json!({"userId": ANA})))
+                .header(COOKIE, cookies))
+        };
+
+        site.set_account_budget("alice", "UserTweets", 500, 2, 2);
+        let first = tweets(&alice).await;
+        let second = tweets(&alice).await;
+        let third = tweets(&alice).await;
+        assert_eq!((first.status, first.limits.1), (StatusCode::OK, 1));
+        assert_eq!((second.status, second.limits.1), (StatusCode::OK, 0));
+        assert_eq!(third.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!((third.limits.0, third.limits.1), (500, 0));
+        assert_eq!(third.body, fixture("error_rate_limit.json"));
+        assert_eq!(error_code(&third.body), Some(88));
+        let reset = third.limits.2;
+        assert_eq!(first.limits.2, reset);
+        let now = login::unix_now();
+        assert!(reset > now && reset <= now + 3, "reset {reset}, now {now}");
+        // Bob's budget is his own.
+        let other = tweets(&bob).await;
+        assert_eq!(
+            (other.status, other.limits.0, other.limits.1),
+            (StatusCode::OK, 500, 499)
+        );
+
+        // After the reset the budget is full again, for a new 15-minute window.
+        while login::unix_now() < reset {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let refilled = tweets(&alice).await;
+        assert_eq!((refilled.status, refilled.limits.1), (StatusCode::OK, 499));
+        assert!(refilled.limits.2 >= reset + 899);
+
+        // One-shot failures, each counted against the budget.
+        site.fail_next("UserTweets", Fail::Code88);
+        site.fail_next("UserTweets", Fail::Status(429));
+        site.fail_next("UserTweets", Fail::Status(500));
+        let code88 = tweets(&alice).await;
+        assert_eq!((code88.status, code88.limits.1), (StatusCode::OK, 498));
+        assert_eq!(error_code(&code88.body), Some(88));
+        let limited = tweets(&alice).await;
+        assert_eq!(
+            (limited.status, limited.limits.1),
+            (StatusCode::TOO_MANY_REQUESTS, 0)
+        );
+        let broken = tweets(&alice).await;
+        assert_eq!(broken.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(tweets(&alice).await.limits.1, 495);
+        assert_eq!(site.budget("alice", "UserTweets").1, 495);
+
+        // What X says to locked, banned and anonymous callers.
+        site.set_account_state("bob", AccountState::Locked);
+        let locked = tweets(&bob).await;
+        assert_eq!(locked.status, StatusCode::FORBIDDEN);
+        assert_eq!(error_code(&locked.body), Some(326));
+        site.set_account_state("bob", AccountState::Banned);
+        let banned = tweets(&bob).await;
+        assert_eq!(banned.status, StatusCode::FORBIDDEN);
+        assert_eq!(error_code(&banned.body), Some(64));
+        let anonymous = get(http.get(gql_url(&site, "UserTweets", json!({})))).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(error_code(&anonymous.body), Some(32));
+        assert_eq!(anonymous.limits.1, 500);
+
+        // set_budget covers every account, each with its own count.
+        site.set_budget("SearchTimeline", 50, 1, 60);
+        site.set_account_state("bob", AccountState::Normal);
+        for cookies in [&alice, &bob] {
+            let search = || {
+                get(http
+                    .get(gql_url(&site, "SearchTimeline", json!({"rawQuery": "x"})))
+                    .header(COOKIE, cookies))
+            };
+            assert_eq!(search().await.status, StatusCode::OK);
+            assert_eq!(search().await.status, StatusCode::TOO_MANY_REQUESTS);
+        }
+        assert_eq!(site.max_in_flight("alice"), 1);
+    }
+
+    fn set_cookies(response: &reqwest::Response) -> Vec<String> {
+        response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Posts one login step; returns the status, the answer and the Set-Cookie headers.
+    async fn step(
+        http: &reqwest::Client,
+        site: &XSite,
+        token: &Option<String>,
+        step: &str,
+        value: &str,
+    ) -> (StatusCode, Value, Vec<String>) {
+        let response = http
+            .post(format!("{}/i/api/1.1/onboarding/task.json", site.url()))
+            .json(&json!({"flow_token": token, "step": step, "value": value}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let cookies = set_cookies(&response);
+        (status, response.json().await.unwrap(), cookies)
+    }
+
+    #[test]
+    fn totp_matches_rfc6238_sha1_vectors() {
+        // RFC 6238 Appendix B, SHA-1: the secret is ASCII "12345678901234567890".
+        let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        for (t, code) in [
+            (59, "94287082"),
+            (1_111_111_109, "07081804"),
+            (1_111_111_111, "14050471"),
+            (1_234_567_890, "89005924"),
+            (2_000_000_000, "69279037"),
+        ] {
+            assert_eq!(
+                login::hotp(secret, t / 30, 8).as_deref(),
+                Some(code),
+                "T={t}"
+            );
+        }
+        assert_eq!(totp_at(secret, 59).as_deref(), Some("287082"));
+        // Spaces, padding and lower case as authenticator apps show secrets.
+        assert_eq!(
+            totp_at("gezd gnbv gy3t qojq gezd gnbv gy3t qojq", 59).as_deref(),
+            Some("287082")
+        );
+        assert_eq!(totp_at("not base32!", 59), None);
+        assert!(login::totp_accepts(secret, "287082", 59 + 30));
+        assert!(!login::totp_accepts(secret, "287082", 59 + 60));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn x_site_login_steps_with_challenge_totp_and_wrong_values() {
+        const SECRET: &str = "JBSWY3DPEHPK3PXP";
+        let site = XSite::start().await;
+        site.add_account("alice", "right horse", "alice@example.com", None);
+        site.add_account("bob", "b:pass", "bob@example.com", Some(SECRET));
+        site.set_account_state("bob", AccountState::Challenge);
+        let http = client();
+
+        let page = http
+            .get(format!("{}/i/flow/login", site.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        for selector in [
+            "autocomplete: 'username'",
+            "name: 'password'",
+            "'data-testid': 'ocfEnterTextTextInput'",
+            "inputmode: 'numeric'",
+            "'role', 'alert'",
+            "location.href = '/home'",
+        ] {
+            assert!(html.contains(selector), "login page lacks {selector}");
+        }
+
+        // Unknown user, then alice: a wrong password stays at the password step.
+        let none = None;
+        let (status, answer, _) = step(&http, &site, &none, "username", "mallory").await;
+        assert_eq!(status, 400);
+        assert_eq!(answer["next"], "error");
+        let (_, answer, _) = step(&http, &site, &none, "username", "Alice").await;
+        assert_eq!(answer["next"], "password");
+        let token = answer["flow_token"].as_str().map(str::to_owned);
+        let (status, answer, cookies) = step(&http, &site, &token, "password", "wrong").await;
+        assert_eq!((status.as_u16(), &answer["next"]), (400, &json!("error")));
+        assert_eq!(answer["message"], "Wrong password!");
+        assert!(cookies.is_empty());
+        let (status, answer, cookies) = step(&http, &site, &token, "password", "right horse").await;
+        assert_eq!((status.as_u16(), &answer["next"]), (200, &json!("done")));
+        assert_eq!(cookies.len(), 2, "{cookies:?}");
+        let auth = cookies
+            .iter()
+            .find(|c| c.starts_with("auth_token="))
+            .unwrap();
+        let ct0 = cookies.iter().find(|c| c.starts_with("ct0=")).unwrap();
+        assert!(auth.contains("; Path=/") && auth.contains("HttpOnly") && !auth.contains("Secure"));
+        assert!(ct0.contains("; Path=/") && !ct0.contains("HttpOnly") && !ct0.contains("Secure"));
+        let jar: String = cookies
+            .iter()
+            .map(|c| c.split(';').next().unwrap())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let profile = http
+            .get(site.profile_url("coinledger_ana"))
+            .header(COOKIE, &jar)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(profile.status(), 200);
+        assert!(profile.text().await.unwrap().contains("startTimeline("));
+
+        // Bob: the email challenge, the password, then a TOTP code.
+        let (_, answer, _) = step(&http, &site, &none, "username", "bob").await;
+        assert_eq!(answer["next"], "challenge");
+        let token = answer["flow_token"].as_str().map(str::to_owned);
+        // A step out of order is refused.
+        let (status, _, _) = step(&http, &site, &token, "password", "b:pass").await;
+        assert_eq!(status, 400);
+        let (_, answer, _) = step(&http, &site, &token, "challenge", "nobody@example.com").await;
+        assert_eq!(answer["next"], "error");
+        let (_, answer, _) = step(&http, &site, &token, "challenge", "BOB@example.com").await;
+        assert_eq!(answer["next"], "password");
+        let (_, answer, _) = step(&http, &site, &token, "password", "b:pass").await;
+        assert_eq!(answer["next"], "code");
+        let now = login::unix_now();
+        let stale = totp_at(SECRET, now - 60).unwrap();
+        let (_, answer, cookies) = step(&http, &site, &token, "code", &stale).await;
+        assert_eq!(answer["next"], "error");
+        assert!(cookies.is_empty());
+        // The previous step's code is still good.
+        let previous = totp_at(SECRET, now - 30).unwrap();
+        let (_, answer, cookies) = step(&http, &site, &token, "code", &previous).await;
+        assert_eq!(answer["next"], "done");
+        assert_eq!(cookies.len(), 2);
+
+        let logins: Vec<(String, Option<String>, u16)> = site
+            .requests()
+            .iter()
+            .filter_map(|s| {
+                s.login_step
+                    .clone()
+                    .map(|step| (step, s.account.clone(), s.status))
+            })
+            .collect();
+        assert_eq!(logins.len(), 11);
+        assert_eq!(logins[0], ("username".into(), None, 400));
+        assert_eq!(logins[3], ("password".into(), Some("alice".into()), 200));
+        assert_eq!(logins[10], ("code".into(), Some("bob".into()), 200));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn x_site_pages_redirect_by_session_and_account_state() {
+        let site = XSite::start().await;
+        site.add_account("alice", "pw", "a@example.com", None);
+        let session = cookie_header(&site.issue_session("alice"));
+        let http = client();
+        let open = |cookies: Option<&str>, path: &str| {
+            let mut request = http.get(format!("{}{path}", site.url()));
+            if let Some(cookies) = cookies {
+                request = request.header(COOKIE, cookies);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let location = response
+                    .headers()
+                    .get(LOCATION)
+                    .map(|l| l.to_str().unwrap().to_owned());
+                (response.status().as_u16(), location)
+            }
+        };
+
+        assert_eq!(
+            open(None, "/coinledger_ana").await,
+            (302, Some("/i/flow/login".into()))
+        );
+        let stranger = "auth_token=0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            open(Some(stranger), "/coinledger_ana").await,
+            (302, Some("/i/flow/login".into()))
+        );
+        assert_eq!(open(Some(&session), "/coinledger_ana").await, (200, None));
+        assert_eq!(
+            open(Some(&session), "/search?q=%24BTC&f=live").await,
+            (200, None)
+        );
+        site.set_account_state("alice", AccountState::Banned);
+        assert_eq!(
+            open(Some(&session), "/coinledger_ana").await,
+            (302, Some("/login".into()))
+        );
+        assert_eq!(open(Some(&session), "/login").await, (200, None));
+        site.set_account_state("alice", AccountState::Locked);
+        assert_eq!(
+            open(Some(&session), "/coinledger_ana").await,
+            (302, Some("/account/access".into()))
+        );
+        assert_eq!(open(Some(&session), "/account/access").await, (200, None));
+        site.set_account_state("alice", AccountState::Challenge);
+        assert_eq!(open(Some(&session), "/coinledger_ana").await, (200, None));
+        assert_eq!(open(None, "/favicon.ico").await, (404, None));
+        assert_eq!(open(None, "/not-a-handle").await, (404, None));
+        site.open_profiles(true);
+        assert_eq!(open(None, "/coinledger_ana").await, (200, None));
+
+        let seen = site.requests();
+        let accounts: Vec<Option<&str>> = seen.iter().map(|s| s.account.as_deref()).collect();
+        assert_eq!(accounts[..3], [None, None, Some("alice")]);
+        assert_eq!(seen[0].handle.as_deref(), Some("coinledger_ana"));
+        assert_eq!(seen[3].search.as_deref(), Some("$BTC"));
+        assert!(
+            seen.iter()
+                .all(|s| s.method == "GET" && s.via_proxy.is_none())
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_proxy_forwards_counts_and_demands_credentials() {
+        let site = XSite::start().await;
+        site.add_account("alice", "pw", "a@example.com", None);
+        let session = cookie_header(&site.issue_session("alice"));
+        let mut proxy = HttpProxy::start("p1").await;
+        let proxy_url = proxy.url();
+        let via = |auth: Option<(&str, &str)>| {
+            let mut p = reqwest::Proxy::all(&proxy_url).unwrap();
+            if let Some((user, pass)) = auth {
+                p = p.basic_auth(user, pass);
+            }
+            reqwest::Client::builder()
+                .proxy(p)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap()
+        };
+        let host = site.addr().to_string();
+
+        // Forwarded with the cookie, marked, and a redirect is passed back, not followed.
+        let http = via(None);
+        let page = http
+            .get(site.profile_url("coinledger_ana"))
+            .header(COOKIE, &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("article"));
+        let redirect = http
+            .get(site.profile_url("coinledger_ana"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(redirect.status(), 302);
+        assert_eq!(redirect.headers()[LOCATION], "/i/flow/login");
+        // A POST body and X's rate-limit headers make it through.
+        let answer = http
+            .post(format!("{}/i/api/1.1/onboarding/task.json", site.url()))
+            .json(&json!({"step": "username", "value": "alice"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.json::<Value>().await.unwrap()["next"], "password");
+        let api = get(http
+            .get(gql_url(&site, "UserTweets", json!({"userId": ANA})))
+            .header(COOKIE, &session))
+        .await;
+        assert_eq!((api.status, api.limits.1), (StatusCode::OK, 499));
+        let seen = site.requests();
+        assert_eq!(seen.len(), 4);
+        assert!(seen.iter().all(|s| s.via_proxy.as_deref() == Some("p1")));
+        assert_eq!(seen[0].account.as_deref(), Some("alice"));
+        assert_eq!(proxy.count_for(&host), 4);
+        assert_eq!(proxy.count_for("127.0.0.1"), 4);
+        assert_eq!(proxy.requests()[0].path, "/coinledger_ana");
+
+        // CONNECT (https) and other hosts are refused and counted as foreign.
+        assert!(http.get("https://www.google.com/").send().await.is_err());
+        let elsewhere = http.get("http://example.invalid/").send().await.unwrap();
+        assert_eq!(elsewhere.status(), 403);
+        assert_eq!(proxy.foreign(), 2);
+        assert_eq!(proxy.requests()[4].method, "CONNECT");
+        assert_eq!(proxy.requests()[4].host, "www.google.com:443");
+
+        // Credentials, once demanded: 407 and a Basic challenge until they match.
+        proxy.require_credentials("user", "s3cret");
+        let refused = http
+            .get(format!("{}/home", site.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 407);
+        assert_eq!(
+            refused.headers()["proxy-authenticate"],
+            "Basic realm=\"standin\""
+        );
+        let wrong = via(Some(("user", "nope")))
+            .get(format!("{}/home", site.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 407);
+        let right = via(Some(("user", "s3cret")))
+            .get(format!("{}/home", site.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(right.status(), 200);
+        let last = proxy.requests().pop().unwrap();
+        assert!(last.had_auth && last.status == 200);
+        assert!(!proxy.requests()[6].had_auth);
+        assert_eq!(proxy.count_for(&host), 5);
+        assert_eq!(site.requests().len(), 5);
+
+        // Stopped: connections are refused, even for a client that had one open.
+        proxy.stop();
+        let down = http.get(format!("{}/home", site.url())).send().await;
+        assert!(down.is_err(), "{down:?}");
+        let fresh = via(None).get(format!("{}/home", site.url())).send().await;
+        assert!(fresh.unwrap_err().is_connect());
+        assert_eq!(site.requests().len(), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn x_site_profile_renders_in_chromium() {
+        let _permit = chromium::browser_permit().await;
+        let site = XSite::start().await;
+        // --dump-dom cannot be handed cookies.
+        site.open_profiles(true);
+        let dom =
+            chromium::dump_dom(&site.profile_url("coinledger_ana"), Duration::from_secs(5)).await;
+        // Page 1: the pinned note tweet, A, B, promoted D, F, G, P1 and H in their module, I.
+        let articles = dom.matches("<article data-testid=\"tweet\"").count();
+        assert_eq!(articles, 9, "{dom}");
+        assert_eq!(dom.matches("<div data-testid=\"tombstone\"").count(), 1);
+        assert!(dom.contains("data-testid=\"tweetText\""));
+        assert!(dom.contains(&format!("href=\"/coinledger_ana/status/{A}\"")));
+        assert!(dom.contains("datetime=\"2025-11-18T09:30:12.000Z\""));
+        assert!(dom.contains("Ana Ribeiro @coinledger_ana"));
+
+        // The login form's first step renders too.
+        let login = chromium::dump_dom(
+            &format!("{}/i/flow/login", site.url()),
+            Duration::from_secs(2),
+        )
+        .await;
+        assert!(login.contains("data-step=\"username\""), "{login}");
+        assert!(login.contains("autocomplete=\"username\""), "{login}");
+        let ops: Vec<(Option<String>, Option<String>, Option<String>)> = site
+            .requests()
+            .into_iter()
+            .filter(|s| s.op.is_some())
+            .map(|s| (s.op, s.handle, s.cursor))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (
+                    Some("UserByScreenName".into()),
+                    Some("coinledger_ana".into()),
+                    None
+                ),
+                (
+                    Some("UserTweets".into()),
+                    Some("coinledger_ana".into()),
+                    None
+                ),
+            ]
+        );
+    }
+}

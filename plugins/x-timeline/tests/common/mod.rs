@@ -13,6 +13,9 @@ pub const USER_BY_SCREEN_NAME: &str = include_str!("../fixtures/user_by_screen_n
 pub const SEARCH_TIMELINE: &str = include_str!("../fixtures/search_timeline.json");
 pub const SEARCH_TIMELINE_PAGE2: &str = include_str!("../fixtures/search_timeline_page2.json");
 pub const TWEET_DETAIL: &str = include_str!("../fixtures/tweet_detail.json");
+pub const USER_TWEETS_PAGE2: &str = include_str!("../fixtures/user_tweets_page2.json");
+pub const USER_TWEETS_PAGE3: &str = include_str!("../fixtures/user_tweets_page3.json");
+pub const USER_TWEETS_END: &str = include_str!("../fixtures/user_tweets_end.json");
 pub const ERROR_RATE_LIMIT: &str = include_str!("../fixtures/error_rate_limit.json");
 pub const ERROR_LOCKED: &str = include_str!("../fixtures/error_locked.json");
 
@@ -36,6 +39,20 @@ pub const Q_ABSENT: &str = "1764954002027479064";
 pub const P1: &str = "1989241388528607262"; // Pete, in a conversation module
 pub const H: &str = "1989249630335971361"; // Ana's reply to P1
 pub const I: &str = "1989045598417895460"; // malformed
+// user_tweets_page2.json (scrolled once)
+pub const J: &str = "1988664336184348747"; // plain, $BTC $ETH
+pub const K: &str = "1988337180472352846"; // TweetWithVisibilityResults, $SOL
+pub const N: &str = "1987810459776036945"; // note tweet, $ARB $OP $TIA past 280 characters
+pub const D2: &str = "1987490350494761044"; // promoted
+pub const E2: &str = "1987429952517165143"; // tombstone
+pub const L: &str = "1987195910353969242"; // plain, $LINK
+// user_tweets_page3.json (scrolled twice)
+pub const O: &str = "1986493783864373341";
+pub const U: &str = "1985969076433977440";
+// The bottom cursors of user_tweets.json, _page2 and _page3 (_end repeats page 3's).
+pub const BOTTOM1: &str = "DAABCgABG6dxr4R__-YKAAIbn9BOpBaRFggAAwAAAAIAAA";
+pub const BOTTOM2: &str = "DAABCgABG6dxr4R__-YKAAIbnVvJkFqRYQgAAwAAAAIAAA";
+pub const BOTTOM3: &str = "DAABCgABG6dxr4R__-YKAAIbmu7wYBqRhAgAAwAAAAIAAA";
 // user_tweets_and_replies.json
 pub const P2: &str = "1983785941201899559";
 pub const A2: &str = "1983792282989551658";

@@ -1,0 +1,434 @@
+//! One run of one target (design §4.3): open the target's page with an account's browser
+//! context, then step — parse the capture, take in the budgets and the account signal,
+//! store tweets and profiles, decide whether to go on — and scroll for the next page.
+//!
+//! What a run may meet and what it does:
+//! - a session X rejects (`bad-auth`): one login through the form, then the step again;
+//!   rejected again right after that fresh login, the account is `banned`;
+//! - a rate limit, a lock or a ban: the run ends and the account's state says why (the
+//!   target stays due and goes to another account, or waits);
+//! - a browser that died (`BrowserError::Gone`): the run starts over once on the
+//!   relaunched browser — what is stored makes that a resume;
+//! - a proxy failure: counted against the proxy (three in a row rotate it out), the target
+//!   stays due;
+//! - a parser failure: the capture is spooled, nothing captured is lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use impressox_browser::{BrowserError, Capture, Expect};
+
+use super::config::{HtmlCapture, ScraperConfig, SearchProduct};
+use super::metrics::Metrics;
+use super::parse;
+use super::pool::{AccountLease, Verdict};
+use super::stop::{self, Decision, RunProgress, StopRules};
+use super::store;
+use super::targets::{TargetKind, TargetRecord};
+use crate::documents::Documents;
+use crate::runtime::Runtime;
+
+/// What a run needs from the worker.
+#[derive(Clone)]
+pub struct RunEnv {
+    pub cfg: Arc<ScraperConfig>,
+    pub runtime: Runtime,
+    pub docs: Arc<dyn Documents>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// How a run ended, for the target's `last_run` and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stopped by its stop rule (tail reached stored tweets, page limit, end of timeline).
+    Ok,
+    /// The account's budget for the next step ran out.
+    Budget,
+    RateLimited,
+    Locked,
+    Banned,
+    LoginFailed,
+    ProxyFailed,
+    /// A step took longer than `step_timeout_secs`; what arrived was kept.
+    Timeout,
+    /// The parser could not read a page; the capture is in the spool.
+    ParserFailed,
+    /// The browser went away twice, or another browser error.
+    BrowserError,
+    /// The document store failed.
+    StoreError,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Budget => "budget",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Locked => "locked",
+            Outcome::Banned => "banned",
+            Outcome::LoginFailed => "login_failed",
+            Outcome::ProxyFailed => "proxy_failed",
+            Outcome::Timeout => "timeout",
+            Outcome::ParserFailed => "parser_failed",
+            Outcome::BrowserError => "browser_error",
+            Outcome::StoreError => "store_error",
+        }
+    }
+
+    /// Whether the target's interval starts again (else it stays due for another account).
+    pub fn counts_as_run(self) -> bool {
+        matches!(
+            self,
+            Outcome::Ok | Outcome::Budget | Outcome::Timeout | Outcome::ParserFailed
+        )
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub account: String,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    pub pages: u32,
+    pub new: u64,
+    pub updated: u64,
+    pub skipped: u64,
+    /// The newest and oldest ids of the target's own tweets seen in this run.
+    pub newest_id: Option<i64>,
+    pub oldest_id: Option<i64>,
+    /// The deepest bottom cursor seen, and whether the timeline's end was reached.
+    pub bottom_cursor: Option<String>,
+    pub reached_end: bool,
+    /// The target user's id, from the first profile of a user target.
+    pub user_id: Option<String>,
+}
+
+impl RunReport {
+    fn new(account: &str) -> Self {
+        RunReport {
+            account: account.to_string(),
+            outcome: Outcome::Ok,
+            error: None,
+            pages: 0,
+            new: 0,
+            updated: 0,
+            skipped: 0,
+            newest_id: None,
+            oldest_id: None,
+            bottom_cursor: None,
+            reached_end: false,
+            user_id: None,
+        }
+    }
+
+    fn end(&mut self, outcome: Outcome, error: Option<String>) {
+        self.outcome = outcome;
+        self.error = error;
+    }
+}
+
+/// The GraphQL operations the first step of a target triggers, and those of a scroll.
+pub fn operations(kind: TargetKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        TargetKind::User => (&["UserByScreenName", "UserTweets"], &["UserTweets"]),
+        TargetKind::Search => (&["SearchTimeline"], &["SearchTimeline"]),
+    }
+}
+
+/// The page a target's run opens.
+pub fn target_url(cfg: &ScraperConfig, target: &TargetRecord) -> String {
+    let base = cfg.base_url.trim_end_matches('/');
+    match target.kind {
+        TargetKind::User => format!(
+            "{base}{}",
+            cfg.user_path
+                .replace("{handle}", target.handle.as_deref().unwrap_or_default())
+        ),
+        TargetKind::Search => format!(
+            "{base}{}",
+            cfg.search_path
+                .replace(
+                    "{query}",
+                    &percent_encode(target.query.as_deref().unwrap_or_default())
+                )
+                .replace("{product}", product_name(target))
+        ),
+    }
+}
+
+fn product_name(target: &TargetRecord) -> &'static str {
+    match target.product.unwrap_or_default() {
+        SearchProduct::Live => "live",
+        SearchProduct::Top => "top",
+    }
+}
+
+/// Percent-encode a query for a URL's query string (RFC 3986 unreserved kept).
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Run `target` with `account`; a browser that died mid-run is waited for and the run
+/// starts over once (design §4.3).
+pub async fn run(env: &RunEnv, target: &TargetRecord, account: &AccountLease) -> RunReport {
+    let mut report = RunReport::new(account.username());
+    match run_once(env, target, account, &mut report).await {
+        Err(BrowserError::Gone) => {
+            tracing::warn!(
+                target = %target.id, account = account.username(),
+                "the browser went away mid-run; starting the run again on the relaunched browser"
+            );
+            let mut again = RunReport::new(account.username());
+            let result = run_once(env, target, account, &mut again).await;
+            merge(&mut again, &report);
+            report = again;
+            if let Err(err) = result {
+                end_with_browser_error(env, account, &mut report, err).await;
+            }
+        }
+        Err(err) => end_with_browser_error(env, account, &mut report, err).await,
+        Ok(()) => {}
+    }
+    account.finish(report.pages).await;
+    report
+}
+
+/// Counts of an interrupted first attempt stay in the report (they were stored).
+fn merge(into: &mut RunReport, first: &RunReport) {
+    into.pages += first.pages;
+    into.new += first.new;
+    into.updated += first.updated;
+    into.skipped += first.skipped;
+    into.newest_id = into.newest_id.max(first.newest_id);
+    into.oldest_id = match (into.oldest_id, first.oldest_id) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if into.user_id.is_none() {
+        into.user_id.clone_from(&first.user_id);
+    }
+}
+
+async fn end_with_browser_error(
+    env: &RunEnv,
+    account: &AccountLease,
+    report: &mut RunReport,
+    err: BrowserError,
+) {
+    if err.is_proxy() {
+        account.proxy_failed(&err).await;
+        report.end(Outcome::ProxyFailed, Some(err.to_string()));
+    } else {
+        report.end(Outcome::BrowserError, Some(err.to_string()));
+    }
+    env.metrics.browser_errors.inc();
+}
+
+/// One attempt. Browser errors come back to [`run`]; everything else ends in `report`.
+async fn run_once(
+    env: &RunEnv,
+    target: &TargetRecord,
+    account: &AccountLease,
+    report: &mut RunReport,
+) -> Result<(), BrowserError> {
+    let cfg = &env.cfg;
+    let started_ms = crate::util::now_ms();
+    let context = account.context().await?;
+    let mut page = context.lease().await?;
+    if !account.has_session() && !account.login(&context, &mut page).await? {
+        report.end(Outcome::LoginFailed, account.reason());
+        return Ok(());
+    }
+    let (first_ops, scroll_ops) = operations(target.kind);
+    let url = target_url(cfg, target);
+    let with_html = cfg.capture.html != HtmlCapture::Never;
+    let mut capture = page.open(&url, expect(first_ops), with_html).await?;
+    account.proxy_ok().await;
+
+    let rules = StopRules {
+        mode: target.mode,
+        max_pages: target.max_pages,
+        handle: target.handle.clone(),
+        user_id: target.user_id.clone(),
+        newest_id: target.newest_id,
+        backfill_oldest_id: target.backfill.oldest_id,
+        backfill_pages: target.backfill.pages,
+    };
+    let mut progress = RunProgress::new(&rules);
+    let mut relogged = false;
+    let mut step: u32 = 0;
+    loop {
+        step += 1;
+        let page_capture = parse::to_page_capture(&capture);
+        let parsed = match parse::parse(&env.runtime, &cfg.parser, page_capture.clone()).await {
+            Ok(p) => p,
+            Err(message) => {
+                env.metrics.parse_failures.inc();
+                tracing::warn!(target = %target.id, error = %message, "parser failed; the capture is spooled");
+                spool(env, target, started_ms, step, &page_capture, &message).await;
+                report.end(Outcome::ParserFailed, Some(message));
+                return Ok(());
+            }
+        };
+        let result = &parsed.result;
+        match account.observe(&capture, result).await {
+            Verdict::Continue => {}
+            Verdict::SessionRejected if !relogged => {
+                // X no longer accepts the stored session: log in once and read the page
+                // again. (Rejected right after a fresh login, the account's state machine
+                // says `banned` instead, and the run stops below.)
+                relogged = true;
+                account.session_rejected(&context).await?;
+                if !account.login(&context, &mut page).await? {
+                    report.end(Outcome::LoginFailed, account.reason());
+                    return Ok(());
+                }
+                capture = page.open(&url, expect(first_ops), with_html).await?;
+                continue;
+            }
+            Verdict::SessionRejected => {
+                report.end(Outcome::Banned, account.reason());
+                return Ok(());
+            }
+            Verdict::Stop(outcome) => {
+                // Whatever the page held before the limit is still worth storing.
+                store_page(env, target, &parsed, &capture, report, started_ms, step).await;
+                report.end(outcome, account.reason());
+                return Ok(());
+            }
+        }
+        if !store_page(env, target, &parsed, &capture, report, started_ms, step).await {
+            return Ok(());
+        }
+        report.pages += 1;
+        env.metrics.pages.inc();
+        let decision = stop::decide(&rules, &mut progress, result, capture.end_of_timeline);
+        report.newest_id = progress.newest_own_id;
+        report.oldest_id = progress.oldest_own_id;
+        report.bottom_cursor.clone_from(&progress.bottom_cursor);
+        report.user_id.clone_from(&progress.user_id);
+        if capture.timed_out {
+            report.end(Outcome::Timeout, Some(format!("step {step} timed out")));
+            return Ok(());
+        }
+        if let Decision::Stop(reason) = decision {
+            tracing::debug!(target = %target.id, reason = reason.as_str(), pages = report.pages, "run stops");
+            report.reached_end = reason.timeline_ended();
+            return Ok(());
+        }
+        pace(cfg).await;
+        if !account.can_spend(scroll_ops) {
+            report.end(Outcome::Budget, Some(account.budget_note(scroll_ops)));
+            return Ok(());
+        }
+        let with_html = cfg.capture.html == HtmlCapture::Every;
+        capture = page.scroll_more(expect(scroll_ops), with_html).await?;
+        if capture.end_of_timeline && capture.responses.is_empty() {
+            // Scrolling started no request: X's app has nothing more to load.
+            report.reached_end = true;
+            return Ok(());
+        }
+    }
+}
+
+async fn spool(
+    env: &RunEnv,
+    target: &TargetRecord,
+    started_ms: i64,
+    step: u32,
+    capture: &crate::bindings::types::PageCapture,
+    error: &str,
+) {
+    if let Err(err) = store::spool(
+        &*env.docs,
+        &target.id,
+        started_ms,
+        step,
+        capture,
+        error,
+        crate::util::now_ms(),
+    )
+    .await
+    {
+        // Logged loudly: this is the one path where a capture can be lost.
+        tracing::error!(target = %target.id, error = %format!("{err:#}"), "spooling a capture failed; the page is lost");
+    }
+}
+
+/// Parse results → documents; false (and the report ended) when the store failed.
+async fn store_page(
+    env: &RunEnv,
+    target: &TargetRecord,
+    parsed: &parse::Parsed,
+    capture: &Capture,
+    report: &mut RunReport,
+    started_ms: i64,
+    step: u32,
+) -> bool {
+    let result = &parsed.result;
+    report.skipped += result.skipped.len() as u64;
+    env.metrics.skipped_entries.add(result.skipped.len() as u64);
+    for s in &result.skipped {
+        tracing::debug!(target = %target.id, entry = %s.entry_id, reason = %s.reason, "parser skipped an entry");
+    }
+    let meta = store::WriteMeta {
+        parser: &parsed.parser,
+        sighting: store::Sighting::Run {
+            target: &target.id,
+            at_ms: capture.captured_at_ms,
+        },
+        dry_run: false,
+    };
+    match store::write_result(&*env.docs, result, &meta).await {
+        Ok(written) => {
+            report.new += written.tweets.new;
+            report.updated += written.tweets.updated;
+            env.metrics.tweets_new.add(written.tweets.new);
+            env.metrics.tweets_updated.add(written.tweets.updated);
+            true
+        }
+        Err(err) => {
+            let msg = format!("storing the page failed: {err:#}");
+            tracing::error!(target = %target.id, error = %msg, "the capture is spooled");
+            spool(
+                env,
+                target,
+                started_ms,
+                step,
+                &parse::to_page_capture(capture),
+                &msg,
+            )
+            .await;
+            report.end(Outcome::StoreError, Some(msg));
+            false
+        }
+    }
+}
+
+fn expect(ops: &[&str]) -> Expect {
+    Expect {
+        operations: ops.iter().map(|s| s.to_string()).collect(),
+        min_new: 1,
+    }
+}
+
+/// Pacing between two steps of one account: `min_step_interval_ms` plus up to 50 % jitter
+/// (short-burst limits, REFERENCE).
+async fn pace(cfg: &ScraperConfig) {
+    let base = cfg.min_step_interval_ms;
+    if base == 0 {
+        return;
+    }
+    let jitter = fastrand::u64(0..=base / 2);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}

@@ -1,0 +1,357 @@
+//! The worker: start-up (files, indexes, targets, browser, accounts), the scheduler loop
+//! that hands due targets to free accounts, and shutdown (no new runs, running ones get
+//! `shutdown_grace_secs`, sessions saved, Chromium closed).
+//!
+//! The scheduler ticks every second and whenever a target is added or asked to run now.
+//! A target runs on one host at a time (store lease `scraper:target:<id>`), and on one
+//! account at a time in this process. A target that finds no able account stays due
+//! and is looked at again on the next tick.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use impressox_browser::{BrowserPool, PoolConfig, Sandbox};
+use parking_lot::Mutex;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::config::{RunMode, ScraperConfig};
+use super::metrics::{Gauges, Metrics};
+use super::pool::AccountPool;
+use super::runner::{self, Outcome, RunEnv, RunReport};
+use super::targets::{LastRun, TargetDefaults, TargetRecord};
+use super::{accounts, proxies, store, targets};
+use crate::config::Config;
+use crate::documents::Documents;
+use crate::runtime::Runtime;
+use crate::storage::Store;
+
+const TICK: Duration = Duration::from_secs(1);
+/// Due targets looked at per tick.
+const DUE_BATCH: usize = 32;
+/// A host's claim on a target while it runs (renewed by nothing: runs are bounded by
+/// pages × step timeout, and the claim only keeps two hosts from running it at once).
+const TARGET_LEASE_MS: u64 = 10 * 60_000;
+/// A run ended by a browser, proxy or store error is tried again after this.
+const RETRY_AFTER_ERROR_MS: i64 = 15_000;
+
+/// What the API and the CLI see of a running worker.
+#[derive(Clone)]
+pub struct ScraperHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) env: RunEnv,
+    pub(crate) pool: AccountPool,
+    pub(crate) store: Arc<dyn Store>,
+    owner: String,
+    running: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+/// The running worker.
+pub struct ScraperWorker {
+    pub handle: ScraperHandle,
+    stop_tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScraperHandle {
+    /// The scraper's configuration.
+    pub fn config(&self) -> &ScraperConfig {
+        &self.shared.env.cfg
+    }
+
+    /// The document store the worker writes to.
+    pub fn docs(&self) -> &Arc<dyn Documents> {
+        &self.shared.env.docs
+    }
+
+    /// The account pool (the accounts API, metrics, tests).
+    pub fn pool(&self) -> &AccountPool {
+        &self.shared.pool
+    }
+
+    /// Look at due targets now (after a target was added or asked to run).
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    /// Prometheus text of the scraper.
+    pub async fn render_metrics(&self, out: &mut String) {
+        let spooled = store::spooled(&*self.shared.env.docs, None, 10_000)
+            .await
+            .map(|s| s.len() as u64)
+            .unwrap_or(0);
+        let gauges = Gauges {
+            accounts: self.shared.pool.states(),
+            browser_restarts: self.shared.pool.browser().restarts(),
+            spooled,
+        };
+        self.shared.env.metrics.render(out, &gauges);
+    }
+
+    /// Targets running now, by id.
+    pub fn running(&self) -> Vec<String> {
+        self.shared.running.lock().iter().cloned().collect()
+    }
+}
+
+/// `[scraper.browser]` + `[scraper.capture]` → the browser crate's settings.
+pub fn pool_config(config: &Config) -> PoolConfig {
+    let cfg = &config.scraper;
+    let b = &cfg.browser;
+    let c = &cfg.capture;
+    PoolConfig {
+        executable: b.executable.clone(),
+        sandbox: match b.sandbox {
+            super::config::Sandbox::Auto => Sandbox::Auto,
+            super::config::Sandbox::On => Sandbox::On,
+            super::config::Sandbox::Off => Sandbox::Off,
+        },
+        browsers: b.browsers as usize,
+        contexts_per_browser: b.contexts_per_browser as usize,
+        pages_per_account: b.pages_per_account as usize,
+        page_max_uses: b.page_max_uses,
+        launch_timeout: Duration::from_secs(b.launch_timeout_secs),
+        request_timeout: Duration::from_secs(b.request_timeout_secs),
+        probe_interval: Duration::from_secs(b.probe_interval_secs),
+        user_agent: (!b.user_agent.is_empty()).then(|| b.user_agent.clone()),
+        block_resources: b.block_resources.clone(),
+        proxy_bypass_list: b.proxy_bypass_list.clone(),
+        extra_args: b.extra_args.clone(),
+        profile_root: config.data_dir().join("browser"),
+        settle: Duration::from_millis(c.settle_ms),
+        step_timeout: Duration::from_secs(c.step_timeout_secs),
+        scroll_nudges: c.scroll_nudges,
+        nudge_wait: Duration::from_millis(c.nudge_wait_ms),
+        max_body_bytes: c.max_body_bytes as usize,
+    }
+}
+
+/// `[scraper]`'s defaults for targets.
+pub fn target_defaults(cfg: &ScraperConfig) -> TargetDefaults {
+    TargetDefaults {
+        interval_secs: cfg.default_interval_secs,
+        tail_max_pages: cfg.tail_max_pages,
+        backfill_max_pages: cfg.backfill_max_pages,
+    }
+}
+
+/// A target after a run: when it runs next, how far it got (design §4.1, §4.2).
+pub fn apply_report(target: &TargetRecord, report: &RunReport, now_ms: i64) -> TargetRecord {
+    let mut t = target.clone();
+    if report.user_id.is_some() {
+        t.user_id.clone_from(&report.user_id);
+    }
+    t.next_run_ms = match report.outcome {
+        // The interval starts again, with ±10 % jitter so targets added together spread.
+        o if o.counts_as_run() => {
+            let interval = i64::try_from(t.interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let jitter = interval / 10;
+            now_ms
+                + interval
+                + if jitter > 0 {
+                    fastrand::i64(-jitter..=jitter)
+                } else {
+                    0
+                }
+        }
+        // The account, not the target, is the problem: another account may run it now.
+        Outcome::RateLimited | Outcome::Locked | Outcome::Banned | Outcome::LoginFailed => now_ms,
+        // Infrastructure: try again shortly rather than in a hot loop.
+        _ => now_ms + RETRY_AFTER_ERROR_MS,
+    };
+    t.newest_id = t.newest_id.max(report.newest_id);
+    if t.mode == RunMode::Backfill && report.pages > 0 {
+        if report.bottom_cursor.is_some() {
+            t.backfill.cursor.clone_from(&report.bottom_cursor);
+        }
+        t.backfill.oldest_id = match (t.backfill.oldest_id, report.oldest_id) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        t.backfill.pages = t.backfill.pages.max(report.pages);
+        t.backfill.done = t.backfill.done || report.reached_end;
+    }
+    t.last_run = Some(LastRun {
+        at_ms: now_ms,
+        account: report.account.clone(),
+        pages: report.pages,
+        new: report.new,
+        updated: report.updated,
+        skipped: report.skipped,
+        outcome: report.outcome.as_str().to_string(),
+    });
+    t
+}
+
+fn owner_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "impressox".into());
+    format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+impl ScraperWorker {
+    /// Read the accounts, proxies and user list, declare the indexes, seed the targets,
+    /// start the browser pool and the scheduler.
+    pub async fn start(
+        config: &Config,
+        runtime: Runtime,
+        store: Arc<dyn Store>,
+        docs: Arc<dyn Documents>,
+    ) -> Result<ScraperWorker> {
+        let cfg = Arc::new(config.scraper.clone());
+        // Both loaders warn about a world-readable file themselves.
+        let accounts = accounts::load_accounts(&config.scraper_accounts_file())?;
+        let proxies = match config.scraper_proxies_file() {
+            Some(path) => proxies::load_proxies(&path)?,
+            None => Vec::new(),
+        };
+        let handles = match config.scraper_user_list() {
+            Some(path) => targets::load_user_list(&path)?,
+            None => Vec::new(),
+        };
+        store::ensure_indexes(&*docs).await?;
+        let now = crate::util::now_ms();
+        targets::seed(&*docs, &handles, &cfg.searches, &target_defaults(&cfg), now)
+            .await
+            .context("seeding scrape targets from user_list and [[scraper.searches]]")?;
+        let browser = BrowserPool::start(pool_config(config))
+            .await
+            .map_err(|e| anyhow::anyhow!("[scraper.browser]: {e}"))?;
+        let metrics = Arc::new(Metrics::default());
+        let owner = owner_name();
+        let pool = AccountPool::new(
+            cfg.clone(),
+            browser,
+            store.clone(),
+            metrics.clone(),
+            owner.clone(),
+            accounts,
+            proxies,
+        )
+        .await?;
+        tracing::info!(
+            worker = "x-scraper",
+            accounts = pool.states().values().sum::<u64>(),
+            user_targets = handles.len(),
+            searches = cfg.searches.len(),
+            "x-scraper started"
+        );
+        let shared = Arc::new(Shared {
+            env: RunEnv {
+                cfg,
+                runtime,
+                docs,
+                metrics,
+            },
+            pool,
+            store,
+            owner,
+            running: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(schedule(shared.clone(), stop_rx));
+        Ok(ScraperWorker {
+            handle: ScraperHandle { shared },
+            stop_tx,
+            task,
+        })
+    }
+
+    /// Stop: no new runs; running ones get `shutdown_grace_secs`; sessions are saved and
+    /// Chromium is closed.
+    pub async fn stop(self) {
+        let _ = self.stop_tx.send(true);
+        let _ = self.task.await;
+        let shared = &self.handle.shared;
+        shared.pool.save_sessions().await;
+        shared.pool.browser().shutdown().await;
+    }
+}
+
+/// The scheduler loop; on stop it waits for running runs (up to the grace time).
+async fn schedule(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut runs: JoinSet<()> = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        while runs.try_join_next().is_some() {}
+        if let Err(err) = tick(&shared, &mut runs).await {
+            tracing::warn!(worker = "x-scraper", error = %format!("{err:#}"), "scheduling failed; retrying");
+        }
+    }
+    let grace = Duration::from_secs(shared.env.cfg.shutdown_grace_secs);
+    let drained =
+        tokio::time::timeout(grace, async { while runs.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            worker = "x-scraper",
+            "runs still going after shutdown_grace_secs; stopping them (stored pages are kept)"
+        );
+        runs.shutdown().await;
+    }
+}
+
+async fn tick(shared: &Arc<Shared>, runs: &mut JoinSet<()>) -> Result<()> {
+    let now = crate::util::now_ms();
+    let due = targets::due(&*shared.env.docs, now, DUE_BATCH).await?;
+    for target in due {
+        if shared.running.lock().contains(&target.id) {
+            continue;
+        }
+        let (first_ops, _) = runner::operations(target.kind);
+        let Some(account) = shared.pool.pick(first_ops).await else {
+            continue;
+        };
+        let lease = format!("scraper:target:{}", target.id);
+        if !shared
+            .store
+            .acquire_lease(&lease, &shared.owner, TARGET_LEASE_MS)
+            .await?
+        {
+            continue;
+        }
+        shared.running.lock().insert(target.id.clone());
+        let shared = shared.clone();
+        runs.spawn(async move {
+            let report = runner::run(&shared.env, &target, &account).await;
+            drop(account);
+            shared.env.metrics.run_ended(report.outcome.as_str());
+            let level_ok = report.outcome.counts_as_run();
+            if level_ok {
+                tracing::info!(
+                    worker = "x-scraper", target = %target.id, account = %report.account,
+                    outcome = report.outcome.as_str(), pages = report.pages, new = report.new,
+                    updated = report.updated, skipped = report.skipped, "run finished"
+                );
+            } else {
+                tracing::warn!(
+                    worker = "x-scraper", target = %target.id, account = %report.account,
+                    outcome = report.outcome.as_str(), pages = report.pages, new = report.new,
+                    error = report.error.as_deref().unwrap_or(""), "run ended early"
+                );
+            }
+            let after = apply_report(&target, &report, crate::util::now_ms());
+            if let Err(err) = targets::save_after_run(&*shared.env.docs, &after).await {
+                tracing::error!(target = %target.id, error = %format!("{err:#}"), "saving the target's progress failed");
+            }
+            let _ = shared.store.release_lease(&lease, &shared.owner).await;
+            shared.running.lock().remove(&target.id);
+            // A target that could not run on this account may find another now.
+            shared.wake.notify_one();
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The x-scraper worker end to end: a real Chromium (Debian's), the stand-in X
+//! (`servers::x_site`), the x-timeline parser plugin, real stores.
+
+mod ids;
+mod rig;
+mod runs;
