@@ -5,7 +5,7 @@
 //!   four event streams deliver them) and says which bodies to fetch and when a step is over.
 //!   It is unit-tested with synthetic events below.
 //! - [`Recorder`] is the per-page task that drains `requestWillBeSent`, `responseReceived`,
-//!   `loadingFinished`, `loadingFailed` and `Inspector.targetCrashed` for the page's whole life
+//!   `loadingFinished` and `loadingFailed` for the page's whole life
 //!   (the streams are unbounded: an undrained one grows forever), fetches matching bodies with
 //!   `Network.getResponseBody`, and wakes the step waiting in `PageLease`.
 //!
@@ -16,13 +16,12 @@
 //! before the navigation command answers, which waits for the `load` event).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use chromiumoxide::Page;
-use chromiumoxide::cdp::browser_protocol::inspector::{self, EventTargetCrashed};
 use chromiumoxide::cdp::browser_protocol::network::{
     EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived,
     GetResponseBodyParams, RequestId,
@@ -199,9 +198,11 @@ impl CaptureState {
         self.loader = Some(loader.to_string());
     }
 
-    /// A new step on the same document (a scroll): earlier responses were already returned.
+    /// A new step on the same document (a scroll). Responses returned by earlier steps were
+    /// taken with [`CaptureState::take_done`]; what is still in `done` completed between two
+    /// steps (X's app fetches ahead while the runner paces) and belongs to this step — never
+    /// dropped.
     pub(crate) fn begin_step(&mut self, now: Instant) {
-        self.done.clear();
         self.started = 0;
         self.last_activity = now;
     }
@@ -374,7 +375,8 @@ pub(crate) struct Recorder {
     pub(crate) state: Arc<Mutex<CaptureState>>,
     /// Woken after every event the state saw, and on a renderer crash.
     pub(crate) changed: Arc<Notify>,
-    /// Set when the renderer crashed: the page must be replaced.
+    /// Set (by the browser's crash watcher, `launch.rs`) when the renderer crashed: the page
+    /// must be replaced.
     pub(crate) crashed: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
@@ -397,9 +399,6 @@ impl Recorder {
         let mut response = page.event_listener::<EventResponseReceived>().await?;
         let mut finished = page.event_listener::<EventLoadingFinished>().await?;
         let mut failed = page.event_listener::<EventLoadingFailed>().await?;
-        let mut crash = page.event_listener::<EventTargetCrashed>().await?;
-        // Inspector events (targetCrashed) are only sent once the domain is enabled.
-        page.execute(inspector::EnableParams::default()).await?;
 
         let state = Arc::new(Mutex::new(CaptureState::new(Instant::now())));
         let changed = Arc::new(Notify::new());
@@ -407,12 +406,7 @@ impl Recorder {
         let (body_tx, mut body_rx) = tokio::sync::mpsc::unbounded_channel::<Net>();
 
         let task = {
-            let (state, changed, crashed, page) = (
-                state.clone(),
-                changed.clone(),
-                crashed.clone(),
-                page.clone(),
-            );
+            let (state, changed, page) = (state.clone(), changed.clone(), page.clone());
             tokio::spawn(async move {
                 loop {
                     // `biased`: the handler pushes an event only after the events that precede
@@ -435,12 +429,6 @@ impl Recorder {
                         Some(e) = finished.next() => Net::Finished { id: e.request_id.inner().clone() },
                         Some(e) = failed.next() => Net::Failed { id: e.request_id.inner().clone() },
                         Some(b) = body_rx.recv() => b,
-                        Some(_) = crash.next() => {
-                            tracing::warn!("browser page crashed (renderer); it will be replaced");
-                            crashed.store(true, Ordering::SeqCst);
-                            changed.notify_waiters();
-                            continue;
-                        }
                         else => break,
                     };
                     let fetch = {
@@ -715,10 +703,31 @@ mod tests {
         assert!(s.settled(&expect(&["UserTweets"], 1), settle, later));
         assert!(!s.settled(&expect(&["UserTweets"], 2), settle, later));
         assert!(!s.settled(&expect(&["UserByScreenName"], 1), settle, later));
-        // A scroll step starts afresh on the same document.
+        // A scroll step starts afresh on the same document once the page took its responses.
+        assert_eq!(s.take_done().len(), 1);
         s.begin_step(later);
         assert_eq!(s.started(), 0);
         assert!(!s.settled(&expect(&["UserTweets"], 1), settle, later + settle));
+    }
+
+    #[test]
+    fn a_response_completed_between_steps_belongs_to_the_next_step() {
+        let t = Instant::now();
+        let mut s = CaptureState::new(t);
+        s.on_event(sent("1", "L", GQL), t);
+        s.on_event(resp("1", "L", GQL, 200), t);
+        s.on_event(fin("1"), t);
+        s.on_event(body("1", "page 1"), t);
+        assert_eq!(s.take_done().len(), 1, "step 1 returns page 1");
+        // X's app fetches ahead while the runner paces: page 2 completes between the steps.
+        s.on_event(sent("2", "L", GQL), t);
+        s.on_event(resp("2", "L", GQL, 200), t);
+        s.on_event(fin("2"), t);
+        s.on_event(body("2", "page 2"), t);
+        s.begin_step(t);
+        let done = s.take_done();
+        assert_eq!(done.len(), 1, "page 2 is not dropped by the next step");
+        assert_eq!(done[0].body, "page 2");
     }
 
     #[test]

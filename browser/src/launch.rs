@@ -6,14 +6,17 @@
 //! contexts and pages created in it; once it is marked gone, every call through it answers
 //! `BrowserError::Gone` and the owners move to the slot's next generation.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chromiumoxide::cdp::browser_protocol::target::EventTargetCrashed;
 use chromiumoxide::error::CdpError;
 use chromiumoxide::{Browser, BrowserConfig};
 use futures_util::StreamExt;
-use tokio::sync::{RwLock, watch};
+use tokio::sync::{Notify, RwLock, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::PoolConfig;
@@ -46,8 +49,14 @@ pub(crate) struct Live {
     /// Set once the browser is known dead or being shut down.
     gone: AtomicBool,
     handler: JoinHandle<()>,
+    /// Pages to tell when their renderer crashes, by target id.
+    crash_watch: CrashWatch,
+    crash_task: JoinHandle<()>,
     profile: PathBuf,
 }
+
+/// A page's crash flag and the notifier its step waits on.
+type CrashWatch = Arc<Mutex<HashMap<String, (Arc<AtomicBool>, Arc<Notify>)>>>;
 
 impl std::fmt::Debug for Live {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,6 +72,15 @@ impl std::fmt::Debug for Live {
 impl Live {
     pub(crate) fn is_gone(&self) -> bool {
         self.gone.load(Ordering::SeqCst)
+    }
+
+    /// Sets `flag` and wakes `notify` when the renderer of `target` crashes.
+    pub(crate) fn watch_crash(&self, target: &str, flag: Arc<AtomicBool>, notify: Arc<Notify>) {
+        crate::pool::lock(&self.crash_watch).insert(target.to_string(), (flag, notify));
+    }
+
+    pub(crate) fn unwatch_crash(&self, target: &str) {
+        crate::pool::lock(&self.crash_watch).remove(target);
     }
 
     pub(crate) fn mark_gone(&self) {
@@ -132,6 +150,7 @@ impl Live {
         }
         drop(b);
         self.handler.abort();
+        self.crash_task.abort();
         remove_profile(&self.profile).await;
     }
 }
@@ -141,6 +160,7 @@ impl Drop for Live {
         // The child is killed on drop by chromiumoxide (`kill_on_drop`); the handler and the
         // directory are ours to clean.
         self.handler.abort();
+        self.crash_task.abort();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
@@ -189,6 +209,36 @@ pub(crate) async fn launch(cfg: &PoolConfig, slot: usize) -> Result<Live, Browse
         let _ = dead_tx.send(true);
     });
 
+    // Renderer crashes arrive as Target.targetCrashed on the browser session (chromiumoxide
+    // enables target discovery); Inspector.targetCrashed on the page session did not arrive
+    // on Chromium 148 for a crash during navigation.
+    let crash_watch: CrashWatch = Arc::default();
+    let crash_task = match browser.event_listener::<EventTargetCrashed>().await {
+        Ok(mut crashes) => {
+            let watch = crash_watch.clone();
+            tokio::spawn(async move {
+                while let Some(ev) = crashes.next().await {
+                    tracing::warn!(slot, status = %ev.status, code = ev.error_code, "a page's renderer crashed; the page will be replaced");
+                    let hit = crate::pool::lock(&watch).get(ev.target_id.inner()).cloned();
+                    eprintln!("DEBUG crash {:?} known {:?}", ev.target_id, crate::pool::lock(&watch).keys().collect::<Vec<_>>());
+                    if let Some((flag, notify)) = hit {
+                        flag.store(true, Ordering::SeqCst);
+                        notify.notify_waiters();
+                    }
+                }
+            })
+        }
+        Err(e) => {
+            let _ = browser.kill().await;
+            handler.abort();
+            remove_profile(&profile).await;
+            return Err(BrowserError::Launch(format!(
+                "{} started but its DevTools session failed: {e}",
+                cfg.executable.display()
+            )));
+        }
+    };
+
     let user_agent = match &cfg.user_agent {
         Some(ua) => ua.clone(),
         None => match tokio::time::timeout(cfg.request_timeout, browser.user_agent()).await {
@@ -200,6 +250,7 @@ pub(crate) async fn launch(cfg: &PoolConfig, slot: usize) -> Result<Live, Browse
                 };
                 let _ = browser.kill().await;
                 handler.abort();
+                crash_task.abort();
                 remove_profile(&profile).await;
                 return Err(BrowserError::Launch(format!(
                     "{} started but did not answer Browser.getVersion: {why}",
@@ -219,6 +270,8 @@ pub(crate) async fn launch(cfg: &PoolConfig, slot: usize) -> Result<Live, Browse
         handler_dead: dead_rx,
         gone: AtomicBool::new(false),
         handler,
+        crash_watch,
+        crash_task,
         profile,
     })
 }

@@ -92,6 +92,11 @@ impl PageEntry {
                 return Err(BrowserError::Timeout("preparing a page".into()));
             }
         };
+        live.watch_crash(
+            page.target_id().inner(),
+            recorder.crashed.clone(),
+            recorder.changed.clone(),
+        );
         Ok(PageEntry {
             page,
             live: live.clone(),
@@ -119,6 +124,7 @@ impl Drop for PageEntry {
         if let Some(t) = self.interceptor.take() {
             t.abort();
         }
+        self.live.unwatch_crash(self.page.target_id().inner());
         if self.live.is_gone() {
             return;
         }
@@ -215,20 +221,42 @@ impl PageLease {
         let e = self.entry_mut()?;
         e.uses += 1;
         e.recorder.with(|s| s.reset(Instant::now()));
-        let nav =
-            tokio::time::timeout(step_timeout, e.page.execute(NavigateParams::new(url))).await;
+        let crashed = e.recorder.crashed.clone();
+        let changed = e.recorder.changed.clone();
+        // The navigation answers only after `load`; a renderer crash never gets there, so it is
+        // watched alongside instead of waiting out the step timeout.
+        let crash = async {
+            loop {
+                let notified = changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if crashed.load(Ordering::SeqCst) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let nav = tokio::select! {
+            r = tokio::time::timeout(step_timeout, e.page.execute(NavigateParams::new(url))) => Some(r),
+            () = crash => None,
+        };
         let res = match nav {
-            Err(_) => {
+            None => {
+                return Err(BrowserError::Navigation(format!(
+                    "opening {url}: the page's renderer crashed; the page will be replaced"
+                )));
+            }
+            Some(Err(_)) => {
                 e.spoiled = true;
                 return Err(BrowserError::Timeout(format!(
                     "opening {url}: the page did not load within the step timeout"
                 )));
             }
-            Ok(Err(err)) => {
+            Some(Ok(Err(err))) => {
                 e.spoiled = true;
                 return Err(self.failed(&format!("opening {url}"), err).await);
             }
-            Ok(Ok(r)) => r.result,
+            Some(Ok(Ok(r))) => r.result,
         };
         if let Some(text) = res.error_text {
             return Err(navigation_error(url, &text));

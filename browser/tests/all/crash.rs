@@ -114,15 +114,26 @@ async fn a_crashed_renderer_gets_its_page_replaced() {
     let pool = start(cfg).await;
     let ctx = pool.context(ContextSpec::default()).await.unwrap();
     let mut page = ctx.lease().await.unwrap();
-    page.open(&site.url("/u/a"), tweets(1), false).await.unwrap();
+    page.open(&site.url("/u/a"), tweets(1), false)
+        .await
+        .unwrap();
     let tab = site.seen_for("/i/api/graphql/").last().unwrap().tab.clone();
     let started = std::time::Instant::now();
-    let res = page.open("chrome://crash", Default::default(), false).await;
-    eprintln!("chrome://crash -> {res:?} after {:?}", started.elapsed());
+    let e = page
+        .open("chrome://crash", Default::default(), false)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("crashed"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "seen at once, not by the 5 s timeout"
+    );
     drop(page);
 
     let mut page = ctx.lease().await.unwrap();
-    page.open(&site.url("/u/b"), tweets(1), false).await.unwrap();
+    page.open(&site.url("/u/b"), tweets(1), false)
+        .await
+        .unwrap();
     assert_ne!(site.seen_for("/i/api/graphql/").last().unwrap().tab, tab);
     assert_eq!(pool.restarts(), 0, "only the renderer crashed");
     drop(page);

@@ -22,3 +22,10 @@ pub const U: &str = "1985969076433977440";
 pub const BOTTOM1: &str = "DAABCgABG6dxr4R__-YKAAIbn9BOpBaRFggAAwAAAAIAAA";
 pub const BOTTOM2: &str = "DAABCgABG6dxr4R__-YKAAIbnVvJkFqRYQgAAwAAAAIAAA";
 pub const BOTTOM3: &str = "DAABCgABG6dxr4R__-YKAAIbmu7wYBqRhAgAAwAAAAIAAA";
+/// search_timeline*.json
+pub const S1: &str = "1990722158195703856";
+pub const S2: &str = "1990722061726715955";
+pub const S3: &str = "1990721180922880054"; // quotes A (present)
+pub const S4: &str = "1990719125713924153"; // TweetUnavailable
+pub const S5: &str = "1990718874055688252"; // promoted
+pub const S6: &str = "1990716609131532351"; // page 2

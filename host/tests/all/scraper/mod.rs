@@ -1,6 +1,10 @@
 //! The x-scraper worker end to end: a real Chromium (Debian's), the stand-in X
 //! (`servers::x_site`), the x-timeline parser plugin, real stores.
 
+mod accounts;
 mod ids;
+mod limits;
+mod proxies;
+mod resilience;
 mod rig;
 mod runs;

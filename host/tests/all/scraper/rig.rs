@@ -3,10 +3,13 @@
 //! in-process with a real Chromium.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use impressox_browser::StoredCookie;
 use impressox_host::documents::{Documents, Filter};
 use impressox_host::scraper::ScraperWorker;
+use impressox_host::scraper::session::{Session, Sessions};
 use impressox_host::scraper::targets::{self, TargetRecord};
 use impressox_host::storage::{Store, StoreLimits};
 use serde_json::Value;
@@ -14,7 +17,7 @@ use tokio::sync::SemaphorePermit;
 
 use crate::harness::{TestHost, host_with};
 use crate::servers::chromium::{browser_permit, chromium_path};
-use crate::servers::x_site::XSite;
+use crate::servers::x_site::{self, XSite};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -29,6 +32,13 @@ pub struct Opts {
     pub scraper: String,
     /// Extra TOML appended after the rig's sections (e.g. `[[scraper.searches]]`).
     pub extra: String,
+    /// Extra keys for `[scraper.browser]` (after the rig's own).
+    pub browser: String,
+    /// Lines of a `proxies_file`; when any, loopback goes through them too
+    /// (`proxy_bypass_list = "<-loopback>"`, design §5.5).
+    pub proxies: Vec<String>,
+    /// `[scraper] parser`: the scrape-parser plugin's name.
+    pub parser: String,
 }
 
 impl Default for Opts {
@@ -38,6 +48,9 @@ impl Default for Opts {
             handles: vec![super::ids::HANDLE.into()],
             scraper: String::new(),
             extra: String::new(),
+            browser: String::new(),
+            proxies: Vec::new(),
+            parser: "x-timeline".into(),
         }
     }
 }
@@ -71,18 +84,32 @@ impl ScraperRig {
         set_private(&accounts);
         let users = files.path().join("users.txt");
         std::fs::write(&users, opts.handles.join("\n") + "\n").unwrap();
+        let mut scraper = opts.scraper.clone();
+        let mut browser = opts.browser.clone();
+        if !opts.proxies.is_empty() {
+            let proxies = files.path().join("proxies.txt");
+            std::fs::write(&proxies, opts.proxies.join("\n") + "\n").unwrap();
+            set_private(&proxies);
+            scraper.push_str(&format!(
+                "\nproxies_file = {:?}\n",
+                proxies.display().to_string()
+            ));
+            browser.push_str("\nproxy_bypass_list = \"<-loopback>\"\n");
+        }
         let toml = format!(
             "[documents]\nbackend = \"embedded\"\n\
-             [scraper]\nparser = \"x-timeline\"\nbase_url = {base:?}\naccounts_file = {accounts:?}\n\
+             [scraper]\nparser = {parser:?}\nbase_url = {base:?}\naccounts_file = {accounts:?}\n\
              user_list = {users:?}\nmin_step_interval_ms = 0\ndefault_interval_secs = 3600\n\
              shutdown_grace_secs = 5\n{scraper}\n\
-             [scraper.browser]\nexecutable = {exe:?}\nlaunch_timeout_secs = 60\n\
+             [scraper.browser]\nexecutable = {exe:?}\nlaunch_timeout_secs = 60\n{browser}\n\
              [scraper.capture]\nsettle_ms = 150\nstep_timeout_secs = 20\nnudge_wait_ms = 700\nscroll_nudges = 2\n\
              [scraper.login]\nstep_timeout_secs = 15\n{extra}\n",
             base = site.url(),
             accounts = accounts.display().to_string(),
             users = users.display().to_string(),
-            scraper = opts.scraper,
+            parser = opts.parser,
+            scraper = scraper,
+            browser = browser,
             exe = chromium_path().display().to_string(),
             extra = opts.extra,
         );
@@ -176,7 +203,211 @@ impl ScraperRig {
     }
 }
 
+impl ScraperRig {
+    /// Store `cookies` (from [`XSite::issue_session`], or made up) as `user`'s session, the
+    /// way the product stores one after a login (`scraper:sessions`, see `session.rs`).
+    pub async fn store_session(&self, user: &str, cookies: &[x_site::Cookie]) {
+        let cookies = cookies
+            .iter()
+            .map(|c| StoredCookie {
+                name: c.name.clone(),
+                value: c.value.clone(),
+                domain: "127.0.0.1".into(),
+                path: c.path.clone(),
+                expires: None,
+                http_only: c.http_only,
+                secure: false,
+                same_site: Some("Lax".into()),
+            })
+            .collect();
+        let session = Session {
+            cookies,
+            saved_at_ms: impressox_host::util::now_ms(),
+            base_url: self.site.url(),
+        };
+        Sessions::new(self.store.clone())
+            .save(user, &session)
+            .await
+            .unwrap();
+    }
+
+    /// The steps posted to the login flow, in order, with the status answered.
+    pub fn login_steps(&self) -> Vec<(String, u16)> {
+        self.site
+            .requests()
+            .iter()
+            .filter(|s| s.path == "/i/api/1.1/onboarding/task.json")
+            .map(|s| (s.login_step.clone().unwrap_or_default(), s.status))
+            .collect()
+    }
+
+    /// Requests for the login pages or the login API.
+    pub fn login_requests(&self) -> Vec<String> {
+        self.site
+            .requests()
+            .iter()
+            .filter(|s| {
+                s.path == "/login"
+                    || s.path.starts_with("/i/flow/login")
+                    || s.path.starts_with("/i/api/1.1/onboarding")
+            })
+            .map(|s| format!("{} {}", s.method, s.path))
+            .collect()
+    }
+
+    /// The accounts view (what `GET /api/v1/scraper/accounts` serves).
+    pub async fn accounts_view(&self) -> Value {
+        self.worker().handle.pool().view().await
+    }
+
+    /// One account's entry of [`ScraperRig::accounts_view`].
+    pub async fn account_view(&self, user: &str) -> Value {
+        let view = self.accounts_view().await;
+        view["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["username"] == user)
+            .unwrap_or_else(|| panic!("no account {user} in {view}"))
+            .clone()
+    }
+
+    /// Seed the user-list targets before the worker starts, due only in an hour, so a test
+    /// can prepare the stand-in after the browser is up and then [`ScraperRig::run_now`].
+    pub async fn hold_targets(&self, handles: &[&str]) {
+        let handles: Vec<String> = handles.iter().map(|h| h.to_string()).collect();
+        let defaults = impressox_host::scraper::worker::target_defaults(&self.host.config.scraper);
+        let now = impressox_host::util::now_ms();
+        targets::seed(&*self.docs, &handles, &[], &defaults, now)
+            .await
+            .unwrap();
+        for h in &handles {
+            let mut t = self.target(&format!("user:{}", h.to_lowercase())).await;
+            t.next_run_ms = now + 3_600_000;
+            targets::save_after_run(&*self.docs, &t).await.unwrap();
+        }
+    }
+}
+
+/// Everything logged at `debug` and above (Chromium's and the compilers' chatter aside)
+/// while a [`LogCapture`] is alive.
+///
+/// The worker logs from tasks on the runtime's worker threads and from the blocking pool,
+/// which a thread-local `tracing::subscriber::set_default` does not reach (and
+/// `#[tokio::test]` builds the runtime before the test's body could wrap it), so this installs
+/// a process-wide subscriber once. No other test in `tests/all` installs one (the CLI's
+/// `try_init` runs only in the spawned binary). Its filter lets events through only while a
+/// capture is on, so other tests pay one atomic load per event; during a capture, lines of
+/// tests running at the same time land in the buffer too, which only makes a "never logged"
+/// assertion stricter.
+pub struct LogCapture(());
+
+static LOG_BUFFER: parking_lot::Mutex<Vec<u8>> = parking_lot::Mutex::new(Vec::new());
+static LOG_ON: AtomicBool = AtomicBool::new(false);
+
+struct BufferWriter;
+
+impl std::io::Write for BufferWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if LOG_ON.load(Ordering::Acquire) {
+            LOG_BUFFER.lock().extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    pub fn start() -> LogCapture {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            use tracing_subscriber::Layer;
+            use tracing_subscriber::layer::SubscriberExt;
+            let filter = tracing_subscriber::filter::dynamic_filter_fn(|meta, _| {
+                const QUIET: &[&str] = &["cranelift", "regalloc2", "wasmtime", "chromiumoxide"];
+                LOG_ON.load(Ordering::Acquire)
+                    && *meta.level() <= tracing::Level::DEBUG
+                    && !QUIET.iter().any(|q| meta.target().starts_with(q))
+            });
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(|| BufferWriter)
+                .with_filter(filter);
+            let subscriber = tracing_subscriber::registry().with(layer);
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other test installs a global tracing subscriber");
+        });
+        LOG_BUFFER.lock().clear();
+        assert!(
+            !LOG_ON.swap(true, Ordering::AcqRel),
+            "one log capture at a time"
+        );
+        LogCapture(())
+    }
+
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&LOG_BUFFER.lock()).into_owned()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        LOG_ON.store(false, Ordering::Release);
+        LOG_BUFFER.lock().clear();
+    }
+}
+
 fn set_private(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Every line the host and browser crates log (debug and up) from the first call on: a
+/// process-wide subscriber, shared by the tests of this binary, so a test asserts what must
+/// never appear (a secret) and what must (its own lines, proving the capture works).
+/// Panics if another global subscriber was installed first.
+pub fn captured_logs() -> String {
+    use std::sync::OnceLock;
+
+    static LOGS: OnceLock<Arc<parking_lot::Mutex<Vec<u8>>>> = OnceLock::new();
+
+    #[derive(Clone)]
+    struct Sink(Arc<parking_lot::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut out = self.0.lock();
+            // Bounded: the subscriber outlives the test that installed it.
+            if out.len() < 64 << 20 {
+                out.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Sink {
+        type Writer = Sink;
+        fn make_writer(&'a self) -> Sink {
+            self.clone()
+        }
+    }
+
+    let buf = LOGS.get_or_init(|| {
+        let buf = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "impressox_host=debug,impressox_browser=debug,warn",
+            ))
+            .with_writer(Sink(buf.clone()))
+            .with_ansi(false)
+            .try_init()
+            .expect("no other global tracing subscriber in the test process");
+        buf
+    });
+    String::from_utf8_lossy(&buf.lock()).into_owned()
 }

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use impressox_host::scraper::config::RunMode;
+use impressox_host::scraper::targets::{self, TargetKind, TargetSpec};
+
 use super::ids::*;
 use super::rig::{Opts, ScraperRig};
 
@@ -16,6 +19,16 @@ async fn first_run_logs_in_reads_every_page_and_stores_tweets_and_profile() {
     assert_eq!(run.outcome, "ok", "{t:?}");
     assert_eq!(run.account, "alice");
     assert!(run.pages >= 3, "{run:?}");
+    // The malformed entry of page 1 is skipped and counted; the rest of its page is kept.
+    assert!(run.skipped >= 1, "{run:?}");
+    let mut metrics = String::new();
+    rig.worker().handle.render_metrics(&mut metrics).await;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("impressox_scraper_skipped_entries_total ") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
 
     // The login went through the form, once, and its session is stored.
     let logins = rig
@@ -150,5 +163,129 @@ async fn tail_run_stops_at_the_newest_stored_tweet() {
         "the new tweet is stored"
     );
     assert_eq!(t.newest_id, Some(newest + 1000));
+    rig.stop().await;
+}
+
+/// Replace the user list's targets with one API target of `mode` and `max_pages`.
+async fn api_target(rig: &ScraperRig, mode: RunMode, max_pages: u32) -> String {
+    let spec = TargetSpec {
+        kind: TargetKind::User,
+        handle: Some(HANDLE.into()),
+        name: None,
+        query: None,
+        product: None,
+        interval_secs: Some(3600),
+        mode: Some(mode),
+        max_pages: Some(max_pages),
+        enabled: Some(true),
+    };
+    let defaults = impressox_host::scraper::worker::target_defaults(&rig.host.config.scraper);
+    let t = targets::create_api_target(&*rig.docs, &spec, &defaults, 0)
+        .await
+        .unwrap();
+    t.id
+}
+
+fn no_user_list() -> Opts {
+    Opts {
+        handles: Vec::new(),
+        ..Opts::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_follows_bottom_cursors_to_the_end() {
+    let rig = ScraperRig::prepare(no_user_list()).await;
+    let id = api_target(&rig, RunMode::Backfill, 50).await;
+    let mut rig = rig.start_worker().await;
+    let t = rig.wait_for_run(&id, 0, RUN_TIMEOUT).await;
+    assert_eq!(t.last_run.as_ref().unwrap().outcome, "ok", "{t:?}");
+    let cursors: Vec<Option<String>> = rig
+        .site
+        .graphql_requests("UserTweets")
+        .iter()
+        .map(|s| s.cursor.clone())
+        .collect();
+    assert_eq!(
+        cursors,
+        vec![
+            None,
+            Some(BOTTOM1.into()),
+            Some(BOTTOM2.into()),
+            Some(BOTTOM3.into())
+        ]
+    );
+    assert!(
+        t.backfill.done,
+        "the end of the timeline was reached: {t:?}"
+    );
+    for id in [A, J, O, U] {
+        assert!(rig.tweet(id).await.is_some(), "{id} stored");
+    }
+    assert_eq!(t.backfill.oldest_id, Some(U.parse::<i64>().unwrap()));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_stops_at_its_page_limit() {
+    let rig = ScraperRig::prepare(no_user_list()).await;
+    let id = api_target(&rig, RunMode::Backfill, 2).await;
+    let mut rig = rig.start_worker().await;
+    let t = rig.wait_for_run(&id, 0, RUN_TIMEOUT).await;
+    assert_eq!(t.last_run.as_ref().unwrap().outcome, "ok", "{t:?}");
+    assert_eq!(t.last_run.as_ref().unwrap().pages, 2);
+    let cursors: Vec<Option<String>> = rig
+        .site
+        .graphql_requests("UserTweets")
+        .iter()
+        .map(|s| s.cursor.clone())
+        .collect();
+    assert_eq!(
+        cursors,
+        vec![None, Some(BOTTOM1.into())],
+        "no request past page 2"
+    );
+    assert!(!t.backfill.done);
+    assert_eq!(t.backfill.cursor.as_deref(), Some(BOTTOM2));
+    assert!(rig.tweet(J).await.is_some());
+    assert!(rig.tweet(O).await.is_none(), "page 3 was not read");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_target_captures_search_timeline() {
+    let mut rig = ScraperRig::start(Opts {
+        extra: "[[scraper.searches]]\nname = \"btc\"\nquery = \"$BTC\"\nproduct = \"live\"\nmax_pages = 5\n"
+            .into(),
+        ..no_user_list()
+    })
+    .await;
+    let t = rig.wait_for_run("search:btc", 0, RUN_TIMEOUT).await;
+    assert_eq!(t.last_run.as_ref().unwrap().outcome, "ok", "{t:?}");
+    let searches: Vec<Option<String>> = rig
+        .site
+        .graphql_requests("SearchTimeline")
+        .iter()
+        .map(|s| s.search.clone())
+        .collect();
+    assert!(!searches.is_empty());
+    assert!(
+        searches.iter().all(|s| s.as_deref() == Some("$BTC")),
+        "the query reached X as typed: {searches:?}"
+    );
+    for id in [S1, S2, S3, S6] {
+        let doc = rig
+            .tweet(id)
+            .await
+            .unwrap_or_else(|| panic!("search tweet {id} stored"));
+        assert_eq!(doc["seen_by"], "search:btc");
+    }
+    assert_eq!(rig.tweet(S3).await.unwrap()["quoted_tweet_id"], A);
+    for id in [S4, S5] {
+        assert!(
+            rig.tweet(id).await.is_none(),
+            "unavailable/promoted {id} not stored"
+        );
+    }
     rig.stop().await;
 }

@@ -90,6 +90,9 @@ pub enum Fail {
     /// whatever the budget said before (an unforeseeable limit); others with X's internal
     /// error body (code 131).
     Status(u16),
+    /// This status with `{"errors":[{"code": code}]}`: one of X's account errors (403 + 326
+    /// locked, 403 + 64 suspended) on an account whose pages still load.
+    Error { status: u16, code: u32 },
 }
 
 /// A cookie the stand-in sets; a test stores it where the product keeps sessions.
@@ -803,6 +806,11 @@ fn graphql(
                 StatusCode::TOO_MANY_REQUESTS,
                 fixture("error_rate_limit.json"),
                 (limits.0, 0, limits.2),
+            ),
+            Fail::Error { status, code } => api_json(
+                StatusCode::from_u16(status).expect("a valid HTTP status"),
+                json!({"errors": [{"code": code, "message": "An account error."}]}).to_string(),
+                limits,
             ),
             Fail::Status(status) => api_json(
                 StatusCode::from_u16(status).expect("a valid HTTP status"),

@@ -109,9 +109,15 @@ function startTimeline(first, fetchPage) {
       list.appendChild(alert);
     }
     busy = false;
+    // Like X's app: while the end of the list is on screen (a short page, a tall window),
+    // the next page is fetched without waiting for a scroll that cannot happen.
+    if (!done && nearBottom()) more();
+  }
+  function nearBottom() {
+    return innerHeight + scrollY >= document.body.scrollHeight - 400;
   }
   (async () => { if (await first()) await more(); })();
   addEventListener('scroll', () => {
-    if (innerHeight + scrollY >= document.body.scrollHeight - 400) more();
+    if (nearBottom()) more();
   });
 }
