@@ -220,7 +220,6 @@ pub(crate) async fn launch(cfg: &PoolConfig, slot: usize) -> Result<Live, Browse
                 while let Some(ev) = crashes.next().await {
                     tracing::warn!(slot, status = %ev.status, code = ev.error_code, "a page's renderer crashed; the page will be replaced");
                     let hit = crate::pool::lock(&watch).get(ev.target_id.inner()).cloned();
-                    eprintln!("DEBUG crash {:?} known {:?}", ev.target_id, crate::pool::lock(&watch).keys().collect::<Vec<_>>());
                     if let Some((flag, notify)) = hit {
                         flag.store(true, Ordering::SeqCst);
                         notify.notify_waiters();

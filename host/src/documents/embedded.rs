@@ -355,6 +355,23 @@ fn id_str(d: &Doc) -> &str {
     d.get("_id").and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The greatest string lower bound the filter puts on `_id` (`Gt`/`Gte`/`Eq`), or "".
+/// Scanning from it is safe: every matching document's `_id` is at or above it.
+fn id_lower_bound(filter: &Filter) -> String {
+    filter
+        .0
+        .iter()
+        .filter(|(field, _)| field == "_id")
+        .filter_map(|(_, cond)| match cond {
+            Cond::Gt(Value::String(s))
+            | Cond::Gte(Value::String(s))
+            | Cond::Eq(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .max()
+        .unwrap_or_default()
+}
+
 /// The documents matching `query`, sorted by its sort keys then `_id`, cut at its limit.
 fn select(
     docs: &impl ReadableTable<PairKey, &'static [u8]>,
@@ -366,11 +383,24 @@ fn select(
     let indexes = load_indexes(meta, coll)?;
     let filter = &query.filter;
     let Some(plan) = plan(&indexes, filter, &query.sort, query.limit) else {
-        // Full scan: `DOCS` is in `_id` order and `apply_order` sorts stably.
+        // Full scan: `DOCS` is in `_id` order and `apply_order` sorts stably. A query in
+        // `_id` order (paging through a collection: `scraper reparse`) starts at its `_id`
+        // lower bound and stops at its limit instead of reading the whole collection.
+        let id_ordered = match query.sort.as_slice() {
+            [] => true,
+            [(field, Order::Asc)] => field == "_id",
+            _ => false,
+        };
+        let start = if id_ordered {
+            id_lower_bound(filter)
+        } else {
+            String::new()
+        };
+        let limit = query.limit.filter(|_| id_ordered).unwrap_or(usize::MAX);
         let mut out = Vec::new();
-        for item in docs.range((coll, "")..)? {
+        for item in docs.range((coll, start.as_str())..)? {
             let (k, v) = item?;
-            if k.value().0 != coll {
+            if k.value().0 != coll || out.len() >= limit {
                 break;
             }
             let d: Doc = serde_json::from_slice(v.value())?;
@@ -889,6 +919,42 @@ mod tests {
                 ids(&d.find("scan", &all).await.unwrap())
             );
         }
+    }
+
+    /// Paging in `_id` order (`scraper reparse`) starts at the bound and stops at the limit;
+    /// the answer is the same as a filter over everything.
+    #[tokio::test]
+    async fn id_ordered_pages_start_at_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = EmbeddedDocuments::open(&dir.path().join("documents.redb")).unwrap();
+        let writes = (0..500)
+            .map(|i| {
+                let mut doc = Doc::new();
+                doc.insert("_id".into(), json!(format!("{i:04}")));
+                doc.insert("odd".into(), json!(i % 2 == 1));
+                Write::Insert {
+                    coll: "pages".into(),
+                    doc,
+                }
+            })
+            .collect();
+        d.write(writes).await.unwrap();
+        let mut seen: Vec<String> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let q = Query::new(Filter::all().gt("_id", after.clone()).eq("odd", true))
+                .sort("_id", Order::Asc)
+                .limit(40);
+            let page = d.find("pages", &q).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = id_str(last).to_string();
+            seen.extend(ids(&page).into_iter().map(String::from));
+        }
+        let expected: Vec<String> = (0..500)
+            .filter(|i| i % 2 == 1)
+            .map(|i| format!("{i:04}"))
+            .collect();
+        assert_eq!(seen, expected);
     }
 
     /// The due-poller's query over 50,000 deliveries of which 10 are due, on a collection
