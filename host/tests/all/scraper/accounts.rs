@@ -294,6 +294,7 @@ async fn accounts_view_has_no_secrets() {
 /// (two pages per account), but the account logs in once (X flags parallel logins).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_first_runs_at_once_log_in_once() {
+    let logs = LogCapture::start();
     let mut rig = ScraperRig::start(Opts {
         handles: vec![HANDLE.into(), "other_handle".into()],
         ..Opts::default()
@@ -301,7 +302,7 @@ async fn two_first_runs_at_once_log_in_once() {
     .await;
     for id in [TARGET, "user:other_handle"] {
         let t = rig.wait_for_run(id, 0, RUN_TIMEOUT).await;
-        assert_eq!(t.last_run.as_ref().unwrap().outcome, "ok", "{t:?}");
+        assert_eq!(t.last_run.as_ref().unwrap().outcome, "ok", "{t:?} {}", logs.text().lines().filter(|l| l.contains("impressox")).collect::<Vec<_>>().join("\n"));
     }
     assert_eq!(steps(&rig), ["username", "password"], "one login");
     rig.stop().await;

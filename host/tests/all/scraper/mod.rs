@@ -3,6 +3,7 @@
 
 mod accounts;
 mod ids;
+mod mongo;
 mod limits;
 mod proxies;
 mod resilience;

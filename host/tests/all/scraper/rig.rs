@@ -17,6 +17,7 @@ use tokio::sync::SemaphorePermit;
 
 use crate::harness::{TestHost, host_with};
 use crate::servers::chromium::{browser_permit, chromium_path};
+use crate::servers::mongo::MongoServer;
 use crate::servers::x_site::{self, XSite};
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -39,6 +40,8 @@ pub struct Opts {
     pub proxies: Vec<String>,
     /// `[scraper] parser`: the scrape-parser plugin's name.
     pub parser: String,
+    /// Documents in MongoDB (a SecantusDB server of the rig's own) instead of embedded.
+    pub mongo: bool,
 }
 
 impl Default for Opts {
@@ -51,6 +54,7 @@ impl Default for Opts {
             browser: String::new(),
             proxies: Vec::new(),
             parser: "x-timeline".into(),
+            mongo: false,
         }
     }
 }
@@ -61,6 +65,7 @@ pub struct ScraperRig {
     pub store: Arc<dyn Store>,
     pub docs: Arc<dyn Documents>,
     pub worker: Option<ScraperWorker>,
+    _mongo: Option<MongoServer>,
     _files: tempfile::TempDir,
     _permit: SemaphorePermit<'static>,
 }
@@ -96,8 +101,20 @@ impl ScraperRig {
             ));
             browser.push_str("\nproxy_bypass_list = \"<-loopback>\"\n");
         }
+        let (documents, mongo) = if opts.mongo {
+            let m = MongoServer::start();
+            (
+                format!(
+                    "[documents]\nbackend = \"mongodb\"\nmongodb_url = \"{}\"\ndatabase = \"scraper_test\"\n",
+                    m.url()
+                ),
+                Some(m),
+            )
+        } else {
+            ("[documents]\nbackend = \"embedded\"\n".to_string(), None)
+        };
         let toml = format!(
-            "[documents]\nbackend = \"embedded\"\n\
+            "{documents}\
              [scraper]\nparser = {parser:?}\nbase_url = {base:?}\naccounts_file = {accounts:?}\n\
              user_list = {users:?}\nmin_step_interval_ms = 0\ndefault_interval_secs = 3600\n\
              shutdown_grace_secs = 5\n{scraper}\n\
@@ -126,6 +143,7 @@ impl ScraperRig {
             store,
             docs,
             worker: None,
+            _mongo: mongo,
             _files: files,
             _permit: permit,
         }
