@@ -28,21 +28,21 @@
 //! - `reparse`: `impressox scraper reparse`: the current parser over stored raw JSON and the spool.
 
 pub mod accounts;
+pub mod budget;
+pub mod config;
 pub mod login;
 pub mod metrics;
 pub mod parse;
 pub mod pool;
+pub mod proxies;
 pub mod reparse;
 pub mod runner;
 pub mod session;
-pub mod worker;
-pub mod budget;
-pub mod config;
-pub mod proxies;
 pub mod state;
 pub mod stop;
-pub mod totp;
 pub mod store;
 pub mod targets;
+pub mod totp;
+pub mod worker;
 
 pub use worker::{ScraperHandle, ScraperWorker};

@@ -29,7 +29,9 @@ async fn timeline_runs_on_mongodb_upsert_by_id_and_never_duplicate() {
     assert!(profiles >= 1);
 
     let since = rig.run_now(TARGET).await;
-    let again = rig.wait_for_run(TARGET, since, Duration::from_secs(120)).await;
+    let again = rig
+        .wait_for_run(TARGET, since, Duration::from_secs(120))
+        .await;
     assert_eq!(again.last_run.as_ref().unwrap().outcome, "ok", "{again:?}");
     assert_eq!(rig.tweet_count().await, count, "a re-run never duplicates");
     assert_eq!(
