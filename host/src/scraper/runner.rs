@@ -178,6 +178,52 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// Parse the target's spooled captures (oldest first) with the parser serving now, before
+/// its next run: a page spooled because the parser failed is stored as soon as a parser can
+/// read it. One that still fails stays spooled; the first failure ends the drain (the parser
+/// is likely still the broken one).
+pub async fn drain_spool(env: &RunEnv, target: &TargetRecord) {
+    let entries = match store::spooled(&*env.docs, Some(&target.id), 32).await {
+        Ok(e) => e,
+        Err(err) => {
+            tracing::warn!(target = %target.id, error = %format!("{err:#}"), "reading the spool failed");
+            return;
+        }
+    };
+    for entry in entries {
+        let parsed = match parse::parse(&env.runtime, &env.cfg.parser, entry.capture.clone()).await
+        {
+            Ok(p) => p,
+            Err(message) => {
+                tracing::debug!(target = %target.id, entry = %entry.id, error = %message, "spooled capture still fails");
+                return;
+            }
+        };
+        let meta = store::WriteMeta {
+            parser: &parsed.parser,
+            sighting: store::Sighting::Run {
+                target: &target.id,
+                at_ms: entry.capture.captured_at_ms,
+            },
+            dry_run: false,
+        };
+        match store::write_result(&*env.docs, &parsed.result, &meta).await {
+            Ok(written) => {
+                env.metrics.tweets_new.add(written.tweets.new);
+                env.metrics.tweets_updated.add(written.tweets.updated);
+                if let Err(err) = store::unspool(&*env.docs, &entry.id).await {
+                    tracing::warn!(entry = %entry.id, error = %format!("{err:#}"), "removing a parsed capture from the spool failed");
+                }
+                tracing::info!(target = %target.id, entry = %entry.id, new = written.tweets.new, "spooled capture parsed and stored");
+            }
+            Err(err) => {
+                tracing::warn!(entry = %entry.id, error = %format!("{err:#}"), "storing a spooled capture failed; it stays spooled");
+                return;
+            }
+        }
+    }
+}
+
 /// Run `target` with `account`; a browser that died mid-run is waited for and the run
 /// starts over once (design §4.3).
 pub async fn run(env: &RunEnv, target: &TargetRecord, account: &AccountLease) -> RunReport {
@@ -245,13 +291,16 @@ async fn run_once(
     let started_ms = crate::util::now_ms();
     let context = account.context().await?;
     let mut page = context.lease().await?;
-    if !account.has_session() && !account.login(&context, &mut page).await? {
+    if !account.ensure_session(&context, &mut page).await? {
         report.end(Outcome::LoginFailed, account.reason());
         return Ok(());
     }
     let (first_ops, scroll_ops) = operations(target.kind);
     let url = target_url(cfg, target);
     let with_html = cfg.capture.html != HtmlCapture::Never;
+    // The session the page is opened with, to tell a rejected session from one another run
+    // of the account has replaced meanwhile.
+    let mut generation = account.session_generation();
     let mut capture = page.open(&url, expect(first_ops), with_html).await?;
     account.proxy_ok().await;
 
@@ -288,11 +337,11 @@ async fn run_once(
                 // again. (Rejected right after a fresh login, the account's state machine
                 // says `banned` instead, and the run stops below.)
                 relogged = true;
-                account.session_rejected(&context).await?;
-                if !account.login(&context, &mut page).await? {
+                if !account.relogin(&context, &mut page, generation).await? {
                     report.end(Outcome::LoginFailed, account.reason());
                     return Ok(());
                 }
+                generation = account.session_generation();
                 capture = page.open(&url, expect(first_ops), with_html).await?;
                 continue;
             }

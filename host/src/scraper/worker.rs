@@ -148,6 +148,12 @@ pub fn apply_report(target: &TargetRecord, report: &RunReport, now_ms: i64) -> T
         t.user_id.clone_from(&report.user_id);
     }
     t.next_run_ms = match report.outcome {
+        // The account's budget ran out before the target's stop rule was met: the target
+        // is not done, so it stays due for another account (or this one after its reset;
+        // `pick` skips an account whose budget is spent). Fix, found by
+        // `limits::spent_budget_moves_the_target_to_another_account`: it used to wait a
+        // whole interval although another account had budget.
+        Outcome::Budget => now_ms,
         // The interval starts again, with ±10 % jitter so targets added together spread.
         o if o.counts_as_run() => {
             let interval = i64::try_from(t.interval_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -165,7 +171,14 @@ pub fn apply_report(target: &TargetRecord, report: &RunReport, now_ms: i64) -> T
         // Infrastructure: try again shortly rather than in a hot loop.
         _ => now_ms + RETRY_AFTER_ERROR_MS,
     };
-    t.newest_id = t.newest_id.max(report.newest_id);
+    // A tail run that ended before its stop rule (budget, limits, errors) has not read down
+    // to the stored tweets: moving `newest_id` up to what it saw would make the next run
+    // stop above the gap, and the tweets in between would never be read. Only a run that
+    // stopped by its rules advances it. Fix, found by
+    // `limits::spent_budget_moves_the_target_to_another_account` (page 3 was never read).
+    if t.mode != RunMode::Tail || report.outcome == Outcome::Ok {
+        t.newest_id = t.newest_id.max(report.newest_id);
+    }
     if t.mode == RunMode::Backfill && report.pages > 0 {
         if report.bottom_cursor.is_some() {
             t.backfill.cursor.clone_from(&report.bottom_cursor);
@@ -274,6 +287,9 @@ impl ScraperWorker {
         let _ = self.task.await;
         let shared = &self.handle.shared;
         shared.pool.save_sessions().await;
+        // Fix: the accounts' leases were left to expire, so a restart ran nothing for two
+        // minutes (found by proxies::each_account_keeps_its_proxy).
+        shared.pool.release_leases().await;
         shared.pool.browser().shutdown().await;
     }
 }
@@ -326,6 +342,7 @@ async fn tick(shared: &Arc<Shared>, runs: &mut JoinSet<()>) -> Result<()> {
         shared.running.lock().insert(target.id.clone());
         let shared = shared.clone();
         runs.spawn(async move {
+            runner::drain_spool(&shared.env, &target).await;
             let report = runner::run(&shared.env, &target, &account).await;
             drop(account);
             shared.env.metrics.run_ended(report.outcome.as_str());
