@@ -93,22 +93,20 @@ impl Live {
         if self.is_gone() {
             return false;
         }
+        // Lock-free checks first: `try_wait` would need the write lock, which a probe stuck on
+        // a dead browser holds for up to its timeout.
         let mut dead = *self.handler_dead.borrow();
-        if !dead {
-            // `try_wait` needs the write lock; commands hold read locks for at most one request
-            // timeout, so a busy browser is simply checked next time.
-            if let Ok(mut b) =
-                tokio::time::timeout(Duration::from_millis(200), self.browser.write()).await
-            {
-                match b.try_wait() {
-                    Ok(Some(status)) => {
-                        tracing::warn!(slot = self.slot, generation = self.generation, %status, "browser process exited");
-                        dead = true;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(error = %e, "try_wait on the browser process"),
-                }
-            }
+        if !dead
+            && let Some(pid) = self.pid
+            && child_exited(pid)
+        {
+            tracing::warn!(
+                slot = self.slot,
+                generation = self.generation,
+                pid,
+                "browser process exited"
+            );
+            dead = true;
         }
         if !dead && let Some(limit) = probe {
             let b = self.browser.read().await;
@@ -304,6 +302,29 @@ fn browser_config(
         b = b.arg(a.as_str());
     }
     b.build().map_err(BrowserError::Launch)
+}
+
+/// Whether our child `pid` has exited, without reaping it (`WNOWAIT`): tokio's `Child` still
+/// collects its status later.
+fn child_exited(pid: u32) -> bool {
+    let id: libc::id_t = pid;
+    // SAFETY: siginfo_t is plain data, valid when zeroed; waitid only writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to the struct above; WNOHANG makes the call non-blocking.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            id,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if r != 0 {
+        // ECHILD: already reaped (by tokio), so it exited.
+        return std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
+    }
+    // SAFETY: waitid succeeded and filled the struct; si_pid is 0 when no child changed state.
+    unsafe { info.si_pid() != 0 }
 }
 
 async fn remove_profile(dir: &Path) {

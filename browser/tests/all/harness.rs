@@ -56,15 +56,22 @@ pub fn tweets(n: usize) -> Expect {
     }
 }
 
-/// Whether `pid` runs (a zombie does not count: containers may lack a reaping init).
+/// Whether `pid` still runs. A zombie whose threads have all exited does not count
+/// (containers may lack a reaping init); a thread-group leader shows as a zombie while its
+/// other threads are still exiting, and its parent cannot see the exit yet, so that does.
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("");
+    if state != "Z" && state != "X" {
+        return true;
     }
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    threads > 1
 }
 
 /// `pid` and all its descendants (from /proc's parent links).

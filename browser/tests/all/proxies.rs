@@ -57,44 +57,47 @@ async fn context_proxy_is_used_for_loopback_with_bypass_rule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_credentials_answer_407() {
     let _gate = chromium_permit().await;
-    let dir = tempfile::tempdir().unwrap();
-    let site = Site::start().await;
-    let proxy = Proxy::start(Some(("user", "pa55"))).await;
-    let mut cfg = config(dir.path());
-    // With interception on as well: paused requests and challenges are both answered.
-    cfg.block_resources = vec!["Image".into()];
-    let pool = start(cfg).await;
-    let ctx = pool
-        .context(ContextSpec {
-            key: "p".into(),
-            proxy: Some(ProxySpec {
-                server: proxy.server(),
-                credentials: Some(("user".into(), "pa55".into())),
-            }),
-            cookies: vec![],
-        })
-        .await
-        .unwrap();
-    let mut page = ctx.lease().await.unwrap();
-    let cap = page
-        .open(&site.url("/u/auth"), tweets(1), false)
-        .await
-        .unwrap();
-    assert_eq!(cap.responses.len(), 1);
-    assert!(cap.responses[0].body.contains("item-1"));
-    let seen = proxy.seen();
-    assert!(
-        seen.iter().any(|s| !s.had_auth),
-        "the proxy challenged first: {seen:?}"
-    );
-    assert!(
-        seen.iter()
-            .any(|s| s.had_auth && s.path.starts_with("/u/auth")),
-        "{seen:?}"
-    );
-    assert!(site.seen_for("/u/auth")[0].via_proxy);
-    drop(page);
-    pool.shutdown().await;
+    // Without interception (Fetch enabled for the credentials only) and with it (every request
+    // paused and continued by us, challenges answered by chromiumoxide).
+    for blocking in [false, true] {
+        let site = Site::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = Proxy::start(Some(("user", "pa55"))).await;
+        let mut cfg = config(dir.path());
+        if blocking {
+            cfg.block_resources = vec!["Image".into()];
+        }
+        let pool = start(cfg).await;
+        let ctx = pool
+            .context(ContextSpec {
+                key: "p".into(),
+                proxy: Some(ProxySpec {
+                    server: proxy.server(),
+                    credentials: Some(("user".into(), "pa55".into())),
+                }),
+                cookies: vec![],
+            })
+            .await
+            .unwrap();
+        let mut page = ctx.lease().await.unwrap();
+        let path = format!("/u/auth-{blocking}");
+        let cap = page.open(&site.url(&path), tweets(1), false).await.unwrap();
+        assert_eq!(cap.responses.len(), 1, "blocking {blocking}");
+        assert!(cap.responses[0].body.contains("item-1"));
+        let seen = proxy.seen();
+        assert!(
+            seen.iter().any(|s| !s.had_auth),
+            "the proxy challenged first: {seen:?}"
+        );
+        assert!(
+            seen.iter().any(|s| s.had_auth && s.path == path),
+            "{seen:?}"
+        );
+        assert!(site.seen_for(&path)[0].via_proxy);
+        assert_eq!(site.seen_for("/img/").is_empty(), blocking);
+        drop(page);
+        pool.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

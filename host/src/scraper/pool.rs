@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::Result;
 use impressox_browser::{
@@ -54,6 +54,15 @@ struct Slot {
     /// Digest of the last saved cookie jar: save only what changed.
     saved_digest: Mutex<Option<String>>,
     in_flight: AtomicUsize,
+    /// Held while the account logs in. Fix (seen in the log of
+    /// `accounts::two_first_runs_at_once_log_in_once_and_read_to_the_end`): two runs of one
+    /// account (two pages) starting without a session both drove the login form at once —
+    /// two logins where one is needed, which X flags. Logins of one account are now one at a
+    /// time, and a run that waited finds the session the other one made.
+    login_lock: tokio::sync::Mutex<()>,
+    /// Counts successful logins, so a run whose rejected session was already replaced by
+    /// another run's login does not log in (and clear that new session) again.
+    session_generation: AtomicU64,
 }
 
 struct Inner {
@@ -142,6 +151,8 @@ impl AccountPool {
                 has_session: AtomicBool::new(false),
                 saved_digest: Mutex::new(None),
                 in_flight: AtomicUsize::new(0),
+                login_lock: tokio::sync::Mutex::new(()),
+                session_generation: AtomicU64::new(0),
             }));
         }
         Ok(AccountPool {
@@ -304,6 +315,23 @@ impl AccountPool {
             }
         }
     }
+
+    /// Give up this host's account leases (shutdown). Without it a restarted host (a new
+    /// owner name) found every account held by its former self and ran nothing until the
+    /// leases expired (`ACCOUNT_LEASE_MS`, two minutes).
+    pub async fn release_leases(&self) {
+        for slot in &self.inner.slots {
+            let name = format!("scraper:account:{}", slot.account.username);
+            if let Err(err) = self
+                .inner
+                .store
+                .release_lease(&name, &self.inner.owner)
+                .await
+            {
+                tracing::warn!(account = %slot.account.username, error = %format!("{err:#}"), "releasing the account lease failed");
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -460,9 +488,47 @@ impl AccountLease {
         Ok(ctx)
     }
 
+    /// The count of this account's successful logins so far (see
+    /// [`AccountLease::relogin`]).
+    pub fn session_generation(&self) -> u64 {
+        self.slot.session_generation.load(Ordering::Acquire)
+    }
+
+    /// Make sure the context holds a session: log in through the form unless it does (or
+    /// another run of the account logged in while this one waited for it). True when there
+    /// is a session; false when X refused the login.
+    pub async fn ensure_session(
+        &self,
+        context: &AccountContext,
+        page: &mut PageLease,
+    ) -> Result<bool, BrowserError> {
+        let _one_login = self.slot.login_lock.lock().await;
+        if self.has_session() {
+            return Ok(true);
+        }
+        self.login(context, page).await
+    }
+
+    /// X rejected the session a step was run with (the account's session generation was
+    /// `seen` then): forget it and log in once — unless another run of the account already
+    /// logged in since, whose fresh session is kept. True when there is a session.
+    pub async fn relogin(
+        &self,
+        context: &AccountContext,
+        page: &mut PageLease,
+        seen: u64,
+    ) -> Result<bool, BrowserError> {
+        let _one_login = self.slot.login_lock.lock().await;
+        if self.session_generation() != seen && self.has_session() {
+            return Ok(true);
+        }
+        self.session_rejected(context).await?;
+        self.login(context, page).await
+    }
+
     /// Log in through the form. True when logged in (session stored); false when X
     /// refused (the account is `login_failed` and its context closed).
-    pub async fn login(
+    async fn login(
         &self,
         context: &AccountContext,
         page: &mut PageLease,
@@ -484,6 +550,7 @@ impl AccountLease {
                 }
                 *self.slot.saved_digest.lock() = Some(Session::digest(&session.cookies));
                 self.slot.has_session.store(true, Ordering::Release);
+                self.slot.session_generation.fetch_add(1, Ordering::AcqRel);
                 let t = self.slot.record.lock().login_succeeded(&user, now_ms());
                 inner.note(&t);
                 inner.persist(&self.slot).await;
@@ -505,7 +572,7 @@ impl AccountLease {
     }
 
     /// X rejected the stored session: forget it and clear the context's cookies.
-    pub async fn session_rejected(&self, context: &AccountContext) -> Result<(), BrowserError> {
+    async fn session_rejected(&self, context: &AccountContext) -> Result<(), BrowserError> {
         let user = self.username();
         if let Err(err) = self.inner.sessions.delete(user).await {
             tracing::warn!(account = %user, error = %format!("{err:#}"), "deleting the rejected session failed");

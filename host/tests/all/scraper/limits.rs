@@ -125,7 +125,11 @@ async fn unforeseen_429_rests_the_account_until_the_reset() {
     let mut rig = rig.start_worker().await;
 
     let t = rig.wait_for_run(TARGET, 0, RUN_TIMEOUT).await;
-    assert_eq!(t.last_run.as_ref().unwrap().outcome, "rate_limited", "{t:?}");
+    assert_eq!(
+        t.last_run.as_ref().unwrap().outcome,
+        "rate_limited",
+        "{t:?}"
+    );
     let (_, _, reset) = rig.site.budget("alice", "UserTweets");
     let alice = rig.account_view("alice").await;
     assert_eq!(alice["state"], "rate_limited", "{alice}");
@@ -166,7 +170,10 @@ async fn rate_limit_headers_running_out_pause_the_account_until_reset() {
     );
     let alice = rig.account_view("alice").await;
     assert_eq!(alice["budgets"]["UserTweets"]["remaining"], 0, "{alice}");
-    assert_eq!(alice["budgets"]["UserTweets"]["source"], "headers", "{alice}");
+    assert_eq!(
+        alice["budgets"]["UserTweets"]["source"], "headers",
+        "{alice}"
+    );
 
     // Asked to run again at once, the target waits for the reset: a call before it would
     // have been answered 429 by the stand-in.
@@ -177,7 +184,9 @@ async fn rate_limit_headers_running_out_pause_the_account_until_reset() {
     let after = calls(&rig, "UserTweets");
     assert!(after.len() > 2, "{after:?}");
     assert!(
-        after.iter().all(|(a, status)| a == "alice" && *status == 200),
+        after
+            .iter()
+            .all(|(a, status)| a == "alice" && *status == 200),
         "no call beyond the budget: {after:?}"
     );
     rig.stop().await;
@@ -211,9 +220,7 @@ async fn spent_budget_moves_the_target_to_another_account() {
     );
     // The target is not done: it goes on with bob without being asked, and reads on to
     // the end of the timeline (alice's partial run did not count as having caught up).
-    let t = rig
-        .wait_for_run(TARGET, run.at_ms + 1, RUN_TIMEOUT)
-        .await;
+    let t = rig.wait_for_run(TARGET, run.at_ms + 1, RUN_TIMEOUT).await;
     let second = t.last_run.clone().unwrap();
     assert_eq!(
         (second.account.as_str(), second.outcome.as_str()),
@@ -252,9 +259,16 @@ async fn at_most_two_pages_per_account() {
             .wait_for_run(&format!("user:{h}"), 0, Duration::from_secs(180))
             .await;
         let run = t.last_run.as_ref().unwrap();
-        assert_eq!((run.account.as_str(), run.outcome.as_str()), ("alice", "ok"), "{t:?}");
+        assert_eq!(
+            (run.account.as_str(), run.outcome.as_str()),
+            ("alice", "ok"),
+            "{t:?}"
+        );
     }
     rig.stop().await;
+    // Requests carrying alice's cookie that the stand-in was answering at the same time:
+    // each page has at most one GraphQL call out (its script awaits each), so two pages
+    // make at most two.
     let max = rig.site.max_in_flight("alice");
     assert!(max <= 2, "{max} requests of alice at once");
     for h in handles {

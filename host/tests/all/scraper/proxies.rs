@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::ids::*;
-use super::rig::{Opts, PASSWORD, ScraperRig, captured_logs};
+use super::rig::{LogCapture, Opts, PASSWORD, ScraperRig};
 use crate::servers::http_proxy::HttpProxy;
 
 const TARGET: &str = "user:coinledger_ana";
@@ -127,7 +127,7 @@ async fn each_account_keeps_its_proxy() {
             .filter(|s| s.via_proxy.as_deref() == Some(proxy))
             .count();
         assert!(
-            calls >= run.pages as usize && run.pages >= 3,
+            calls == run.pages as usize && run.pages >= 3,
             "{proxy}: {calls} UserTweets calls for a run of {} pages",
             run.pages
         );
@@ -174,7 +174,8 @@ async fn proxy_credentials_are_answered() {
     const USER: &str = "scrapeuser";
     const SECRET: &str = "pr0xy/Secret-7781";
     const SECRET_IN_FILE: &str = "pr0xy%2FSecret-7781";
-    let _ = captured_logs();
+    // Before the rig: the capture is taken before the browser permit.
+    let logs = LogCapture::start();
     let proxy = HttpProxy::start("auth").await;
     proxy.require_credentials(USER, SECRET);
     let mut rig = ScraperRig::start(Opts {
@@ -234,7 +235,7 @@ async fn proxy_credentials_are_answered() {
         .unwrap()
         .expect("the session is stored");
     rig.stop().await;
-    let logs = captured_logs();
+    let logs = logs.text();
     assert!(
         logs.contains("run finished"),
         "the log capture works (it holds the run's line)"

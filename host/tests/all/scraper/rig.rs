@@ -358,11 +358,16 @@ impl LogCapture {
             tracing::subscriber::set_global_default(subscriber)
                 .expect("no other test installs a global tracing subscriber");
         });
+        // One capture at a time: a second test waits until the first drops its capture
+        // (rather than failing when two run together). Tests take the capture before their
+        // browser permit, so this wait cannot deadlock with the permits.
+        while LOG_ON
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         LOG_BUFFER.lock().clear();
-        assert!(
-            !LOG_ON.swap(true, Ordering::AcqRel),
-            "one log capture at a time"
-        );
         LogCapture(())
     }
 
@@ -382,50 +387,4 @@ impl Drop for LogCapture {
 fn set_private(path: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-/// Every line the host and browser crates log (debug and up) from the first call on: a
-/// process-wide subscriber, shared by the tests of this binary, so a test asserts what must
-/// never appear (a secret) and what must (its own lines, proving the capture works).
-/// Panics if another global subscriber was installed first.
-pub fn captured_logs() -> String {
-    use std::sync::OnceLock;
-
-    static LOGS: OnceLock<Arc<parking_lot::Mutex<Vec<u8>>>> = OnceLock::new();
-
-    #[derive(Clone)]
-    struct Sink(Arc<parking_lot::Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let mut out = self.0.lock();
-            // Bounded: the subscriber outlives the test that installed it.
-            if out.len() < 64 << 20 {
-                out.extend_from_slice(buf);
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Sink {
-        type Writer = Sink;
-        fn make_writer(&'a self) -> Sink {
-            self.clone()
-        }
-    }
-
-    let buf = LOGS.get_or_init(|| {
-        let buf = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "impressox_host=debug,impressox_browser=debug,warn",
-            ))
-            .with_writer(Sink(buf.clone()))
-            .with_ansi(false)
-            .try_init()
-            .expect("no other global tracing subscriber in the test process");
-        buf
-    });
-    String::from_utf8_lossy(&buf.lock()).into_owned()
 }
