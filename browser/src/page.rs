@@ -58,6 +58,10 @@ impl PageEntry {
             let b = live.browser.read().await;
             let mut t = CreateTargetParams::new("about:blank");
             t.browser_context_id = Some(ctx.clone());
+            // Each page in its own window: two pages of one account are two tabs of one
+            // window otherwise, and Chromium stops rendering the tab that is not in front
+            // (no scroll events, input that never lands), which ends a run after page 1.
+            t.new_window = Some(true);
             tokio::time::timeout(rt, b.new_page(t))
                 .await
                 .map_err(|_| BrowserError::Timeout("opening a page".into()))?

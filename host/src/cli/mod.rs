@@ -76,7 +76,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 
 fn init_logging(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level))
+        // chromiumoxide logs every DevTools command and event at debug/trace level, the keys
+        // the scraper types into X's login form (passwords, codes) and the login request's
+        // body among them: only its warnings and errors, whatever the configured level.
+        .add_directive("chromiumoxide=warn".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -264,6 +264,9 @@ async fn at_most_two_pages_per_account() {
             ("alice", "ok"),
             "{t:?}"
         );
+        // Each page is rendered and scrolls to the timeline's end, whichever of the
+        // account's two pages it ran on.
+        assert!(run.pages >= 3, "{h} read every page: {t:?}");
     }
     rig.stop().await;
     // Requests carrying alice's cookie that the stand-in was answering at the same time:

@@ -254,6 +254,7 @@ async fn proxy_credentials_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_proxy_is_rotated_out_and_reported() {
+    let logs = LogCapture::start();
     let mut p1 = HttpProxy::start("p1").await;
     let p2 = HttpProxy::start("p2").await;
     let mut rig = ScraperRig::start(Opts {
@@ -338,4 +339,14 @@ async fn failing_proxy_is_rotated_out_and_reported() {
     assert_eq!(healthy["state"], "healthy");
     assert_eq!(healthy["accounts"], serde_json::json!(["alice"]));
     rig.stop().await;
+    let warning = format!(
+        "proxy {} failed 2 times in a row; moving 1 account to other proxies",
+        p1.url()
+    );
+    let text = logs.text();
+    assert_eq!(
+        text.matches(&warning).count(),
+        1,
+        "the rotation is logged once"
+    );
 }

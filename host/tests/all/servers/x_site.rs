@@ -622,7 +622,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         });
         state.requests.len() - 1
     };
-    let _in_flight = account.as_deref().map(|a| InFlight::enter(&shared, a));
+    // Chromium's own favicon fetch (once per browser, right after the first page loads)
+    // carries the cookie too, but is neither a page nor an API call: not counted, so
+    // `max_in_flight` measures what the scraper's pages send.
+    let _in_flight = account
+        .as_deref()
+        .filter(|_| path != "/favicon.ico")
+        .map(|a| InFlight::enter(&shared, a));
     let body = axum::body::to_bytes(body, 1 << 20)
         .await
         .unwrap_or_default();
