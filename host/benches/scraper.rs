@@ -11,13 +11,14 @@
 //!   `store::write_result` into the embedded documents) and a navigation run (a fresh `open` of
 //!   the profile page per step, with HTML, parse, store), for each `settle` given.
 //! - `memory`: PSS (and private memory) summed over the Chromium process tree: idle browser,
-//!   + 1 context with a page on the timeline after 3 scroll steps, 4 such contexts, and the
-//!   first page after 50 scroll steps.
+//!   one context more with a page on the timeline after 3 scroll steps, 4 such contexts, and
+//!   the first page after 50 scroll steps.
 //!
 //! Run: `cargo bench -p impressox-host --bench scraper [-- parser|capture|memory]`.
 //! `IMPRESSOX_BENCH_QUICK=1` shortens every duration (a smoke run, not figures);
-//! `IMPRESSOX_BENCH_SETTLE_MS=300,100` the settle times of the capture runs (default: 300, the
-//! product's default, and 100). Chromium: `IMPRESSOX_CHROMIUM`, else `/usr/bin/chromium`.
+//! `IMPRESSOX_BENCH_SETTLE_MS=300,0` the settle times of the capture runs (default: 300, the
+//! product's default, and 0, where a step ends as soon as its response is in: the browser side's
+//! own pace). Chromium: `IMPRESSOX_CHROMIUM`, else `/usr/bin/chromium`.
 //! Prints Markdown tables for docs/BENCHMARKS.md.
 
 use std::collections::{HashMap, HashSet};
@@ -80,10 +81,14 @@ impl Settings {
             .ok()
             .map(|v| {
                 v.split(',')
-                    .map(|s| s.trim().parse::<u64>().expect("IMPRESSOX_BENCH_SETTLE_MS: ms,ms"))
+                    .map(|s| {
+                        s.trim()
+                            .parse::<u64>()
+                            .expect("IMPRESSOX_BENCH_SETTLE_MS: ms,ms")
+                    })
                     .collect()
             })
-            .unwrap_or_else(|| vec![300, 100]);
+            .unwrap_or_else(|| vec![300, 0]);
         if quick {
             Settings {
                 quick,
@@ -312,7 +317,8 @@ fn tweet_ids(v: &Value, ids: &mut HashSet<String>) {
     match v {
         Value::Object(m) => {
             if let Some(id) = m.get("rest_id").and_then(Value::as_str)
-                && m.get("legacy").is_some_and(|l| l.get("full_text").is_some())
+                && m.get("legacy")
+                    .is_some_and(|l| l.get("full_text").is_some())
             {
                 ids.insert(id.to_owned());
             }
@@ -380,11 +386,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Warm both up, then alternate slices of each until both had `measure`; each iteration is
 /// timed on its own. Alternating keeps the ratio fair when the machine's load changes.
-fn measure_pair(
-    s: &Settings,
-    mut a: impl FnMut(),
-    mut b: impl FnMut(),
-) -> (Measured, Measured) {
+fn measure_pair(s: &Settings, mut a: impl FnMut(), mut b: impl FnMut()) -> (Measured, Measured) {
     let warm = |f: &mut dyn FnMut()| {
         let t = Instant::now();
         while t.elapsed() < s.warmup {
@@ -420,8 +422,12 @@ fn measure_pair(
 fn fmt_time(ns: f64) -> String {
     if ns >= 1e6 {
         format!("{:.2} ms", ns / 1e6)
-    } else {
+    } else if ns >= 1e4 {
         format!("{:.0} µs", ns / 1e3)
+    } else if ns >= 1e3 {
+        format!("{:.1} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
     }
 }
 
@@ -461,7 +467,7 @@ fn parser_section(s: &Settings) -> String {
             ),
         ),
         (
-            "100-entry timeline (page 1's entries id-shifted ×13, + profile)",
+            "100-entry timeline (98 id-shifted copies of page 1's entries + 2 cursors) + profile",
             capture(
                 "https://x.com/coinledger_ana",
                 vec![
@@ -503,6 +509,8 @@ fn parser_section(s: &Settings) -> String {
             ids(wasm.tweets.iter().map(|t| t.id.as_str()).collect()),
             "{name}: wasm and native disagree"
         );
+        assert_eq!(native.profiles.len(), wasm.profiles.len(), "{name}");
+        assert_eq!(native.skipped.len(), wasm.skipped.len(), "{name}");
         let tweets = wasm.tweets.len();
         let (out_bytes, raw_bytes) = bytes_out(&wasm);
         let (n, w) = measure_pair(
@@ -531,6 +539,45 @@ fn parser_section(s: &Settings) -> String {
             w.median_ns / n.median_ns,
         ));
     }
+
+    // The boundary alone: page 1's bytes go in, the plugin reads none of them (the URLs are
+    // not X's API) and returns an empty result.
+    let mut ignored = capture(
+        "https://x.com/coinledger_ana",
+        vec![
+            response(USER_URL, fixture("user_by_screen_name.json")),
+            response(USER_TWEETS_URL, fixture("user_tweets.json")),
+        ],
+    );
+    for r in &mut ignored.responses {
+        r.url = "https://x.com/static/not-the-api.json".into();
+    }
+    let wignored = to_wit(&ignored);
+    assert!(
+        plugin
+            .parse_page(&wignored)
+            .unwrap()
+            .unwrap()
+            .tweets
+            .is_empty()
+    );
+    let (n, w) = measure_pair(
+        s,
+        || {
+            black_box(x_timeline::parse_capture(black_box(&ignored)).unwrap());
+        },
+        || {
+            black_box(plugin.parse_page(black_box(&wignored)).unwrap().unwrap());
+        },
+    );
+    out.push_str(&format!(
+        "\nThe boundary alone (page 1's {} in, nothing read: the responses' URLs are not X's \
+         API, the result is empty): native {}, wasm {} per call — the cost of lowering the \
+         capture into the guest and the call itself.\n",
+        fmt_kb(bytes_in(&ignored)),
+        fmt_time(n.median_ns),
+        fmt_time(w.median_ns),
+    ));
     out
 }
 
@@ -545,6 +592,8 @@ struct Run {
     responses: u64,
     timed_out: u64,
     ended: u64,
+    /// When each step started (to match the stand-in's request log afterwards).
+    starts: Vec<Instant>,
     step_ms: Vec<f64>,
     parse_ms: Vec<f64>,
     store_ms: Vec<f64>,
@@ -616,6 +665,7 @@ async fn scroll_run(
     let start = Instant::now();
     while start.elapsed() < length {
         let t = Instant::now();
+        run.starts.push(t);
         let cap = page.scroll_more(scroll_ops(), false).await.unwrap();
         run.step_ms.push(t.elapsed().as_secs_f64() * 1e3);
         parse_and_store(runtime, docs, &cap, &mut run).await;
@@ -638,6 +688,7 @@ async fn navigation_run(
         // A lease per step, as a run takes one: pages are recycled after `page_max_uses`.
         let mut page = ctx.lease().await.unwrap();
         let t = Instant::now();
+        run.starts.push(t);
         let cap = page.open(url, first_ops(), true).await.unwrap();
         run.step_ms.push(t.elapsed().as_secs_f64() * 1e3);
         drop(page);
@@ -648,32 +699,44 @@ async fn navigation_run(
     run
 }
 
+/// Per step, from its start to the first `UserTweets` request the stand-in received in it (the
+/// page's own fetch of the next page, or the profile page's timeline call after
+/// `UserByScreenName`), in ms.
+fn to_request_ms(run: &Run, seen: &[x_site::Seen]) -> Vec<f64> {
+    let mut out = Vec::new();
+    for (i, start) in run.starts.iter().enumerate() {
+        let end = run.starts.get(i + 1);
+        if let Some(r) = seen.iter().find(|r| {
+            r.op.as_deref() == Some("UserTweets") && r.at >= *start && end.is_none_or(|e| r.at < *e)
+        }) {
+            out.push((r.at - *start).as_secs_f64() * 1e3);
+        }
+    }
+    out
+}
+
 async fn capture_section(s: &Settings) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
-    let runtime = runtime(&cfg);
-    let docs = impressox_host::documents::open(&cfg).await.unwrap();
-    store::ensure_indexes(&*docs).await.unwrap();
+    let runtime = runtime(&config(dir.path()));
     let (site, cookies) = site().await;
     let url = site.profile_url(HANDLE);
     let defaults = PoolConfig::default();
 
-    let mut out = format!(
-        "### B. Capture throughput, one account\n\n\
-         Stand-in X on loopback (endless timeline: `user_tweets.json` id-shifted page after page, \
-         8 tweets a page, 124.7 KB per `UserTweets` body), one account with its session cookies in \
-         the context, one page, no pacing, embedded documents (redb) in a temp dir; each step is \
-         captured, parsed by `x-timeline.wasm` (`scraper::parse::parse`) and written \
-         (`store::write_result`) before the next starts. {} s per run; browser settings are \
-         the defaults (`block_resources` Image/Media/Font, `page_max_uses` {}, `nudge_wait` {} ms) \
-         except `settle`. Scroll steps carry no HTML; navigation steps do (`html = \"first\"`).\n\n\
-         | run | settle | steps | steps/min | tweets/min (parsed) | new / updated docs | browser step p50 / p90 | parse p50 | store p50 | responses/step | timed out |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
-        s.run.as_secs(),
-        defaults.page_max_uses,
-        defaults.nudge_wait.as_millis(),
+    let mut throughput = String::from(
+        "| run | settle | steps | steps/min | tweets/min (parsed) | new / updated tweet docs | responses/step | timed out |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    let mut split = String::from(
+        "| run | settle | step start → `UserTweets` request at the stand-in | browser step p50 / p90 | browser step − settle (→ last body fetched, + ≤ 50 ms poll) | parse (wasm, blocking pool) p50 / p90 | store p50 / p90 |\n\
+         |---|---|---|---|---|---|---|\n",
     );
     for &settle in &s.settles {
+        // A fresh document store per setting, so "new" counts only this setting's runs.
+        let data = tempfile::tempdir().unwrap();
+        let docs = impressox_host::documents::open(&config(data.path()))
+            .await
+            .unwrap();
+        store::ensure_indexes(&*docs).await.unwrap();
         let profiles = tempfile::tempdir().unwrap();
         let pool = BrowserPool::start(pool_config(settle, profiles.path()))
             .await
@@ -689,27 +752,57 @@ async fn capture_section(s: &Settings) -> String {
         let scroll = scroll_run(&ctx, &url, &runtime, &docs, s.run).await;
         assert_eq!(scroll.ended, 0, "the endless timeline ended");
         let nav = navigation_run(&ctx, &url, &runtime, &docs, s.run).await;
-        for (name, r) in [("scroll (backfill)", &scroll), ("navigation (fresh `open`)", &nav)] {
-            out.push_str(&format!(
-                "| {name} | {settle} ms | {} | **{:.0}** | {} | {} / {} | {:.0} / {:.0} ms | {:.1} ms | {:.1} ms | {:.1} | {} |\n",
-                r.steps,
-                r.per_min(r.steps),
+        let seen = site.requests();
+        for (name, r) in [
+            ("scroll (backfill)", &scroll),
+            ("navigation (fresh `open`)", &nav),
+        ] {
+            throughput.push_str(&format!(
+                "| {name} | {settle} ms | {} | **{}** | {} | {} / {} | {:.1} | {} |\n",
+                fmt_int(r.steps as f64),
+                fmt_int(r.per_min(r.steps)),
                 fmt_int(r.per_min(r.tweets)),
-                r.new,
-                r.updated,
-                quantile(&r.step_ms, 0.5),
-                quantile(&r.step_ms, 0.9),
-                quantile(&r.parse_ms, 0.5),
-                quantile(&r.store_ms, 0.5),
+                fmt_int(r.new as f64),
+                fmt_int(r.updated as f64),
                 r.responses as f64 / r.steps as f64,
                 r.timed_out,
+            ));
+            let to_req = to_request_ms(r, &seen);
+            let minus: Vec<f64> = r.step_ms.iter().map(|m| m - settle as f64).collect();
+            split.push_str(&format!(
+                "| {name} | {settle} ms | {:.1} ms ({} of {} steps) | {:.0} / {:.0} ms | {:.0} ms | {:.2} / {:.2} ms | {:.2} / {:.2} ms |\n",
+                quantile(&to_req, 0.5),
+                to_req.len(),
+                r.steps,
+                quantile(&r.step_ms, 0.5),
+                quantile(&r.step_ms, 0.9),
+                quantile(&minus, 0.5),
+                quantile(&r.parse_ms, 0.5),
+                quantile(&r.parse_ms, 0.9),
+                quantile(&r.store_ms, 0.5),
+                quantile(&r.store_ms, 0.9),
             ));
         }
         ctx.close().await;
         pool.shutdown().await;
     }
     drop(site);
-    out
+    format!(
+        "### B. Capture throughput, one account\n\n\
+         Stand-in X on loopback (endless timeline: `user_tweets.json` id-shifted page after page, \
+         8 tweets and 124.7 KB per `UserTweets` body), one account with its session cookies in \
+         the context, one page, no pacing, embedded documents (redb, a fresh temp dir per \
+         setting); each step is captured, parsed by `x-timeline.wasm` (`scraper::parse::parse`) \
+         and written (`store::write_result`) before the next starts, as the runner does. {} s \
+         per run; browser settings are the defaults (`block_resources` Image/Media/Font, \
+         `page_max_uses` {}, `nudge_wait` {} ms) except `settle`. The scroll run opens the \
+         profile first (not counted); scroll steps carry no HTML, navigation steps do \
+         (`html = \"first\"`) and take a lease each, as a run does.\n\n{throughput}\n\
+         Where a step's time goes:\n\n{split}",
+        s.run.as_secs(),
+        defaults.page_max_uses,
+        defaults.nudge_wait.as_millis(),
+    )
 }
 
 // ---------------------------------------------------------------- C. memory
@@ -745,7 +838,11 @@ fn mem_of(pid: u32) -> Option<Mem> {
 fn process_tree(roots: &[u32]) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -883,26 +980,35 @@ async fn memory_section(s: &Settings) -> String {
         )
     };
     let d = |a: &Snapshot, b: &Snapshot| mib(a.total.pss as i64 - b.total.pss as i64);
-    let mut out = format!(
+    let mut out = String::from(
         "### C. Memory per browser context\n\n\
          Sum over the Chromium process tree (`browser_pids()` and every descendant by `ppid`) of \
          `/proc/<pid>/smaps_rollup`: PSS, private (clean + dirty) and RSS. Each context holds one \
          page on the stand-in's profile timeline after 3 scroll steps (8 tweets a step, rendered \
          as X-sized articles; images, media and fonts blocked); read 2 s after the last step.\n\n\
-         | state | processes | PSS MiB | private MiB | RSS MiB | PSS change |\n|---|---|---|---|---|---|\n"
+         | state | processes | PSS MiB | private MiB | RSS MiB | PSS change |\n|---|---|---|---|---|---|\n",
     );
-    out.push_str(&row("idle browser (one empty context, no page)", &idle, "—".into()));
+    out.push_str(&row(
+        "idle browser (one empty context, no page)",
+        &idle,
+        "—".into(),
+    ));
     out.push_str(&row(
         "+ 1 context, page after 3 scroll steps",
         &one,
-        format!("first context **+{:.0} MiB**", d(&one, &idle)),
+        format!(
+            "first context **{:+.0} MiB** (private {:+.0})",
+            d(&one, &idle),
+            mib(one.total.private as i64 - idle.total.private as i64)
+        ),
     ));
     out.push_str(&row(
         "4 such contexts",
         &four,
         format!(
-            "**{:.1} MiB per context** ((PSS(4) − PSS(0)) / 4); contexts 2–4: {:.1} MiB each",
+            "**{:.1} MiB per context** ((PSS(4) − PSS(0)) / 4; private {:.1}); contexts 2–4: {:.1} MiB each",
             d(&four, &idle) / 4.0,
+            mib(four.total.private as i64 - idle.total.private as i64) / 4.0,
             d(&four, &one) / 3.0
         ),
     ));
@@ -913,12 +1019,12 @@ async fn memory_section(s: &Settings) -> String {
         ),
         &deep,
         format!(
-            "+{:.0} MiB for {more} more steps ({:.2} MiB/step); that page's renderer {:.0} → {:.0} MiB PSS (+{:.0})",
+            "{:+.0} MiB for {more} more steps ({:+.2} MiB/step); that page's renderer {:.0} → {:.0} MiB PSS ({:+.2} MiB/step)",
             d(&deep, &four),
             d(&deep, &four) / more.max(1) as f64,
             mib(renderer_before as i64),
             mib(renderer_after as i64),
-            mib(grown),
+            mib(grown) / more.max(1) as f64,
         ),
     ));
     drop(pages);
