@@ -3,8 +3,8 @@
 
 mod accounts;
 mod ids;
-mod mongo;
 mod limits;
+mod mongo;
 mod proxies;
 mod resilience;
 mod rig;
