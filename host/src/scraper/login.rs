@@ -76,7 +76,10 @@ pub async fn login(
         let jar = context.cookies().await?;
         if super::session::Session::has_cookie(&jar, &cfg.success_cookie) {
             tracing::info!(account = user, "login succeeded");
-            return Ok(LoginOutcome::LoggedIn(jar));
+            wait_for_the_post_login_redirect(page).await;
+            return Ok(LoginOutcome::LoggedIn(
+                context.cookies().await.unwrap_or(jar),
+            ));
         }
         if last_progress.elapsed() > step_timeout {
             let what = match (typed_username, typed_password, typed_code) {
@@ -162,6 +165,20 @@ pub async fn login(
             }
         } else {
             tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+/// X's login page moves on to the home timeline by itself once the session cookie is set.
+/// A navigation of ours started before that lands is aborted by it (`net::ERR_ABORTED`), so
+/// wait until the page has left the login flow (at most a few seconds: a flow that stays
+/// put is not our business once the cookie is there).
+async fn wait_for_the_post_login_redirect(page: &PageLease) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match page.current_url().await {
+            Ok(url) if !impressox_browser::is_login_url(&url) => return,
+            _ => tokio::time::sleep(POLL).await,
         }
     }
 }

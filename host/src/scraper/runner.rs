@@ -301,7 +301,7 @@ async fn run_once(
     // The session the page is opened with, to tell a rejected session from one another run
     // of the account has replaced meanwhile.
     let mut generation = account.session_generation();
-    let mut capture = page.open(&url, expect(first_ops), with_html).await?;
+    let mut capture = open_target(&mut page, &url, first_ops, with_html).await?;
     account.proxy_ok().await;
 
     let rules = StopRules {
@@ -342,7 +342,7 @@ async fn run_once(
                     return Ok(());
                 }
                 generation = account.session_generation();
-                capture = page.open(&url, expect(first_ops), with_html).await?;
+                capture = open_target(&mut page, &url, first_ops, with_html).await?;
                 continue;
             }
             Verdict::SessionRejected => {
@@ -461,6 +461,23 @@ async fn store_page(
             report.end(Outcome::StoreError, Some(msg));
             false
         }
+    }
+}
+
+/// Open the target's page; a navigation aborted by one the page started itself (X's app
+/// moving on, `net::ERR_ABORTED`) is tried once more.
+async fn open_target(
+    page: &mut impressox_browser::PageLease,
+    url: &str,
+    ops: &[&str],
+    with_html: bool,
+) -> Result<Capture, BrowserError> {
+    match page.open(url, expect(ops), with_html).await {
+        Err(BrowserError::Navigation(msg)) if msg.contains("ERR_ABORTED") => {
+            tracing::debug!(%url, "navigation aborted by the page; opening it again");
+            page.open(url, expect(ops), with_html).await
+        }
+        other => other,
     }
 }
 

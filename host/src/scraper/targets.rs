@@ -295,6 +295,9 @@ pub struct LastRun {
     pub skipped: u64,
     /// `ok`, `timeout`, `parser_failed`, `proxy_failed`, `budget`, ...
     pub outcome: String,
+    /// Why a run ended early (the browser's or the account's reason; no secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One `scrape_targets` document.
@@ -937,6 +940,7 @@ mod tests {
         alice.user_id = Some("42".into());
         alice.next_run_ms = 901_000;
         alice.last_run = Some(LastRun {
+            error: None,
             at_ms: 1_000,
             account: "acc".into(),
             pages: 2,

@@ -198,6 +198,7 @@ pub fn apply_report(target: &TargetRecord, report: &RunReport, now_ms: i64) -> T
         updated: report.updated,
         skipped: report.skipped,
         outcome: report.outcome.as_str().to_string(),
+        error: report.error.clone(),
     });
     t
 }
