@@ -312,11 +312,7 @@ impl NotifyConfig {
         if !self.consumer.is_empty() {
             return self.consumer.clone();
         }
-        std::fs::read_to_string("/etc/hostname")
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "impressox".into())
+        crate::util::host_name()
     }
 }
 

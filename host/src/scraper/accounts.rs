@@ -63,12 +63,19 @@ pub struct Account {
 /// Read and parse `accounts_file`; a file readable by group or others is logged as a
 /// warning (it holds passwords), not refused.
 pub fn load_accounts(path: &Path) -> Result<Vec<Account>> {
+    let text = read_secret_file("accounts_file", path)?;
+    parse_accounts(&text, &path.display().to_string())
+}
+
+/// Read a file of credentials named by config key `key`; one readable by group or others
+/// is a logged warning, not an error.
+pub fn read_secret_file(key: &str, path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read accounts_file {}", path.display()))?;
-    if let Some(warning) = permission_warning("accounts_file", path) {
+        .with_context(|| format!("failed to read {key} {}", path.display()))?;
+    if let Some(warning) = permission_warning(key, path) {
         tracing::warn!(worker = "x-scraper", "{warning}");
     }
-    parse_accounts(&text, &path.display().to_string())
+    Ok(text)
 }
 
 /// Parse the text of `accounts_file`; `origin` (the file's path) goes into errors.

@@ -210,17 +210,6 @@ impl Budgets {
     }
 }
 
-/// The GraphQL operation of a captured response's URL
-/// (`.../i/api/graphql/<query id>/<Operation>?variables=...`), as the parser names it
-/// in its `rate-limit` records.
-pub fn graphql_operation(url: &str) -> Option<&str> {
-    let (_, after) = url.split_once("/i/api/graphql/")?;
-    let mut segments = after.split('/');
-    let _query_id = segments.next()?;
-    let op = segments.next()?.split(['?', '#']).next()?;
-    (!op.is_empty()).then_some(op)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,22 +362,5 @@ mod tests {
             r#"{"UserTweets":{"limit":500,"remaining":0,"reset":1764300900,"source":"headers"}}"#
         );
         assert_eq!(serde_json::from_str::<Budgets>(&json).unwrap(), b);
-    }
-
-    #[test]
-    fn operation_is_read_from_graphql_urls() {
-        assert_eq!(
-            graphql_operation("https://x.com/i/api/graphql/abc123/UserTweets?variables=%7B%7D"),
-            Some("UserTweets")
-        );
-        assert_eq!(
-            graphql_operation("http://127.0.0.1:9/i/api/graphql/QID10/UserByScreenName"),
-            Some("UserByScreenName")
-        );
-        assert_eq!(
-            graphql_operation("https://x.com/i/api/1.1/onboarding/task.json"),
-            None
-        );
-        assert_eq!(graphql_operation("https://x.com/i/api/graphql/abc/"), None);
     }
 }

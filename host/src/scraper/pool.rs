@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::accounts::Account;
-use super::budget::{BudgetPolicy, graphql_operation};
+use super::budget::BudgetPolicy;
 use super::config::ScraperConfig;
 use super::login::{self, LoginOutcome};
 use super::metrics::Metrics;
@@ -34,6 +34,7 @@ use super::session::{Session, Sessions};
 use super::state::{AccountRecord, Action, State, StatePolicy, Transition};
 use crate::bindings::types::ScrapeResult;
 use crate::storage::Store;
+use crate::util::rfc3339_ms;
 
 const RECORDS: &str = "scraper:accounts";
 /// A host's claim on an account, renewed at every step.
@@ -267,7 +268,7 @@ impl AccountPool {
         for slot in &self.inner.slots {
             let user = &slot.account.username;
             let session = match self.inner.sessions.load(user).await {
-                Ok(Some(s)) => json!({"present": true, "saved_at": rfc3339(s.saved_at_ms)}),
+                Ok(Some(s)) => json!({"present": true, "saved_at": rfc3339_ms(s.saved_at_ms)}),
                 _ => json!({"present": false}),
             };
             let rec = slot.record.lock().clone();
@@ -280,15 +281,15 @@ impl AccountPool {
             accounts.push(json!({
                 "username": user,
                 "state": state.as_str(),
-                "until": rec.until_ms.filter(|_| state != State::Active).map(rfc3339),
+                "until": rec.until_ms.filter(|_| state != State::Active).map(rfc3339_ms),
                 "reason": rec.reason.clone().filter(|_| state != State::Active),
                 "proxy": rec.proxy,
                 "session": session,
                 "has_totp": slot.account.totp.is_some(),
                 "budgets": rec.budgets.view(now),
                 "in_flight": slot.in_flight.load(Ordering::Relaxed),
-                "last_login_at": rec.last_login_ms.map(rfc3339),
-                "last_used_at": rec.last_used_ms.map(rfc3339),
+                "last_login_at": rec.last_login_ms.map(rfc3339_ms),
+                "last_used_at": rec.last_used_ms.map(rfc3339_ms),
                 "pages": rec.pages,
             }));
         }
@@ -535,7 +536,7 @@ impl AccountLease {
     ) -> Result<bool, BrowserError> {
         let inner = &self.inner;
         let cfg = &inner.cfg;
-        let url = format!("{}{}", cfg.base_url.trim_end_matches('/'), cfg.login_path);
+        let url = cfg.login_url();
         let user = self.username().to_string();
         match login::login(&self.slot.account, context, page, &url, &cfg.login).await? {
             LoginOutcome::LoggedIn(jar) => {
@@ -589,7 +590,7 @@ impl AccountLease {
         let now = now_ms();
         let mut requests: BTreeMap<String, u32> = BTreeMap::new();
         for r in &capture.responses {
-            if let Some(op) = graphql_operation(&r.url) {
+            if let Some(op) = impressox_browser::operation(&r.url) {
                 *requests.entry(op.to_string()).or_default() += 1;
             }
         }
@@ -711,10 +712,4 @@ impl Drop for AccountLease {
     fn drop(&mut self) {
         self.slot.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }

@@ -20,10 +20,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
-use super::accounts::{Secret, permission_warning};
+use super::accounts::Secret;
 
 /// Proxy protocols Chromium speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -196,11 +196,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// Read and parse `proxies_file`; a file readable by others is a logged warning.
 pub fn load_proxies(path: &Path) -> Result<Vec<ProxyUrl>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("failed to read proxies_file {}", path.display()))?;
-    if let Some(warning) = permission_warning("proxies_file", path) {
-        tracing::warn!(worker = "x-scraper", "{warning}");
-    }
+    let text = super::accounts::read_secret_file("proxies_file", path)?;
     parse_proxies(&text, &path.display().to_string())
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use impressox_browser::{BrowserError, Capture, Expect};
 
-use super::config::{HtmlCapture, ScraperConfig, SearchProduct};
+use super::config::{HtmlCapture, ScraperConfig};
 use super::metrics::Metrics;
 use super::parse;
 use super::pool::{AccountLease, Verdict};
@@ -137,45 +137,15 @@ pub fn operations(kind: TargetKind) -> (&'static [&'static str], &'static [&'sta
     }
 }
 
-/// The page a target's run opens.
+/// The page a target's run opens (`[scraper]`'s URL templates).
 pub fn target_url(cfg: &ScraperConfig, target: &TargetRecord) -> String {
-    let base = cfg.base_url.trim_end_matches('/');
     match target.kind {
-        TargetKind::User => format!(
-            "{base}{}",
-            cfg.user_path
-                .replace("{handle}", target.handle.as_deref().unwrap_or_default())
-        ),
-        TargetKind::Search => format!(
-            "{base}{}",
-            cfg.search_path
-                .replace(
-                    "{query}",
-                    &percent_encode(target.query.as_deref().unwrap_or_default())
-                )
-                .replace("{product}", product_name(target))
+        TargetKind::User => cfg.user_url(target.handle.as_deref().unwrap_or_default()),
+        TargetKind::Search => cfg.search_url(
+            target.query.as_deref().unwrap_or_default(),
+            target.product.unwrap_or_default(),
         ),
     }
-}
-
-fn product_name(target: &TargetRecord) -> &'static str {
-    match target.product.unwrap_or_default() {
-        SearchProduct::Live => "live",
-        SearchProduct::Top => "top",
-    }
-}
-
-/// Percent-encode a query for a URL's query string (RFC 3986 unreserved kept).
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Parse the target's spooled captures (oldest first) with the parser serving now, before

@@ -18,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::accounts::is_handle;
 use super::config::{RunMode, SearchConfig, SearchProduct};
 use super::store::TARGETS;
 use crate::documents::{Doc, Documents, Filter, Order, Query, Write, WriteOutcome};
@@ -156,7 +157,7 @@ impl TargetSpec {
                     .handle
                     .as_deref()
                     .ok_or_else(|| FieldError::new("handle", "required for kind `user`"))?;
-                if !valid_handle(handle) {
+                if !is_handle(handle) {
                     return Err(FieldError::new("handle", "1–15 letters, digits or '_'"));
                 }
                 only("name", self.name.is_some(), "search")?;
@@ -240,11 +241,6 @@ impl TargetSpec {
             enabled: None,
         }
     }
-}
-
-/// An X handle: 1–15 ASCII letters, digits or '_'.
-pub fn valid_handle(s: &str) -> bool {
-    (1..=15).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// A search target's name: 1–64 ASCII letters, digits, '-' or '_' (it becomes part of the
@@ -726,7 +722,7 @@ fn parse_user_list(text: &str) -> Result<Vec<String>, Vec<String>> {
             continue;
         }
         let handle = content.strip_prefix('@').unwrap_or(content);
-        if !valid_handle(handle) {
+        if !is_handle(handle) {
             let shown = crate::util::truncate(content, 40);
             errors.push(format!("line {}: `{shown}` is not a valid X handle", i + 1));
             continue;

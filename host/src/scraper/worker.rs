@@ -82,9 +82,13 @@ impl ScraperHandle {
 
     /// Prometheus text of the scraper.
     pub async fn render_metrics(&self, out: &mut String) {
-        let spooled = store::spooled(&*self.shared.env.docs, None, 10_000)
+        // Counted, not read: a scrape must not load every spooled capture.
+        let spooled = self
+            .shared
+            .env
+            .docs
+            .count(store::SPOOL, &crate::documents::Filter::all())
             .await
-            .map(|s| s.len() as u64)
             .unwrap_or(0);
         let gauges = Gauges {
             accounts: self.shared.pool.states(),
@@ -204,11 +208,7 @@ pub fn apply_report(target: &TargetRecord, report: &RunReport, now_ms: i64) -> T
 }
 
 fn owner_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "impressox".into());
+    let host = crate::util::host_name();
     format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
 }
 

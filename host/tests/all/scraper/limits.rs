@@ -133,8 +133,9 @@ async fn unforeseen_429_rests_the_account_until_the_reset() {
     let (_, _, reset) = rig.site.budget("alice", "UserTweets");
     let alice = rig.account_view("alice").await;
     assert_eq!(alice["state"], "rate_limited", "{alice}");
-    let until = jiff::Timestamp::from_millisecond(i64::try_from(reset).unwrap() * 1000).unwrap();
-    assert_eq!(alice["until"], until.to_string(), "{alice}");
+    // The API's times are `util::rfc3339_ms`, as everywhere else in it.
+    let until = impressox_host::util::rfc3339_ms(i64::try_from(reset).unwrap() * 1000);
+    assert_eq!(alice["until"], until, "{alice}");
     assert!(
         t.next_run_ms <= impressox_host::util::now_ms(),
         "the target stays due for another account"
