@@ -6,6 +6,7 @@ mod cache;
 mod cli;
 mod documents;
 mod harness;
+mod hardening;
 mod limits;
 mod loading;
 mod market;

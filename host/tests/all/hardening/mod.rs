@@ -1,0 +1,6 @@
+//! Regression tests for the defects found in the hardening review (issue 12): one file
+//! per area, one test per defect, each named for the behaviour it proves and each failing
+//! on the code before its fix.
+//!
+//! The tests use the same real servers and built components as the rest of the suite
+//! (`crate::servers`, `test_artifacts`); nothing of our own I/O is mocked.
