@@ -7,3 +7,4 @@
 mod config;
 mod feed_parsers;
 mod request_bodies;
+mod rules;
