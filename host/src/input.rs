@@ -35,11 +35,20 @@ pub enum BodyError {
     Field(FieldError),
 }
 
-/// Parse JSON into `T`, naming the failing field: its path for a wrong value
-/// (`condition.value`), the field itself for a missing or unknown one.
+/// Parse a JSON object into `T`, naming the failing field: its path for a wrong value
+/// (`condition.value`), the field itself for a missing or unknown one, `body` for a body
+/// that is not one object.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
+    // serde's derived structs also accept a JSON array, filling the fields in order: a
+    // body of `["r1", "u1", ...]` would pass, and a wrong one would be reported at `[0]`.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(BodyError::Field(FieldError::new(
+            "body",
+            "expected a JSON object ({...}), not an array",
+        )));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -55,7 +64,12 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Bod
             "body".to_string()
         };
         BodyError::Field(FieldError::new(&field, msg))
-    })
+    })?;
+    // Deserializing stops after the first value; `{...} {...}` or `{...}x` is not one
+    // object (serde_json::from_slice checks this, a bare Deserializer does not).
+    de.end()
+        .map_err(|e| BodyError::Syntax(format!("not valid JSON: {e}")))?;
+    Ok(value)
 }
 
 /// 1..=`max` characters of letters, digits and `- _ . : @`.

@@ -21,6 +21,8 @@ use crate::runtime::Runtime;
 use crate::runtime::watcher::RescanTrigger;
 use crate::storage::Store;
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod metrics;
 mod notifications;

@@ -118,7 +118,20 @@ pub async fn patch(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let patch: Map<String, Value> = parse_body(&body)?;
+    let patch = parse_patch(&body)?;
+    let rule = rule_ops::load_rule(state.store()?.as_ref(), &id).await?;
+    let (rule, reset) = apply_patch(rule, &patch)?;
+    rule_ops::save_rule(state.store()?.as_ref(), &rule).await?;
+    if let Some(m) = &state.services.market {
+        m.upsert(rule.clone(), !reset).await;
+    }
+    Ok(Json(view(&state, &rule)))
+}
+
+/// A PATCH body: a JSON object of [`PATCHABLE`] fields. Checked before the rule is
+/// looked up, so a malformed patch is a 400 whether or not the rule exists.
+pub(super) fn parse_patch(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let patch: Map<String, Value> = parse_body(body)?;
     for key in patch.keys() {
         if !PATCHABLE.contains(&key.as_str()) {
             let why = if matches!(key.as_str(), "id" | "user_id" | "symbol") {
@@ -129,10 +142,19 @@ pub async fn patch(
             return Err(ApiError::invalid("invalid_field", format!("`{key}` {why}")));
         }
     }
-    let mut rule = rule_ops::load_rule(state.store()?.as_ref(), &id).await?;
+    Ok(patch)
+}
+
+/// `rule` with `patch` applied and validated, and whether the change re-arms it (its
+/// condition or trigger changed, which clears the firing state). Pure: the caller stores
+/// the result.
+pub(super) fn apply_patch(
+    rule: RuleRecord,
+    patch: &Map<String, Value>,
+) -> Result<(RuleRecord, bool), ApiError> {
     let mut spec = serde_json::to_value(rule.spec()).unwrap_or(Value::Null);
     let mut enabled = rule.enabled;
-    for (key, value) in &patch {
+    for (key, value) in patch {
         if key == "enabled" {
             enabled = value.as_bool().ok_or_else(|| {
                 ApiError::invalid("invalid_field", "`enabled`: expected true or false")
@@ -164,7 +186,7 @@ pub async fn patch(
     } else {
         rule.firing
     };
-    rule = RuleRecord {
+    let rule = RuleRecord {
         id: rule.id,
         user_id: rule.user_id,
         symbol: rule.symbol,
@@ -178,11 +200,7 @@ pub async fn patch(
         enabled,
         firing,
     };
-    rule_ops::save_rule(state.store()?.as_ref(), &rule).await?;
-    if let Some(m) = &state.services.market {
-        m.upsert(rule.clone(), !reset).await;
-    }
-    Ok(Json(view(&state, &rule)))
+    Ok((rule, reset))
 }
 
 pub async fn delete(

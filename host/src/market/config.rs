@@ -98,7 +98,7 @@ pub struct SourceConfig {
     #[serde(default = "default_max_connection_secs")]
     pub max_connection_secs: u64,
 
-    /// http-poll: seconds between polls.
+    /// http-poll: seconds between polls, 0.05 to 86400.
     #[serde(default = "default_interval_secs")]
     pub interval_secs: f64,
     /// http-poll: extra request headers.
@@ -131,6 +131,10 @@ pub struct SourceConfig {
 fn default_max_connection_secs() -> u64 {
     23 * 3600 + 50 * 60
 }
+
+/// The longest `interval_secs` of an http-poll source: a day.
+pub const MAX_POLL_INTERVAL_SECS: f64 = 86_400.0;
+
 fn default_interval_secs() -> f64 {
     30.0
 }
@@ -183,10 +187,15 @@ impl MarketConfig {
                     }
                 }
             }
+            // The poller sleeps `Duration::from_secs_f64(interval_secs)`, which panics
+            // for infinity or anything past u64::MAX seconds: refuse it here instead.
             if s.kind == SourceKind::HttpPoll
-                && (s.interval_secs.is_nan() || s.interval_secs < 0.05)
+                && !(0.05..=MAX_POLL_INTERVAL_SECS).contains(&s.interval_secs)
             {
-                bail!("{at}: `interval_secs` must be at least 0.05");
+                bail!(
+                    "{at}: `interval_secs` must be between 0.05 and {MAX_POLL_INTERVAL_SECS} \
+                     (a day)"
+                );
             }
             if s.chunk_lines == 0 {
                 bail!("{at}: `chunk_lines` must be at least 1");

@@ -5,6 +5,7 @@ mod api;
 mod cache;
 mod cli;
 mod documents;
+mod fuzz;
 mod hardening;
 mod harness;
 mod limits;

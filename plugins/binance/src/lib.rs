@@ -253,9 +253,17 @@ fn book_ticker(
         Some(_) => ev.time("E")?,
         None => received_ms,
     };
+    // Each side is finite; their sum need not be (two prices near f64::MAX). Halving
+    // first cannot overflow; it is only the fallback, so ordinary mids stay bit-exact.
+    let mid = (bid + ask) / 2.0;
+    let mid = if mid.is_finite() {
+        mid
+    } else {
+        bid / 2.0 + ask / 2.0
+    };
     Ok(PriceTick {
         symbol: ev.symbol(stream)?,
-        price: (bid + ask) / 2.0,
+        price: mid,
         ts_ms: ts,
         volume: None,
         bid: Some(bid),
