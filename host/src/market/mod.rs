@@ -152,6 +152,14 @@ impl MarketMonitor {
                     format!("creating consumer group `{group}` on {NOTIFY_REQUESTS}")
                 })?;
         }
+        // A console group left from a run with console_alerts on would hold every alert it
+        // never printed, until the stream is full.
+        if !market.console_alerts && store.drop_group(NOTIFY_REQUESTS, console::GROUP).await? {
+            tracing::info!(
+                group = console::GROUP,
+                "console_alerts is off: removed the console printer's consumer group from {NOTIFY_REQUESTS}"
+            );
+        }
         let latest = store.latest_prices().await?;
         let health: Vec<Arc<SourceHealth>> = market
             .sources

@@ -496,6 +496,18 @@ impl Store for EmbeddedStore {
         Ok(id)
     }
 
+    async fn drop_group(&self, stream: &str, group: &str) -> Result<bool> {
+        let tx = self.db.begin_write()?;
+        let existed = {
+            let existed = tx.open_table(GROUPS)?.remove((stream, group))?.is_some();
+            tx.open_table(PENDING)?
+                .retain_in((stream, group, 0)..=(stream, group, u64::MAX), |_, _| false)?;
+            existed
+        };
+        tx.commit()?;
+        Ok(existed)
+    }
+
     async fn ensure_group(&self, stream: &str, group: &str) -> Result<()> {
         let tx = self.db.begin_write()?;
         {

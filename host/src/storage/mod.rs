@@ -224,6 +224,10 @@ pub trait Store: Send + Sync {
     /// positioned before the oldest entry: from now on nothing it has not acknowledged is
     /// trimmed. Producers call it for their consumers' groups before the first enqueue.
     async fn ensure_group(&self, stream: &str, group: &str) -> Result<()>;
+    /// Delete consumer group `group` of `stream` with its pending entries, for a group no
+    /// one reads with any more (it would hold every later entry); false if there was none.
+    /// What only it still needed goes with the next trim.
+    async fn drop_group(&self, stream: &str, group: &str) -> Result<bool>;
     /// Entries of `stream` never delivered to `group`, at most `count`, waiting up to
     /// `block_ms` for one to arrive. They become pending for `consumer` until acked.
     async fn read_new(

@@ -380,6 +380,22 @@ impl Store for RedisStore {
         self.create_group(stream, group).await
     }
 
+    async fn drop_group(&self, stream: &str, group: &str) -> Result<bool> {
+        let mut c = self.conn.clone();
+        // XGROUP DESTROY needs the stream to exist.
+        let exists: bool = c.exists(stream).await?;
+        if !exists {
+            return Ok(false);
+        }
+        let n: u64 = redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(stream)
+            .arg(group)
+            .query_async(&mut c)
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn read_new(
         &self,
         stream: &str,
