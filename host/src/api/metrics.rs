@@ -103,11 +103,30 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         s.render_metrics(&mut out).await;
     }
     if let Some(store) = &state.services.store {
-        let _ = writeln!(out, "# HELP impressox_stream_length Entries in a stream.");
+        let _ = writeln!(
+            out,
+            "# HELP impressox_stream_length Entries in a stream (not yet acknowledged by every consumer group)."
+        );
         let _ = writeln!(out, "# TYPE impressox_stream_length gauge");
         let stream = crate::storage::NOTIFY_REQUESTS;
         if let Ok(n) = store.stream_len(stream).await {
             let _ = writeln!(out, "impressox_stream_length{{stream=\"{stream}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP impressox_stream_enqueue_refused_total Enqueues refused because the stream was at its bound (each retry counts)."
+        );
+        let _ = writeln!(out, "# TYPE impressox_stream_enqueue_refused_total counter");
+        let stats = store.stream_stats();
+        let mut refusals = stats.refusals();
+        if !refusals.iter().any(|(s, _)| s == stream) {
+            refusals.push((stream.to_string(), 0));
+        }
+        for (s, n) in refusals {
+            let _ = writeln!(
+                out,
+                "impressox_stream_enqueue_refused_total{{stream=\"{s}\"}} {n}"
+            );
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

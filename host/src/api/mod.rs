@@ -83,6 +83,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header (a temporary refusal).
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -92,6 +94,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
             message: message.into(),
+            retry_after_secs: None,
         }
     }
     /// A 400 naming the bad field (or the body as a whole).
@@ -100,6 +103,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
     }
     /// A 409: the thing exists already.
@@ -108,6 +112,7 @@ impl ApiError {
             status: StatusCode::CONFLICT,
             code: "conflict",
             message: message.into(),
+            retry_after_secs: None,
         }
     }
     /// A 500 for a store failure (the message names the operation, never secrets).
@@ -117,6 +122,7 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "store_unavailable",
             message: format!("the store failed: {e}"),
+            retry_after_secs: None,
         }
     }
     /// A 503: a dependency is not ready.
@@ -125,17 +131,33 @@ impl ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
             message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+    /// A 503 for a temporary refusal (a queue at its bound) with `Retry-After`.
+    pub fn busy(code: &'static str, message: impl Into<String>, retry_after_secs: u64) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            message: message.into(),
+            retry_after_secs: Some(retry_after_secs),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
@@ -227,6 +249,7 @@ async fn require_token(
                 status: StatusCode::UNAUTHORIZED,
                 code: "unauthorized",
                 message: "missing or wrong bearer token".into(),
+                retry_after_secs: None,
             }
             .into_response();
         }

@@ -3,7 +3,9 @@
 //!
 //! A request is recorded and put on `notify:requests`, where the notify worker (on this
 //! host or another) takes it. The same id with the same body is one notification (200
-//! `duplicate`); the same id with another body is refused (409).
+//! `duplicate`); the same id with another body is refused (409). While the stream is at
+//! its bound (`[market] stream_maxlen` entries the notify worker has not taken) the
+//! request is refused with 503 `queue_full` and `Retry-After`, and nothing is stored.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -49,8 +51,20 @@ pub async fn create(
             "notification id `{}` was used before for a different request; use a new id",
             req.id
         ))),
+        Submitted::Full(full) => Err(ApiError::busy(
+            "queue_full",
+            format!(
+                "{full}. Notification `{}` was not accepted; send it again after the Retry-After delay",
+                req.id
+            ),
+            QUEUE_FULL_RETRY_AFTER_SECS,
+        )),
     }
 }
+
+/// What a refusal at the stream's bound suggests waiting: the notify worker takes a
+/// batch every few hundred milliseconds when it runs.
+const QUEUE_FULL_RETRY_AFTER_SECS: u64 = 5;
 
 pub async fn get(
     State(state): State<ApiState>,

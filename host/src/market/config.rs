@@ -33,8 +33,15 @@ pub struct MarketConfig {
     pub history_interval_ms: u64,
     /// Print `notify:requests` on the console (until the notify worker consumes them).
     pub console_alerts: bool,
-    /// Approximate bound on the `notify:requests` stream (`MAXLEN ~`).
+    /// Most entries `notify:requests` holds that a consumer group has not acknowledged
+    /// yet (the store's bound on every stream). At the bound the engine waits before its
+    /// next commit (back-pressure) and `POST /api/v1/notifications` answers 503; entries
+    /// are only ever trimmed once every group acknowledged them.
     pub stream_maxlen: usize,
+    /// How long stopping may take: the engine's last commit waits this long for a store
+    /// that is down (or a stream that is full); after it the uncommitted ticks are left to
+    /// be replayed from the last checkpoint at the next start.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for MarketConfig {
@@ -51,6 +58,7 @@ impl Default for MarketConfig {
             history_interval_ms: 1000,
             console_alerts: true,
             stream_maxlen: 100_000,
+            shutdown_grace_secs: 5,
         }
     }
 }
@@ -220,6 +228,14 @@ impl MarketConfig {
         }
         if self.batch_max_ticks == 0 || self.cycle_max_ticks == 0 {
             bail!("[market] batch_max_ticks and cycle_max_ticks must be at least 1");
+        }
+        if self.stream_maxlen == 0 {
+            bail!("[market] stream_maxlen must be at least 1");
+        }
+        if self.shutdown_grace_secs == 0 {
+            bail!(
+                "[market] shutdown_grace_secs must be at least 1 (the last commit needs a moment)"
+            );
         }
         Ok(())
     }

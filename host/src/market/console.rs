@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use crate::storage::{NOTIFY_REQUESTS, Store, StreamEntry};
 
-const GROUP: &str = "console";
+/// The consumer group the console printer reads `notify:requests` with.
+pub const GROUP: &str = "console";
 const CONSUMER: &str = "console-1";
 
 pub async fn run(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {

@@ -12,7 +12,15 @@
 //! alerts of every tick before it are enqueued, so a restart re-plays at most the ticks
 //! since the last commit; re-firing on those ticks yields the same keys, which the store
 //! refuses to enqueue twice. Store errors (Redis restarting) are retried until they
-//! succeed; meanwhile the sources wait on the full channel instead of dropping ticks.
+//! succeed, and so is a commit refused because `notify:requests` is at its bound
+//! (back-pressure: the alerts wait in the engine until the notify worker catches up);
+//! meanwhile the sources wait on the full channel instead of dropping ticks.
+//!
+//! Stopping is bounded: once [`StopSignal::stop`] names a deadline (the end of
+//! `[market] shutdown_grace_secs`), a store call still failing or pending at that moment is
+//! given up and the engine ends without its last commit. Nothing is lost by that: the
+//! checkpoints of the uncommitted ticks were not written either, so the next start replays
+//! them and fires their alerts again under the same keys.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::{MarketConfig, SourceConfig, SourceKind};
 use super::health::{MarketStats, SourceHealth, SourceState};
@@ -29,7 +37,7 @@ use super::sources::SourceBatch;
 use crate::bindings::types::{Alert, Rule, Tick, TickBatch};
 use crate::runtime::Runtime;
 use crate::runtime::invoke::{RuleProcessorInit, Session};
-use crate::storage::{MarketCommit, PricePoint, Store};
+use crate::storage::{MarketCommit, PricePoint, Store, StreamFull};
 use crate::util::{now_ms, rfc3339_ms};
 
 /// What reaches the engine thread.
@@ -51,6 +59,57 @@ pub enum Input {
     Shutdown,
 }
 
+/// How the monitor tells the engine thread it is stopping, and until when it may still
+/// wait for the store. Not a message on the input channel: that channel is bounded, and
+/// full exactly when the engine is stuck waiting for the store.
+pub struct StopSignal(watch::Sender<Option<tokio::time::Instant>>);
+
+impl StopSignal {
+    pub fn new() -> (StopSignal, StopWatch) {
+        let (tx, rx) = watch::channel(None);
+        (StopSignal(tx), StopWatch(rx))
+    }
+
+    /// Stop: store calls still failing or pending at `deadline` are given up.
+    pub fn stop(&self, deadline: tokio::time::Instant) {
+        self.0.send_replace(Some(deadline));
+    }
+}
+
+/// The engine's side of [`StopSignal`].
+#[derive(Clone)]
+pub struct StopWatch(watch::Receiver<Option<tokio::time::Instant>>);
+
+impl StopWatch {
+    /// The deadline has passed.
+    fn expired(&self) -> bool {
+        self.0
+            .borrow()
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
+    }
+
+    /// Run `fut` to its end, or `None` once the stop deadline passes first (a future that
+    /// is ready at once still completes).
+    async fn until_deadline<T>(&mut self, fut: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::pin!(fut);
+        loop {
+            let deadline = *self.0.borrow_and_update();
+            if let Some(d) = deadline {
+                return tokio::time::timeout_at(d, &mut fut).await.ok();
+            }
+            tokio::select! {
+                v = &mut fut => return Some(v),
+                changed = self.0.changed() => {
+                    if changed.is_err() {
+                        // The monitor is gone without stopping: nobody waits for an end.
+                        return Some(fut.await);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Everything the engine starts with.
 pub struct EngineSetup {
     pub config: MarketConfig,
@@ -61,6 +120,7 @@ pub struct EngineSetup {
     pub tokio: tokio::runtime::Handle,
     pub rules: Vec<RuleRecord>,
     pub latest: Vec<PricePoint>,
+    pub stop: StopWatch,
 }
 
 #[derive(Clone, Copy)]
@@ -124,6 +184,10 @@ struct Engine {
     /// When the oldest message behind `requests` arrived.
     requests_received: Option<Instant>,
     last_commit: Instant,
+    stop: StopWatch,
+    /// A commit was given up (stopping): no later one may be written, since it would
+    /// carry later checkpoints without the given-up alerts.
+    gave_up: bool,
 }
 
 /// Run the engine until `Input::Shutdown` or until every sender is gone. `ready` is
@@ -164,12 +228,19 @@ pub fn run(setup: EngineSetup, mut rx: mpsc::Receiver<Input>, ready: std::sync::
                 Err(_) => break,
             }
         }
-        if !engine.cycle(inputs) {
+        if !engine.cycle(inputs) || engine.stop.expired() {
             break;
         }
     }
-    engine.commit();
-    tracing::info!("market engine stopped");
+    if engine.commit() {
+        tracing::info!("market engine stopped");
+    } else {
+        tracing::warn!(
+            "market engine stopped without its last commit (the store did not take it within \
+             the shutdown grace period); the next start replays those ticks from the last \
+             checkpoint, firing their alerts under the same keys"
+        );
+    }
 }
 
 impl Engine {
@@ -208,6 +279,8 @@ impl Engine {
             requests: Vec::new(),
             requests_received: None,
             last_commit: Instant::now(),
+            stop: s.stop,
+            gave_up: false,
         };
         for p in s.latest {
             let sid = engine.symbols.intern(&p.symbol) as usize;
@@ -317,17 +390,22 @@ impl Engine {
             }
         }
         self.evaluate(&mut batch, oldest);
+        let mut committed = true;
         if !self.requests.is_empty()
             || !flushes.is_empty()
             || stop
             || self.last_commit.elapsed() >= Duration::from_millis(self.config.commit_interval_ms)
         {
-            self.commit();
+            committed = self.commit();
         }
-        for f in flushes {
-            let _ = f.send(());
+        // A flush that was not committed (stopping) is not answered: its caller sees the
+        // engine go away.
+        if committed {
+            for f in flushes {
+                let _ = f.send(());
+            }
         }
-        !stop
+        !stop && committed
     }
 
     fn take_ticks(&mut self, b: SourceBatch, now: i64, batch: &mut Vec<Tick>) {
@@ -498,24 +576,44 @@ impl Engine {
         }
     }
 
-    /// Run a store operation until it succeeds, backing off; store outages must not
-    /// lose alerts or checkpoints.
-    fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> T
+    /// Run a store operation until it succeeds, backing off; store outages and a full
+    /// `notify:requests` must not lose alerts or checkpoints. `None` only when stopping
+    /// and the grace period ran out first.
+    fn until_stored<T, F, Fut>(&self, what: &str, mut op: F) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<T>>,
     {
         let mut delay = Duration::from_millis(50);
+        let mut waiting_for_room = false;
+        let mut stop = self.stop.clone();
         loop {
-            match self.tokio.block_on(op()) {
-                Ok(v) => return v,
-                Err(e) => {
-                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store failed to {what}; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(2));
+            match self.tokio.block_on(stop.until_deadline(op()))? {
+                Ok(v) => {
+                    if waiting_for_room {
+                        tracing::info!("{what}: the stream has room again; the engine goes on");
+                    }
+                    return Some(v);
                 }
+                Err(e) => match StreamFull::find(&e) {
+                    Some(full) => {
+                        // Back-pressure: the alerts stay here (and the sources wait) until
+                        // the consumers catch up. Logged once per episode.
+                        if !waiting_for_room {
+                            tracing::warn!(error = %full, "{what}: waiting for room (back-pressure); no alert is dropped");
+                            waiting_for_room = true;
+                        }
+                    }
+                    None => {
+                        self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "store failed to {what}; retrying");
+                    }
+                },
             }
+            // The timer is made inside the runtime: this thread is not one of its own.
+            self.tokio
+                .block_on(stop.until_deadline(async { tokio::time::sleep(delay).await }))?;
+            delay = (delay * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -579,8 +677,13 @@ impl Engine {
     }
 
     /// Enqueue staged requests and write dirty rules, prices, history and checkpoints in
-    /// one transaction.
-    fn commit(&mut self) {
+    /// one transaction. False only when stopping and the store did not take it within
+    /// the grace period (then the engine ends; the next start replays from the last
+    /// checkpoint).
+    fn commit(&mut self) -> bool {
+        if self.gave_up {
+            return false;
+        }
         let mut commit = MarketCommit {
             requests: std::mem::take(&mut self.requests),
             ..Default::default()
@@ -623,15 +726,23 @@ impl Engine {
             && commit.history.is_empty()
             && commit.checkpoints.is_empty()
         {
-            return;
+            return true;
         }
         let store = self.store.clone();
         let commit = Arc::new(commit);
         let started = Instant::now();
-        let ids = self.retry("commit market state", || {
+        let Some(ids) = self.until_stored("commit market state", || {
             let (store, commit) = (store.clone(), commit.clone());
             async move { store.commit_market(&commit).await }
-        });
+        }) else {
+            tracing::warn!(
+                alerts = commit.requests.len(),
+                checkpoints = commit.checkpoints.len(),
+                "market engine: commit given up at the end of the shutdown grace period"
+            );
+            self.gave_up = true;
+            return false;
+        };
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.stats
             .commit_latency
@@ -652,6 +763,7 @@ impl Engine {
                 }
             }
         }
+        true
     }
 }
 

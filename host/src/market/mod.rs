@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Config;
 use crate::runtime::Runtime;
-use crate::storage::Store;
+use crate::storage::{NOTIFY_REQUESTS, Store};
 
 pub mod config;
 pub mod console;
@@ -27,7 +27,7 @@ pub mod rule_ops;
 pub mod rules;
 pub mod sources;
 
-use engine::Input;
+use engine::{Input, StopSignal};
 use health::{MarketStats, SourceHealth};
 use rules::RuleRecord;
 
@@ -88,8 +88,31 @@ impl MarketHandle {
 pub struct MarketMonitor {
     pub handle: MarketHandle,
     shutdown: watch::Sender<bool>,
+    /// Tells the engine thread the deadline of its last commit.
+    stop: StopSignal,
+    grace: std::time::Duration,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     engine: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The consumer groups that read this monitor's alerts, created before the first alert:
+/// a stream is trimmed only below what every existing group acknowledged, so a group
+/// that did not exist yet (a notify worker starting after the monitor, on this host or
+/// another) would otherwise find its first alerts trimmed by a faster group. The notify
+/// worker's group always, except for the console-only run (`console_alerts` without the
+/// notify worker in this process), where no notify worker is meant to read them and its
+/// group would only fill the stream to its bound.
+pub fn alert_groups(config: &Config) -> Vec<&str> {
+    let market = &config.market;
+    let notify_here = config.workers.enabled.iter().any(|w| w == "notify");
+    let mut groups = Vec::new();
+    if !market.console_alerts || notify_here {
+        groups.push(config.notify.group.as_str());
+    }
+    if market.console_alerts {
+        groups.push(console::GROUP);
+    }
+    groups
 }
 
 impl MarketMonitor {
@@ -121,6 +144,22 @@ impl MarketMonitor {
                 }
             }
         }
+        for group in alert_groups(config) {
+            store
+                .ensure_group(NOTIFY_REQUESTS, group)
+                .await
+                .with_context(|| {
+                    format!("creating consumer group `{group}` on {NOTIFY_REQUESTS}")
+                })?;
+        }
+        // A console group left from a run with console_alerts on would hold every alert it
+        // never printed, until the stream is full.
+        if !market.console_alerts && store.drop_group(NOTIFY_REQUESTS, console::GROUP).await? {
+            tracing::info!(
+                group = console::GROUP,
+                "console_alerts is off: removed the console printer's consumer group from {NOTIFY_REQUESTS}"
+            );
+        }
         let latest = store.latest_prices().await?;
         let health: Vec<Arc<SourceHealth>> = market
             .sources
@@ -138,6 +177,7 @@ impl MarketMonitor {
         let stats = Arc::new(MarketStats::default());
         let (tx, rx) = mpsc::channel::<Input>(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (stop, stop_watch) = StopSignal::new();
         let setup = engine::EngineSetup {
             config: market.clone(),
             health: health.clone(),
@@ -147,6 +187,7 @@ impl MarketMonitor {
             tokio: tokio::runtime::Handle::current(),
             rules,
             latest,
+            stop: stop_watch,
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let engine = std::thread::Builder::new()
@@ -187,20 +228,44 @@ impl MarketMonitor {
                 default_processor: market.default_processor.as_str().into(),
             },
             shutdown,
+            stop,
+            grace: std::time::Duration::from_secs(market.shutdown_grace_secs),
             tasks,
             engine: Some(engine),
         })
     }
 
-    /// Stop the sources, let the engine evaluate and commit what it has, and wait.
+    /// Stop the sources, let the engine evaluate and commit what it has, and wait — all
+    /// within `[market] shutdown_grace_secs`. A store that is down (or a full stream) gets
+    /// until then to take the last commit; after it the engine gives up and the
+    /// uncommitted ticks are replayed from the last checkpoint at the next start.
     pub async fn stop(mut self) {
+        let deadline = tokio::time::Instant::now() + self.grace;
         let _ = self.shutdown.send(true);
-        for t in self.tasks.drain(..) {
-            let _ = t.await;
+        self.stop.stop(deadline);
+        for mut t in self.tasks.drain(..) {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                t.abort();
+            }
         }
-        let _ = self.handle.tx.send(Input::Shutdown).await;
-        if let Some(engine) = self.engine.take() {
-            let _ = tokio::task::spawn_blocking(move || engine.join()).await;
+        // Evaluate what the sources sent before they stopped. The channel is full when
+        // the engine waits for the store; the stop signal reaches it anyway.
+        let _ = tokio::time::timeout_at(deadline, self.handle.tx.send(Input::Shutdown)).await;
+        let Some(engine) = self.engine.take() else {
+            return;
+        };
+        // The engine gives its store calls up at the deadline; a moment more for it to
+        // notice. Polled rather than joined, so a stuck thread cannot hold shutdown.
+        let give_up = deadline + std::time::Duration::from_secs(1);
+        while !engine.is_finished() {
+            if tokio::time::Instant::now() >= give_up {
+                tracing::error!(
+                    "the market engine did not stop within the shutdown grace period; leaving it"
+                );
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
+        let _ = engine.join();
     }
 }

@@ -180,11 +180,15 @@ async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
         return d;
     };
     let mut outcome = SendOutcome::Sent;
+    let mut draining = sh.draining.clone();
     for i in d.parts_sent as usize..d.parts.len() {
+        // Waiting for this part's rate-limit slot: nothing of it has left, so when the
+        // worker stops meanwhile the record goes back to `queued` (due at the slot) instead
+        // of staying `sending`, which the next start would have to call "interrupted".
         if let Some(&slot) = d.part_slots.get(i) {
             let wait = slot - crate::util::now_ms();
-            if wait > 0 {
-                tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            if wait > 0 && !wait_unless_draining(&mut draining, wait).await {
+                return hand_back(sh, d, slot);
             }
         }
         // The gate: real send starts per key stay within the limits even when this
@@ -196,7 +200,9 @@ async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
             match verdict {
                 Ok(()) => break,
                 Err(at) => {
-                    tokio::time::sleep(Duration::from_millis((at - now).max(1) as u64)).await
+                    if !wait_unless_draining(&mut draining, at - now).await {
+                        return hand_back(sh, d, at);
+                    }
                 }
             }
         }
@@ -231,6 +237,24 @@ async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
         sh.stats.send_delay.record(delay_ms * 1_000_000);
     }
     finish(sh, &mut d, &outcome, started);
+    sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    d
+}
+
+/// Sleep `ms` (at least 1); false if the worker started stopping first.
+async fn wait_unless_draining(draining: &mut watch::Receiver<bool>, ms: i64) -> bool {
+    tokio::select! {
+        biased;
+        _ = draining.wait_for(|d| *d) => false,
+        _ = tokio::time::sleep(Duration::from_millis(ms.max(1) as u64)) => true,
+    }
+}
+
+/// Give a claimed record back unsent (the worker stops while it waits for `due_at_ms`);
+/// its outcome writer stores it `queued`.
+fn hand_back(sh: &Shared, mut d: Delivery, due_at_ms: i64) -> Delivery {
+    d.hand_back(crate::util::now_ms(), due_at_ms);
+    tracing::info!(delivery = %d.id, channel = %d.channel, parts_sent = d.parts_sent, "notify: stopping; a delivery waiting for its rate-limit slot goes back to the queue");
     sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     d
 }

@@ -105,6 +105,9 @@ pub struct Shared {
     pub permits: Arc<tokio::sync::Semaphore>,
     /// Records intake inserted already claimed (a slot was free), with their slot.
     claimed_tx: mpsc::UnboundedSender<(Delivery, tokio::sync::OwnedSemaphorePermit)>,
+    /// True once the worker is stopping: a sender waiting for a rate-limit slot gives its
+    /// record back (`queued`) rather than leave it `sending` for the next start to find.
+    pub draining: watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -252,9 +255,16 @@ impl NotifyWorker {
                 );
             }
         }
+        // The group exists before anything reads or trims the stream: entries it has not
+        // acknowledged are kept from now on (the market monitor creates it too).
+        store
+            .ensure_group(crate::storage::NOTIFY_REQUESTS, &cfg.group)
+            .await
+            .with_context(|| format!("notify: creating consumer group `{}`", cfg.group))?;
         let consumer = cfg.consumer_name();
         let owner = format!("{consumer}/{:016x}", fastrand::u64(..));
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let (drain, drain_rx) = watch::channel(false);
         let (claimed_tx, claimed_rx) = mpsc::unbounded_channel();
         let max_in_flight = cfg.max_in_flight;
         let shared = Arc::new(Shared {
@@ -272,13 +282,13 @@ impl NotifyWorker {
             pending: Mutex::new(Default::default()),
             permits: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
             claimed_tx,
+            draining: drain_rx.clone(),
         });
         tracing::info!(owner = %shared.owner, "notify: starting");
         // Records this consumer left `sending` in an earlier life are settled before any
         // new claim, so none of them can be confused with a live one.
         dispatch::sweep_previous_lives(&shared).await?;
         let (shutdown, rx) = watch::channel(false);
-        let (drain, drain_rx) = watch::channel(false);
         let dispatch = tokio::spawn(dispatch::run(
             shared.clone(),
             ready_rx,
@@ -304,7 +314,9 @@ impl NotifyWorker {
         })
     }
 
-    /// Stop taking work, let sends in flight finish (10 s at most) and write their outcomes.
+    /// Stop taking work, let sends in flight finish (10 s at most) and write their
+    /// outcomes; records whose sender still waits for a rate-limit slot go back to
+    /// `queued`, due at that slot, for the next start or another host.
     pub async fn stop(self) {
         // Intake first, so nothing it claims is left unsent; then the senders drain.
         let _ = self.shutdown.send(true);

@@ -311,6 +311,16 @@ impl Delivery {
         self.requeue(now_ms, "retry", now_ms);
     }
 
+    /// A claim given back because the host stops while the record waits for its next
+    /// part's rate-limit slot: nothing of that part left, so it is `queued` again, due at
+    /// the slot (not `sending`, which the next start would call "interrupted"). Parts
+    /// already sent stay counted and are not sent again.
+    pub fn hand_back(&mut self, now_ms: i64, due_at_ms: i64) {
+        self.attempt = self.attempt.saturating_sub(1);
+        self.attempts_in_generation = self.attempts_in_generation.saturating_sub(1);
+        self.requeue(due_at_ms.max(now_ms), "host_stopped", now_ms);
+    }
+
     /// Apply a send's outcome to a `sending` record.
     #[allow(clippy::too_many_arguments)]
     pub fn finish(
@@ -496,6 +506,24 @@ pub(crate) mod tests {
             (State::Sent, 20, None)
         );
         assert_eq!(d.history[0].outcome, "sent");
+    }
+
+    #[test]
+    fn a_claim_handed_back_at_shutdown_is_queued_at_its_slot_with_sent_parts_kept() {
+        let mut d = sample(0);
+        d.parts.push(d.parts[0].clone());
+        d.claim("h/1", 10, 1000);
+        d.parts_sent = 1;
+        d.hand_back(20, 900);
+        assert_eq!(
+            (d.state, d.reason.as_deref(), d.due_at_ms, d.owner.clone()),
+            (State::Queued, Some("host_stopped"), 900, None)
+        );
+        assert_eq!((d.attempt, d.parts_sent, d.lease_until_ms), (0, 1, 0));
+        // A slot already past: due now.
+        d.claim("h/1", 30, 1000);
+        d.hand_back(40, 35);
+        assert_eq!(d.due_at_ms, 40);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::log::{DeliveryLog, NOTIFICATIONS, notification_doc};
 use super::record::{DELIVERIES, Delivery, State};
 use super::request::NotificationRequest;
 use crate::documents::{Doc, Documents, Filter, Write, WriteOutcome};
-use crate::storage::{NOTIFY_REQUESTS, Store};
+use crate::storage::{NOTIFY_REQUESTS, Store, StreamFull};
 use crate::util::rfc3339_ms;
 
 /// What became of a submitted request.
@@ -24,6 +24,9 @@ pub enum Submitted {
     Duplicate,
     /// The id was used before for a different body.
     IdReused,
+    /// `notify:requests` is at its bound: nothing was stored (not even the id), so the
+    /// same request may simply be sent again later.
+    Full(StreamFull),
 }
 
 /// Record and enqueue a request; the same id and body twice is one notification.
@@ -50,9 +53,25 @@ pub async fn submit(
     // Also for a known record: a crash may have come between the two writes, and
     // enqueueing a key that was enqueued before does nothing.
     let body = serde_json::to_string(req)?;
-    match store.enqueue_once(NOTIFY_REQUESTS, &req.id, &body).await? {
-        Some(_) => Ok(Submitted::Queued),
-        None => Ok(Submitted::Duplicate),
+    match store.enqueue_once(NOTIFY_REQUESTS, &req.id, &body).await {
+        Ok(Some(_)) => Ok(Submitted::Queued),
+        Ok(None) => Ok(Submitted::Duplicate),
+        Err(e) => {
+            let Some(full) = StreamFull::find(&e).cloned() else {
+                return Err(e);
+            };
+            // Refused: take back the record this call wrote, so a refused request leaves
+            // nothing behind (an id recorded here would make its retry look like a
+            // duplicate of something that was never queued).
+            if inserted.first() == Some(&WriteOutcome::Inserted) {
+                docs.write(vec![Write::Delete {
+                    coll: NOTIFICATIONS.into(),
+                    id: req.id.clone(),
+                }])
+                .await?;
+            }
+            Ok(Submitted::Full(full))
+        }
     }
 }
 

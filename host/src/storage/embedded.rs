@@ -4,6 +4,10 @@
 //! is one transaction, committed durably before the call returns. Streams are a table
 //! keyed by (stream, sequence) with a per-group cursor and a pending table, which is the
 //! part of Redis Streams' consumer-group model the workers use.
+//!
+//! Entries are only ever deleted from a stream's head (below what every group has
+//! acknowledged, see [`trim_acknowledged`]), so a stream's entries are the contiguous
+//! sequences from its first to its last, and its length is their difference.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::{MarketCommit, PricePoint, Store, StoreLimits, StreamEntry};
+use super::{MarketCommit, PricePoint, Store, StoreLimits, StreamEntry, StreamFull, StreamStats};
 use crate::util::now_ms;
 
 const RULES: TableDefinition<&str, &str> = TableDefinition::new("rules");
@@ -28,7 +32,7 @@ const STREAM: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("stream
 const STREAM_SEQ: TableDefinition<&str, u64> = TableDefinition::new("stream_seq");
 /// (stream, idempotency key) → when it was first enqueued (ms).
 const IDEMPOTENCY: TableDefinition<(&str, &str), i64> = TableDefinition::new("stream_idempotency");
-/// (stream, group) → the highest sequence delivered to the group.
+/// (stream, group) → the highest sequence delivered to the group (0: none yet).
 const GROUPS: TableDefinition<(&str, &str), u64> = TableDefinition::new("stream_groups");
 /// (stream, group, sequence) → who holds it and how often it was delivered.
 const PENDING: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("stream_pending");
@@ -65,6 +69,7 @@ pub struct EmbeddedStore {
     limits: StoreLimits,
     /// Wakes blocked `read_new` callers when something is enqueued in this process.
     appended: Notify,
+    stats: StreamStats,
 }
 
 impl EmbeddedStore {
@@ -85,6 +90,7 @@ impl EmbeddedStore {
             db: Arc::new(db),
             limits,
             appended: Notify::new(),
+            stats: StreamStats::default(),
         };
         store.init_tables()?;
         store.prune_idempotency_keys()?;
@@ -121,7 +127,8 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// Append entries whose keys are new, inside `tx`.
+    /// Append entries whose keys are new, inside `tx`; all or nothing at the stream's
+    /// bound (a [`StreamFull`] error, and the caller drops `tx`, so no key is recorded).
     fn append_once(
         &self,
         tx: &redb::WriteTransaction,
@@ -135,8 +142,34 @@ impl EmbeddedStore {
         let mut idem = tx.open_table(IDEMPOTENCY)?;
         let mut seqs = tx.open_table(STREAM_SEQ)?;
         let mut entries = tx.open_table(STREAM)?;
-        let mut seq = seqs.get(stream)?.map(|v| v.value()).unwrap_or(0);
+        let mut fresh = std::collections::HashSet::new();
+        for (key, _) in items {
+            if idem.get((stream, key.as_str()))?.is_none() {
+                fresh.insert(key.as_str());
+            }
+        }
+        let wanted = fresh.len() as u64;
         let maxlen = self.limits.stream_maxlen.max(1) as u64;
+        let fits = |len: u64| len == 0 || len + wanted <= maxlen;
+        if wanted > 0 && !fits(stream_len_in(&entries, stream)?) {
+            let held_by = trim_acknowledged(
+                &mut entries,
+                &tx.open_table(GROUPS)?,
+                &tx.open_table(PENDING)?,
+                stream,
+            )?;
+            let len = stream_len_in(&entries, stream)?;
+            if !fits(len) {
+                return Err(StreamFull {
+                    stream: stream.to_string(),
+                    len,
+                    maxlen,
+                    held_by,
+                }
+                .into());
+            }
+        }
+        let mut seq = seqs.get(stream)?.map(|v| v.value()).unwrap_or(0);
         let now = now_ms();
         for (key, body) in items {
             if idem.get((stream, key.as_str()))?.is_some() {
@@ -150,14 +183,20 @@ impl EmbeddedStore {
                 body: body.clone(),
             };
             entries.insert((stream, seq), serde_json::to_vec(&stored)?.as_slice())?;
-            // `MAXLEN ~`: drop the oldest entry once the stream is over its bound.
-            if seq > maxlen {
-                entries.remove((stream, seq - maxlen))?;
-            }
             out.push(Some(seq.to_string()));
         }
         seqs.insert(stream, seq)?;
         Ok(out)
+    }
+
+    /// Count a refusal at the bound, passing every result through.
+    fn counted<T>(&self, stream: &str, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && StreamFull::find(e).is_some()
+        {
+            self.stats.count_refusal(stream);
+        }
+        result
     }
 
     fn entries_after(
@@ -240,10 +279,17 @@ impl EmbeddedStore {
         let mut out = Vec::new();
         {
             let mut groups = tx.open_table(GROUPS)?;
-            let last = groups.get((stream, group))?.map(|v| v.value()).unwrap_or(0);
+            let known = groups.get((stream, group))?.map(|v| v.value());
+            let last = known.unwrap_or(0);
             let entries = self.entries_after(stream, last, count)?;
             if entries.is_empty() {
-                return Ok(out);
+                // A group exists from its first read on (as with Redis), so what it has
+                // not read yet is kept for it from then on.
+                if known.is_none() {
+                    groups.insert((stream, group), 0)?;
+                } else {
+                    return Ok(out);
+                }
             }
             let mut pending = tx.open_table(PENDING)?;
             let mut newest = last;
@@ -267,6 +313,58 @@ impl EmbeddedStore {
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// Entries in `stream`: its sequences are contiguous (trimming only removes a head).
+fn stream_len_in(
+    entries: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    stream: &str,
+) -> Result<u64> {
+    let mut range = entries.range((stream, 0)..=(stream, u64::MAX))?;
+    let Some(first) = range.next() else {
+        return Ok(0);
+    };
+    let first = first?.0.value().1;
+    let last = match range.next_back() {
+        Some(last) => last?.0.value().1,
+        None => first,
+    };
+    Ok(last - first + 1)
+}
+
+/// Delete the entries of `stream` every consumer group has acknowledged: those below the
+/// oldest entry any group still needs (its oldest pending entry, or else the first it was
+/// never handed). A stream no group reads yet keeps everything. Returns the group holding
+/// the oldest needed entry.
+fn trim_acknowledged(
+    entries: &mut redb::Table<'_, (&'static str, u64), &'static [u8]>,
+    groups: &impl ReadableTable<(&'static str, &'static str), u64>,
+    pending: &impl ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+    stream: &str,
+) -> Result<Option<String>> {
+    let mut oldest: Option<(u64, String)> = None;
+    for item in groups.range((stream, "")..)? {
+        let (k, last) = item?;
+        let (s, group) = k.value();
+        if s != stream {
+            break;
+        }
+        let mut need = last.value() + 1;
+        if let Some(p) = pending
+            .range((stream, group, 0)..=(stream, group, u64::MAX))?
+            .next()
+        {
+            need = need.min(p?.0.value().2);
+        }
+        if oldest.as_ref().is_none_or(|(o, _)| need < *o) {
+            oldest = Some((need, group.to_string()));
+        }
+    }
+    let Some((below, group)) = oldest else {
+        return Ok(None);
+    };
+    entries.retain_in((stream, 0)..(stream, below), |_, _| false)?;
+    Ok(Some(group))
 }
 
 fn decode_point(bytes: &[u8]) -> Result<PricePoint> {
@@ -346,7 +444,8 @@ impl Store for EmbeddedStore {
 
     async fn commit_market(&self, commit: &MarketCommit) -> Result<Vec<Option<String>>> {
         let tx = self.db.begin_write()?;
-        let ids = self.append_once(&tx, super::NOTIFY_REQUESTS, &commit.requests)?;
+        let stream = super::NOTIFY_REQUESTS;
+        let ids = self.counted(stream, self.append_once(&tx, stream, &commit.requests))?;
         {
             let mut rules = tx.open_table(RULES)?;
             for (id, json) in &commit.rules {
@@ -388,14 +487,37 @@ impl Store for EmbeddedStore {
 
     async fn enqueue_once(&self, stream: &str, key: &str, body: &str) -> Result<Option<String>> {
         let tx = self.db.begin_write()?;
-        let id = self
-            .append_once(&tx, stream, &[(key.to_string(), body.to_string())])?
-            .remove(0);
+        let appended = self.append_once(&tx, stream, &[(key.to_string(), body.to_string())]);
+        let id = self.counted(stream, appended)?.remove(0);
         tx.commit()?;
         if id.is_some() {
             self.appended.notify_waiters();
         }
         Ok(id)
+    }
+
+    async fn drop_group(&self, stream: &str, group: &str) -> Result<bool> {
+        let tx = self.db.begin_write()?;
+        let existed = {
+            let existed = tx.open_table(GROUPS)?.remove((stream, group))?.is_some();
+            tx.open_table(PENDING)?
+                .retain_in((stream, group, 0)..=(stream, group, u64::MAX), |_, _| false)?;
+            existed
+        };
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    async fn ensure_group(&self, stream: &str, group: &str) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut groups = tx.open_table(GROUPS)?;
+            if groups.get((stream, group))?.is_none() {
+                groups.insert((stream, group), 0)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     async fn read_new(
@@ -502,6 +624,12 @@ impl Store for EmbeddedStore {
                     .with_context(|| format!("`{id}` is not an entry id of the embedded store"))?;
                 pending.remove((stream, group, seq))?;
             }
+            trim_acknowledged(
+                &mut tx.open_table(STREAM)?,
+                &tx.open_table(GROUPS)?,
+                &pending,
+                stream,
+            )?;
         }
         tx.commit()?;
         Ok(())
@@ -509,13 +637,11 @@ impl Store for EmbeddedStore {
 
     async fn stream_len(&self, stream: &str) -> Result<u64> {
         let tx = self.db.begin_read()?;
-        let t = tx.open_table(STREAM)?;
-        let mut n = 0;
-        for item in t.range((stream, 0)..=(stream, u64::MAX))? {
-            item?;
-            n += 1;
-        }
-        Ok(n)
+        stream_len_in(&tx.open_table(STREAM)?, stream)
+    }
+
+    fn stream_stats(&self) -> &StreamStats {
+        &self.stats
     }
 
     async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>> {

@@ -17,11 +17,28 @@
 //!   rule states, prices and source checkpoints in one transaction, so after a restart
 //!   they all describe the same moment. One durable write per engine cycle is also what
 //!   makes the embedded store fast: a cycle grows while the previous write syncs.
+//!
+//! Streams never lose an entry a consumer still needs, on either backend:
+//! - an entry is deleted only once every consumer group has acknowledged it ([`Store::ack`]
+//!   trims below the oldest entry any group still needs: its oldest pending entry or the
+//!   first it was never handed). A stream no group reads yet keeps everything, so the
+//!   producers of a stream create its consumers' groups up front ([`Store::ensure_group`]);
+//! - a stream is bounded by refusing producers, not by trimming: an enqueue that would take
+//!   a stream past `stream_maxlen` unacknowledged entries fails with [`StreamFull`] and
+//!   writes nothing (not even its idempotency key, so a retry is not taken for a
+//!   duplicate). Callers wait and retry (the market engine: back-pressure) or pass the
+//!   refusal on (the API: 503 with `Retry-After`); [`StreamStats`] counts refusals.
+//!
+//! Redis' own `MAXLEN`/`MINID` trimming knows nothing about consumer groups, and its
+//! `KEEPREF`/`ACKED` modes need Redis 8.2; the Redis backend computes the bound itself
+//! from `XINFO GROUPS` and `XPENDING` inside its scripts (`redis_lua/`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Result;
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, StorageBackend};
@@ -72,12 +89,82 @@ pub struct MarketCommit {
     pub checkpoints: Vec<(String, String)>,
 }
 
+/// An enqueue refused because the stream already holds its bound of entries that some
+/// consumer group still needs. Nothing of the refused write was stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamFull {
+    pub stream: String,
+    /// Entries in the stream when the enqueue was refused.
+    pub len: u64,
+    /// The bound (`stream_maxlen`).
+    pub maxlen: u64,
+    /// The consumer group holding the oldest entry still needed (`None`: no group reads
+    /// the stream yet, so every entry is kept for the groups to come).
+    pub held_by: Option<String>,
+}
+
+impl std::fmt::Display for StreamFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stream `{}` is full: {} entries wait for a consumer group (bound {}",
+            self.stream, self.len, self.maxlen
+        )?;
+        match &self.held_by {
+            Some(g) => write!(f, "; the oldest is held by group `{g}`")?,
+            None => write!(f, "; no consumer group reads it yet")?,
+        }
+        write!(
+            f,
+            "); nothing was written: retry once the consumers catch up"
+        )
+    }
+}
+
+impl std::error::Error for StreamFull {}
+
+impl StreamFull {
+    /// The refusal inside an error from a store call, if that is what it is.
+    pub fn find(e: &anyhow::Error) -> Option<&StreamFull> {
+        e.downcast_ref::<StreamFull>()
+    }
+}
+
+/// Per-stream counters a store keeps for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    refused: Mutex<BTreeMap<String, u64>>,
+}
+
+impl StreamStats {
+    /// Count an enqueue refused at the stream's bound.
+    pub fn count_refusal(&self, stream: &str) {
+        *self.refused.lock().entry(stream.to_string()).or_default() += 1;
+    }
+
+    /// Enqueues refused at the bound so far, by stream.
+    pub fn refusals(&self) -> Vec<(String, u64)> {
+        self.refused
+            .lock()
+            .iter()
+            .map(|(s, n)| (s.clone(), *n))
+            .collect()
+    }
+
+    /// Refusals of one stream.
+    pub fn refusals_of(&self, stream: &str) -> u64 {
+        self.refused.lock().get(stream).copied().unwrap_or(0)
+    }
+}
+
 /// Limits a store applies on every write.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreLimits {
     /// Points kept per symbol in the recent history.
     pub history_len: usize,
-    /// Approximate maximum length of a stream (`MAXLEN ~`).
+    /// Most entries a stream holds that some consumer group has not acknowledged yet;
+    /// an enqueue past it is refused ([`StreamFull`]). A single write of more entries
+    /// than this is accepted only into an empty stream, so it cannot wait forever.
     pub stream_maxlen: usize,
     /// How long an idempotency key is remembered.
     pub idempotency_ttl_secs: u64,
@@ -115,7 +202,9 @@ pub trait Store: Send + Sync {
     async fn price_history(&self, symbol: &str, limit: usize) -> Result<Vec<PricePoint>>;
 
     /// Enqueue the requests and write rules, prices and checkpoints in one transaction.
-    /// Returns, per request, its new entry id or `None` for a duplicate key.
+    /// Returns, per request, its new entry id or `None` for a duplicate key. When the new
+    /// requests do not fit under the stream's bound, nothing at all is written and the
+    /// error is a [`StreamFull`].
     async fn commit_market(&self, commit: &MarketCommit) -> Result<Vec<Option<String>>>;
     async fn get_checkpoint(&self, name: &str) -> Result<Option<String>>;
     /// Write one checkpoint by itself.
@@ -128,8 +217,17 @@ pub trait Store: Send + Sync {
     async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
 
     /// Append `body` to `stream` unless `key` was enqueued before (on this stream).
-    /// Returns the new entry id, or `None` for a duplicate.
+    /// Returns the new entry id, or `None` for a duplicate. At the stream's bound the
+    /// error is a [`StreamFull`] and `key` stays unrecorded.
     async fn enqueue_once(&self, stream: &str, key: &str, body: &str) -> Result<Option<String>>;
+    /// Create consumer group `group` on `stream` (and the stream) if it does not exist,
+    /// positioned before the oldest entry: from now on nothing it has not acknowledged is
+    /// trimmed. Producers call it for their consumers' groups before the first enqueue.
+    async fn ensure_group(&self, stream: &str, group: &str) -> Result<()>;
+    /// Delete consumer group `group` of `stream` with its pending entries, for a group no
+    /// one reads with any more (it would hold every later entry); false if there was none.
+    /// What only it still needed goes with the next trim.
+    async fn drop_group(&self, stream: &str, group: &str) -> Result<bool>;
     /// Entries of `stream` never delivered to `group`, at most `count`, waiting up to
     /// `block_ms` for one to arrive. They become pending for `consumer` until acked.
     async fn read_new(
@@ -159,10 +257,14 @@ pub trait Store: Send + Sync {
         min_idle_ms: u64,
         count: usize,
     ) -> Result<Vec<StreamEntry>>;
-    /// Mark entries as processed by `group`.
+    /// Mark entries as processed by `group`, then delete the entries every group of the
+    /// stream has acknowledged.
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()>;
-    /// Number of entries in the stream.
+    /// Number of entries in the stream (those some group still needs, plus any not
+    /// trimmed yet).
     async fn stream_len(&self, stream: &str) -> Result<u64>;
+    /// Counters of this store's streams (refusals at the bound).
+    fn stream_stats(&self) -> &StreamStats;
 
     /// The value of `key` in namespace `ns`.
     async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>>;

@@ -10,6 +10,12 @@
 //! a command that fails during the outage is an error the caller retries. Blocking
 //! stream reads use connections of their own, so a `BLOCK` never stalls other commands
 //! behind it on the multiplexed connection.
+//!
+//! Every write to a stream and every ack is a Lua script (`redis_lua/`): enqueueing checks
+//! the stream's bound and the idempotency keys before it writes anything, and acking trims
+//! what every consumer group has acknowledged, each in one atomic step. The market commit
+//! is one script too (not `MULTI`, where a refused enqueue would not stop the other
+//! writes): at the bound it writes nothing.
 
 use std::time::Duration;
 
@@ -22,7 +28,7 @@ use redis::streams::{
 };
 use redis::{AsyncCommands, Client, Script, Value};
 
-use super::{MarketCommit, PricePoint, Store, StoreLimits, StreamEntry};
+use super::{MarketCommit, PricePoint, Store, StoreLimits, StreamEntry, StreamFull, StreamStats};
 
 const RULES: &str = "market:rules";
 const LATEST: &str = "market:prices:latest";
@@ -36,13 +42,48 @@ fn idempotency_key(stream: &str, key: &str) -> String {
     format!("{stream}:idem:{key}")
 }
 
-/// SET NX the idempotency key and XADD in one atomic step: either both happen or neither.
-const ENQUEUE_ONCE: &str = r"
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'key', ARGV[3], 'body', ARGV[4])
-end
-return false
-";
+/// The stream helpers every stream script starts with.
+const STREAMS_LUA: &str = include_str!("redis_lua/streams.lua");
+
+/// Enqueue one entry unless its idempotency key was seen, within the stream's bound.
+fn enqueue_once_script() -> Script {
+    Script::new(&[STREAMS_LUA, include_str!("redis_lua/enqueue_once.lua")].concat())
+}
+
+/// XACK, then trim what every group acknowledged.
+fn ack_script() -> Script {
+    Script::new(&[STREAMS_LUA, include_str!("redis_lua/ack.lua")].concat())
+}
+
+/// The market engine's whole commit, all or nothing.
+fn commit_market_script() -> Script {
+    Script::new(&[STREAMS_LUA, include_str!("redis_lua/commit_market.lua")].concat())
+}
+
+/// What a stream script answered: an id per item (`None`: a duplicate key), or the bound.
+fn enqueue_reply(stream: &str, reply: Vec<String>) -> Result<Vec<Option<String>>> {
+    match reply.first().map(String::as_str) {
+        Some("ok") => Ok(reply
+            .into_iter()
+            .skip(1)
+            .map(|id| (!id.is_empty()).then_some(id))
+            .collect()),
+        Some("full") => {
+            let number = |i: usize| reply.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let held_by = reply.get(3).filter(|g| !g.is_empty()).cloned();
+            Err(StreamFull {
+                stream: stream.to_string(),
+                len: number(1),
+                maxlen: number(2),
+                held_by,
+            }
+            .into())
+        }
+        _ => Err(anyhow!(
+            "unexpected answer from the enqueue script: {reply:?}"
+        )),
+    }
+}
 
 /// Take or renew a lease: set when free or already ours.
 const ACQUIRE_LEASE: &str = r"
@@ -76,6 +117,9 @@ pub struct RedisStore {
     blocking: Mutex<Vec<ConnectionManager>>,
     limits: StoreLimits,
     enqueue_once: Script,
+    ack: Script,
+    commit_market: Script,
+    stats: StreamStats,
 }
 
 impl RedisStore {
@@ -96,7 +140,10 @@ impl RedisStore {
             conn,
             blocking: Mutex::new(Vec::new()),
             limits,
-            enqueue_once: Script::new(ENQUEUE_ONCE),
+            enqueue_once: enqueue_once_script(),
+            ack: ack_script(),
+            commit_market: commit_market_script(),
+            stats: StreamStats::default(),
         })
     }
 
@@ -113,7 +160,7 @@ impl RedisStore {
             .context("cannot open a Redis connection for stream reads")
     }
 
-    async fn ensure_group(&self, stream: &str, group: &str) -> Result<()> {
+    async fn create_group(&self, stream: &str, group: &str) -> Result<()> {
         let mut c = self.conn.clone();
         let r: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
@@ -152,7 +199,7 @@ impl RedisStore {
         cmd.arg("STREAMS").arg(stream).arg(from);
         let mut result: redis::RedisResult<Option<StreamReadReply>> = cmd.query_async(&mut c).await;
         if matches!(&result, Err(e) if e.code() == Some("NOGROUP")) {
-            self.ensure_group(stream, group).await?;
+            self.create_group(stream, group).await?;
             result = cmd.query_async(&mut c).await;
         }
         // Only a connection that answered goes back to the pool.
@@ -253,52 +300,52 @@ impl Store for RedisStore {
     }
 
     async fn commit_market(&self, commit: &MarketCommit) -> Result<Vec<Option<String>>> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        // EVAL rather than EVALSHA: inside MULTI a missing script would fail alone while
-        // the rest of the transaction went through.
+        let stream = super::NOTIFY_REQUESTS;
+        let mut script = self.commit_market.prepare_invoke();
+        script
+            .key(stream)
+            .key(RULES)
+            .key(LATEST)
+            .key(CHECKPOINTS)
+            .arg(self.limits.idempotency_ttl_secs)
+            .arg(self.limits.stream_maxlen)
+            .arg(self.limits.history_len.max(1));
+        script.arg(commit.requests.len());
         for (key, body) in &commit.requests {
-            pipe.cmd("EVAL")
-                .arg(ENQUEUE_ONCE)
-                .arg(2)
-                .arg(idempotency_key(super::NOTIFY_REQUESTS, key))
-                .arg(super::NOTIFY_REQUESTS)
-                .arg(self.limits.idempotency_ttl_secs)
-                .arg(self.limits.stream_maxlen)
-                .arg(key)
-                .arg(body);
+            script.key(idempotency_key(stream, key)).arg(key).arg(body);
         }
-        if !commit.rules.is_empty() {
-            pipe.hset_multiple(RULES, &commit.rules).ignore();
+        let latest: Vec<(String, String)> = commit
+            .latest
+            .iter()
+            .map(|p| Ok((p.symbol.clone(), serde_json::to_string(p)?)))
+            .collect::<Result<_>>()?;
+        for pairs in [&commit.rules, &latest, &commit.checkpoints] {
+            script.arg(pairs.len());
+            for (field, value) in pairs {
+                script.arg(field).arg(value);
+            }
         }
-        if !commit.latest.is_empty() {
-            let items: Vec<(String, String)> = commit
-                .latest
-                .iter()
-                .map(|p| Ok((p.symbol.clone(), serde_json::to_string(p)?)))
-                .collect::<Result<_>>()?;
-            pipe.hset_multiple(LATEST, &items).ignore();
-        }
-        let keep = self.limits.history_len.max(1) as isize;
-        let mut touched = std::collections::BTreeSet::new();
+        // Per symbol, oldest first: each is pushed on the list's head.
+        let mut history: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
         for p in &commit.history {
-            pipe.lpush(history_key(&p.symbol), serde_json::to_string(p)?)
-                .ignore();
-            touched.insert(p.symbol.as_str());
+            history
+                .entry(p.symbol.as_str())
+                .or_default()
+                .push(serde_json::to_string(p)?);
         }
-        for sym in touched {
-            pipe.ltrim(history_key(sym), 0, keep - 1).ignore();
-        }
-        if !commit.checkpoints.is_empty() {
-            pipe.hset_multiple(CHECKPOINTS, &commit.checkpoints)
-                .ignore();
+        for (symbol, points) in &history {
+            script.key(history_key(symbol)).arg(points.len());
+            for p in points {
+                script.arg(p);
+            }
         }
         let mut c = self.conn.clone();
-        if commit.requests.is_empty() {
-            let _: () = pipe.query_async(&mut c).await?;
-            return Ok(Vec::new());
+        let reply: Vec<String> = script.invoke_async(&mut c).await?;
+        let ids = enqueue_reply(stream, reply);
+        if ids.as_ref().is_err_and(|e| StreamFull::find(e).is_some()) {
+            self.stats.count_refusal(stream);
         }
-        Ok(pipe.query_async(&mut c).await?)
+        ids
     }
 
     async fn get_checkpoint(&self, name: &str) -> Result<Option<String>> {
@@ -308,17 +355,45 @@ impl Store for RedisStore {
 
     async fn enqueue_once(&self, stream: &str, key: &str, body: &str) -> Result<Option<String>> {
         let mut c = self.conn.clone();
-        let id: Option<String> = self
+        let reply: Vec<String> = self
             .enqueue_once
-            .key(idempotency_key(stream, key))
             .key(stream)
+            .key(idempotency_key(stream, key))
             .arg(self.limits.idempotency_ttl_secs)
             .arg(self.limits.stream_maxlen)
             .arg(key)
             .arg(body)
             .invoke_async(&mut c)
             .await?;
-        Ok(id)
+        match enqueue_reply(stream, reply) {
+            Ok(mut ids) => Ok(ids.pop().flatten()),
+            Err(e) => {
+                if StreamFull::find(&e).is_some() {
+                    self.stats.count_refusal(stream);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn ensure_group(&self, stream: &str, group: &str) -> Result<()> {
+        self.create_group(stream, group).await
+    }
+
+    async fn drop_group(&self, stream: &str, group: &str) -> Result<bool> {
+        let mut c = self.conn.clone();
+        // XGROUP DESTROY needs the stream to exist.
+        let exists: bool = c.exists(stream).await?;
+        if !exists {
+            return Ok(false);
+        }
+        let n: u64 = redis::cmd("XGROUP")
+            .arg("DESTROY")
+            .arg(stream)
+            .arg(group)
+            .query_async(&mut c)
+            .await?;
+        Ok(n > 0)
     }
 
     async fn read_new(
@@ -394,7 +469,7 @@ impl Store for RedisStore {
             let reply = match r {
                 Ok(r) => r,
                 Err(e) if e.code() == Some("NOGROUP") => {
-                    self.ensure_group(stream, group).await?;
+                    self.create_group(stream, group).await?;
                     return Ok(out);
                 }
                 Err(e) => return Err(e.into()),
@@ -455,13 +530,22 @@ impl Store for RedisStore {
             return Ok(());
         }
         let mut c = self.conn.clone();
-        let _: u64 = c.xack(stream, group, ids).await?;
+        let mut script = self.ack.key(stream);
+        script.arg(group);
+        for id in ids {
+            script.arg(id);
+        }
+        let _: i64 = script.invoke_async(&mut c).await?;
         Ok(())
     }
 
     async fn stream_len(&self, stream: &str) -> Result<u64> {
         let mut c = self.conn.clone();
         Ok(c.xlen(stream).await?)
+    }
+
+    fn stream_stats(&self) -> &StreamStats {
+        &self.stats
     }
 
     async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<String>> {

@@ -198,6 +198,49 @@ async fn suite(store: Arc<dyn Store>) {
             .is_empty()
     );
     assert!(t.elapsed() >= Duration::from_millis(150));
+
+    // A group created up front keeps what it has not read; an entry goes once every
+    // group acknowledged it.
+    let g = "test:groups";
+    store.ensure_group(g, "late").await.unwrap();
+    store.ensure_group(g, "late").await.unwrap();
+    store.enqueue_once(g, "x1", "one").await.unwrap().unwrap();
+    let early = store.read_new(g, "early", "c", 10, 0).await.unwrap();
+    store.ack(g, "early", &[early[0].id.clone()]).await.unwrap();
+    assert_eq!(
+        store.stream_len(g).await.unwrap(),
+        1,
+        "{name}: group `late` has not read it"
+    );
+    let late = store.read_new(g, "late", "c", 10, 0).await.unwrap();
+    assert_eq!(late.len(), 1, "{name}");
+    store.ack(g, "late", &[late[0].id.clone()]).await.unwrap();
+    assert_eq!(
+        store.stream_len(g).await.unwrap(),
+        0,
+        "{name}: acknowledged by every group"
+    );
+    assert_eq!(store.stream_stats().refusals_of(g), 0);
+
+    // A group nobody reads with any more stops holding entries once dropped.
+    store.enqueue_once(g, "x2", "two").await.unwrap().unwrap();
+    let taken = store.read_new(g, "late", "c", 10, 0).await.unwrap();
+    store.ack(g, "late", &[taken[0].id.clone()]).await.unwrap();
+    assert_eq!(
+        store.stream_len(g).await.unwrap(),
+        1,
+        "{name}: `early` holds it"
+    );
+    assert!(store.drop_group(g, "early").await.unwrap(), "{name}");
+    assert!(!store.drop_group(g, "early").await.unwrap(), "{name}");
+    assert!(
+        !store.drop_group("test:none", "early").await.unwrap(),
+        "{name}"
+    );
+    store.enqueue_once(g, "x3", "three").await.unwrap().unwrap();
+    let taken = store.read_new(g, "late", "c", 10, 0).await.unwrap();
+    store.ack(g, "late", &[taken[0].id.clone()]).await.unwrap();
+    assert_eq!(store.stream_len(g).await.unwrap(), 0, "{name}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

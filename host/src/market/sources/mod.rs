@@ -122,7 +122,10 @@ impl SourceCtx {
         self.health.error(format!("malformed message: {msg}"));
     }
 
-    /// Send ticks to the engine; false if the engine is gone.
+    /// Send ticks to the engine; false if the engine is gone or the monitor is stopping.
+    /// The channel is full while the engine waits for the store; a batch not sent when
+    /// stopping is not lost: its checkpoint was not sent either, so it is read again at
+    /// the next start.
     pub async fn send(
         &self,
         ticks: Vec<PriceTick>,
@@ -132,15 +135,18 @@ impl SourceCtx {
         if ticks.is_empty() && checkpoint.is_none() {
             return true;
         }
-        self.tx
-            .send(crate::market::engine::Input::Batch(SourceBatch {
-                source: self.index,
-                ticks,
-                received,
-                checkpoint,
-            }))
-            .await
-            .is_ok()
+        let batch = crate::market::engine::Input::Batch(SourceBatch {
+            source: self.index,
+            ticks,
+            received,
+            checkpoint,
+        });
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            biased;
+            sent = self.tx.send(batch) => sent.is_ok(),
+            _ = shutdown.wait_for(|stop| *stop) => false,
+        }
     }
 
     /// Sleep unless shutdown comes first; true on shutdown.

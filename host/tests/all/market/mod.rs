@@ -1,7 +1,7 @@
 //! The market monitor end to end, on the embedded store and on a real Redis.
 
 mod feeds;
-mod pipeline;
+pub mod pipeline;
 mod restart;
 pub mod rig;
 mod rules_api;

@@ -1,7 +1,9 @@
 //! A real `redis-server` for one test: its own free loopback port, its own temporary dir, no
 //! persistence. It can be stopped and restarted on the same port, so tests can check that a
 //! client survives "Redis restarted mid-stream" (and that state is gone afterwards, as with a
-//! real Redis without persistence).
+//! real Redis without persistence). [`RedisServer::start_persistent`] keeps an append-only
+//! file synced on every write instead, so a stop and restart keeps what Redis acknowledged
+//! (a production Redis down for a while).
 //!
 //! Readiness is checked with a raw RESP `PING` over TCP rather than with the `redis` crate, so
 //! this helper does not depend on the client library whose behaviour the tests examine.
@@ -25,11 +27,23 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Append-only file, fsynced on every write.
+    persistent: bool,
 }
 
 impl RedisServer {
     /// Start a server on a free loopback port and wait until it answers `PING`.
     pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// [`RedisServer::start`] with an append-only file synced on every write, so that
+    /// [`RedisServer::restart`] keeps every acknowledged write.
+    pub fn start_persistent() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
         let binary = find_on_path("redis-server").unwrap_or_else(|| {
             panic!(
                 "redis-server not found: install the Debian package redis-server \
@@ -45,6 +59,7 @@ impl RedisServer {
             port: 0,
             dir,
             child: None,
+            persistent,
         };
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
@@ -76,7 +91,8 @@ impl RedisServer {
     }
 
     /// Stop, then start again on the same port. The data is gone (no persistence), like a real
-    /// Redis restarted without a dump file. Panics if the port cannot be taken again.
+    /// Redis restarted without a dump file, unless the server is persistent. Panics if the
+    /// port cannot be taken again.
     pub fn restart(&mut self) {
         self.stop();
         if let Err(e) = self.launch() {
@@ -112,7 +128,13 @@ impl RedisServer {
         let mut child = Command::new(&self.binary)
             .args(["--bind", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
-            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .args(["--save", "", "--appendonly"])
+            .args(if self.persistent {
+                &["yes", "--appendfsync", "always"][..]
+            } else {
+                &["no"][..]
+            })
+            .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())
             .stdout(stdout)
