@@ -147,6 +147,10 @@ pub struct Grants {
     pub prices: bool,
     /// Environment variables exposed as named secrets through `config.secret`.
     pub secrets: BTreeMap<String, String>,
+    /// Pin the plugin to these builds (hex SHA-256 of the `.wasm`): only a listed build
+    /// may load under this name, and so receive these grants and the plugin's settings.
+    /// Empty: any build in a file named after the plugin.
+    pub sha256: Vec<String>,
 }
 
 /// `[storage]`

@@ -1,10 +1,13 @@
-//! Host interfaces plugins import, one module per WIT interface.
+//! Host interfaces plugins import, one module per WIT interface, and WASI.
 //!
-//! Each module adds its interface to the linker; the import policy below decides, from a
-//! component's import list, its kind and its grants, whether it may load at all. A refusal
-//! names the plugin, the interface and the config key that would grant it.
+//! Each module adds its interface to a linker. There is one linker per kind of plugin,
+//! built once ([`linker_for`]) and used both to ask a component who it is and to load it,
+//! so the two can never disagree about what links. The import policy below decides, from
+//! a component's import list, its kind and its grants, whether it may load at all. A
+//! refusal names the plugin, the interface (and its version) and the rule or config key.
 
 use anyhow::Result;
+use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::runtime::Kind;
@@ -12,6 +15,8 @@ use crate::runtime::state::StoreState;
 
 pub mod config;
 pub mod log;
+mod pending;
+pub mod wasi;
 
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.0";
@@ -19,14 +24,28 @@ pub const WIT_VERSION: &str = "0.1.0";
 /// version joins this list when the contract next changes).
 pub const ACCEPTED_WIT_VERSIONS: &[&str] = &[WIT_VERSION];
 
-/// Add every implemented host interface (and WASI) to `linker`.
-pub fn add_to_linker(linker: &mut Linker<StoreState>) -> Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker).map_err(anyhow::Error::from)?;
-    crate::bindings::log::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
+/// The linker for plugins of `kind`: WASI (the same for every kind, see [`wasi`]) and
+/// `log`; tasks and event handlers also get `config` and the capabilities an operator may
+/// grant them (each checked per plugin at load and at every call).
+pub fn linker_for(engine: &Engine, kind: Kind) -> Result<Linker<StoreState>> {
+    let mut linker = Linker::new(engine);
+    wasi::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
+    crate::bindings::log::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
         .map_err(anyhow::Error::from)?;
-    crate::bindings::config::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
-        .map_err(anyhow::Error::from)?;
-    Ok(())
+    if !kind.is_pure() {
+        let l = &mut linker;
+        crate::bindings::config::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
+            .map_err(anyhow::Error::from)?;
+        crate::bindings::kv::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
+            .map_err(anyhow::Error::from)?;
+        crate::bindings::docs::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
+            .map_err(anyhow::Error::from)?;
+        crate::bindings::notify::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
+            .map_err(anyhow::Error::from)?;
+        crate::bindings::prices::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
+            .map_err(anyhow::Error::from)?;
+    }
+    Ok(linker)
 }
 
 /// Whether an import may be linked, decided from the import's name alone.
@@ -43,6 +62,8 @@ pub enum ImportPolicy {
     },
     /// `impressox:plugin/*` at a version this host does not speak.
     UnsupportedVersion(String),
+    /// `wasi:*` at a version this host cannot serve; the text says why.
+    UnsupportedWasi(String),
     /// Nothing this host provides.
     Unknown,
 }
@@ -76,42 +97,58 @@ pub fn policy_for(import: &str) -> ImportPolicy {
             _ => ImportPolicy::Unknown,
         };
     }
-    if import.starts_with("wasi:http/") {
-        return ImportPolicy::Grant {
+    match wasi::classify(import) {
+        wasi::WasiImport::Linked => ImportPolicy::Always,
+        wasi::WasiImport::Http => ImportPolicy::Grant {
             key: "http",
             implemented: false,
-        };
+        },
+        wasi::WasiImport::Version(why) => ImportPolicy::UnsupportedWasi(why),
+        wasi::WasiImport::Unknown => ImportPolicy::Unknown,
     }
-    if import.starts_with("wasi:") {
-        return ImportPolicy::Always;
-    }
-    ImportPolicy::Unknown
 }
 
 /// Why an import list is refused; `None` when every import may be linked.
+///
+/// Without `grants` (before the component has said its name; `name` is then its file
+/// name) only what its kind rules out is checked; with them, also what the operator has
+/// not granted.
 pub fn check_imports(
-    plugin: &str,
+    name: &str,
     kind: Kind,
     imports: &[String],
-    grants: &crate::config::Grants,
+    grants: Option<&crate::config::Grants>,
 ) -> Option<String> {
+    let who = match grants {
+        Some(_) => format!("plugin `{name}`"),
+        None => format!("component `{name}`"),
+    };
     for import in imports {
         match policy_for(import) {
             ImportPolicy::Always => {}
             ImportPolicy::NonPure if !kind.is_pure() => {}
             ImportPolicy::NonPure => {
                 return Some(format!(
-                    "plugin `{plugin}` imports `{import}`, but {kind} plugins may import only \
+                    "{who} imports `{import}`, but {kind} plugins may import only \
                      `impressox:plugin/log`: they receive everything as arguments"
                 ));
             }
             ImportPolicy::Grant { key, implemented } => {
                 if kind.is_pure() {
+                    let what = if key == "http" {
+                        "make HTTP requests (build it without HTTP support, e.g. \
+                         componentize-js `-d http fetch-event`)"
+                            .to_string()
+                    } else {
+                        format!("use the `{key}` capability")
+                    };
                     return Some(format!(
-                        "plugin `{plugin}` imports `{import}`, but {kind} plugins may import \
-                         only `impressox:plugin/log`"
+                        "{who} imports `{import}`, but {kind} plugins are pure: they receive \
+                         everything as arguments and may not {what}; only task and \
+                         event-handler plugins may, when granted"
                     ));
                 }
+                let Some(grants) = grants else { continue };
                 let granted = match key {
                     "kv" => grants.kv,
                     "docs" => !grants.docs.is_empty(),
@@ -122,37 +159,35 @@ pub fn check_imports(
                 };
                 if !granted {
                     let example = match key {
-                        "docs" => "docs = [\"collection\"]",
-                        "http" => "http = [\"api.example.com\"]",
-                        _ => "= true",
-                    };
-                    let example = if example.starts_with('=') {
-                        format!("{key} {example}")
-                    } else {
-                        example.to_string()
+                        "docs" => "docs = [\"collection\"]".to_string(),
+                        "http" => "http = [\"api.example.com\"]".to_string(),
+                        _ => format!("{key} = true"),
                     };
                     return Some(format!(
-                        "plugin `{plugin}` imports `{import}`, which is not granted; grant it \
-                         with `[plugins.grants.{plugin}] {example}`"
+                        "{who} imports `{import}`, which is not granted; grant it with \
+                         `[plugins.grants.{name}] {example}`"
                     ));
                 }
                 if !implemented {
                     return Some(format!(
-                        "plugin `{plugin}` imports `{import}`: granted, but this host version \
-                         does not provide the `{key}` capability yet"
+                        "{who} imports `{import}`: granted, but this host version does not \
+                         provide the `{key}` capability yet"
                     ));
                 }
             }
             ImportPolicy::UnsupportedVersion(v) => {
                 return Some(format!(
-                    "plugin `{plugin}` imports `{import}`: unsupported WIT version `{v}` (this \
-                     host accepts {})",
+                    "{who} imports `{import}`: unsupported WIT version `{v}` (this host \
+                     accepts {})",
                     ACCEPTED_WIT_VERSIONS.join(", ")
                 ));
             }
+            ImportPolicy::UnsupportedWasi(why) => {
+                return Some(format!("{who} imports `{import}`: {why}"));
+            }
             ImportPolicy::Unknown => {
                 return Some(format!(
-                    "plugin `{plugin}` imports `{import}`, which this host does not provide"
+                    "{who} imports `{import}`, which this host does not provide"
                 ));
             }
         }
@@ -172,22 +207,39 @@ mod tests {
             "wasi:io/streams@0.2.6".into(),
         ];
         assert_eq!(
-            check_imports("p", Kind::FeedParser, &imports, &Grants::default()),
+            check_imports("p", Kind::FeedParser, &imports, Some(&Grants::default())),
             None
         );
         let imports = vec!["impressox:plugin/kv@0.1.0".into()];
-        let err = check_imports("p", Kind::FeedParser, &imports, &Grants::default()).unwrap();
-        assert!(err.contains("only `impressox:plugin/log`"), "{err}");
+        let err = check_imports("p", Kind::FeedParser, &imports, Some(&Grants::default())).unwrap();
+        assert!(err.contains("feed-parser plugins are pure"), "{err}");
+        let imports = vec!["wasi:http/outgoing-handler@0.2.10".into()];
+        let err = check_imports(
+            "p",
+            Kind::NotifyFormatter,
+            &imports,
+            Some(&Grants::default()),
+        )
+        .unwrap();
+        assert!(err.contains("may not make HTTP requests"), "{err}");
     }
 
     #[test]
     fn ungranted_capability_names_the_config_key() {
         let imports = vec!["impressox:plugin/kv@0.1.0".into()];
-        let err = check_imports("whale", Kind::Task, &imports, &Grants::default()).unwrap();
+        let err = check_imports("whale", Kind::Task, &imports, Some(&Grants::default())).unwrap();
         assert!(err.contains("[plugins.grants.whale] kv = true"), "{err}");
         let imports = vec!["impressox:plugin/docs@0.1.0".into()];
-        let err = check_imports("whale", Kind::Task, &imports, &Grants::default()).unwrap();
+        let err = check_imports("whale", Kind::Task, &imports, Some(&Grants::default())).unwrap();
         assert!(err.contains("docs = [\"collection\"]"), "{err}");
+    }
+
+    #[test]
+    fn a_newer_wasi_is_refused_with_its_version() {
+        let imports = vec!["wasi:cli/environment@0.2.99".into()];
+        let err = check_imports("p", Kind::Task, &imports, Some(&Grants::default())).unwrap();
+        assert!(err.contains("`wasi:cli/environment@0.2.99`"), "{err}");
+        assert!(err.contains("newer than this host's WASI 0.2.12"), "{err}");
     }
 
     #[test]

@@ -195,8 +195,10 @@ pub fn copy_atomically(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn check(config: &Config, file: &Path) -> Result<ExitCode> {
-    let bytes =
-        std::fs::read(file).with_context(|| format!("failed to read {}", file.display()))?;
+    // The loader's own reading rules and cap, so "loadable: yes" means the loader agrees.
+    let max = config.plugins.max_file_mib * 1024 * 1024;
+    let bytes = crate::runtime::file::read_plugin_file(file, None, max)
+        .map_err(|reason| anyhow!("{}: {reason}", file.display()))?;
     let runtime = Runtime::new(config)?;
     match runtime.check(&bytes, file) {
         Ok(c) => {

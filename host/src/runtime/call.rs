@@ -13,8 +13,10 @@ use wasmtime::{Store, Trap};
 
 use super::Inner;
 use super::Kind;
+use super::deadline::DeadlineExceeded;
 use super::instance::Instance;
 use super::kind::KindBindings;
+use super::limiter::MemoryCapExceeded;
 use super::output::OutputSize;
 use super::registry::{Loaded, Slot};
 use super::state::StoreState;
@@ -126,7 +128,7 @@ impl PluginHandle {
                 }
             }
         };
-        instance.store.set_epoch_deadline(limits.deadline_ticks);
+        super::instance::arm(&mut instance.store, limits);
         // Latency is sampled (every call while few were made, then one in eight): two
         // clock reads cost about a tenth of a trivial call.
         let n = stats.calls.fetch_add(1, Ordering::Relaxed);
@@ -195,14 +197,17 @@ pub(crate) fn classify(
     err: wasmtime::Error,
     limits: &super::instance::CallLimits,
 ) -> CallError {
-    if let Some(Trap::Interrupt) = err.downcast_ref::<Trap>() {
+    // The deadline passed in guest code (the epoch) or while waiting in a host call.
+    if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+        || caused_by::<DeadlineExceeded>(&err)
+    {
         return CallError::Timeout {
             plugin: plugin.to_string(),
             ms: limits.deadline_ticks,
         };
     }
     let root = err.root_cause().to_string();
-    if root.contains("forcing trap when growing memory") {
+    if caused_by::<MemoryCapExceeded>(&err) {
         return CallError::MemoryLimit {
             plugin: plugin.to_string(),
             mib: (limits.memory_bytes / (1024 * 1024)) as u64,
@@ -219,4 +224,9 @@ pub(crate) fn classify(
         plugin: plugin.to_string(),
         message: crate::util::truncate(&message, 2048),
     }
+}
+
+/// Whether `err` or anything in its chain of causes is a `T`.
+fn caused_by<T: std::error::Error + Send + Sync + 'static>(err: &wasmtime::Error) -> bool {
+    err.downcast_ref::<T>().is_some() || err.chain().any(|e| e.downcast_ref::<T>().is_some())
 }

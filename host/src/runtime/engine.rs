@@ -49,6 +49,7 @@ pub struct EpochTicker {
 impl EpochTicker {
     /// Start ticking `engine`.
     pub fn start(engine: Engine) -> EpochTicker {
+        super::deadline::tick();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -56,6 +57,7 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
+                    super::deadline::tick();
                     engine.increment_epoch();
                 }
             })

@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
-use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Engine, Store};
 
 use super::kind::{KindBindings, KindPre};
+use super::limiter::PluginLimiter;
 use super::state::{PluginContext, StoreState};
 
 /// Limits applied to every store.
@@ -17,7 +18,7 @@ use super::state::{PluginContext, StoreState};
 pub struct CallLimits {
     /// Wall-clock deadline of one call, in epoch ticks (milliseconds).
     pub deadline_ticks: u64,
-    /// Linear-memory cap, in bytes.
+    /// Memory cap of one instance, all its linear memories together, in bytes.
     pub memory_bytes: usize,
     /// Cap on the size of one call's output, in bytes.
     pub max_output_bytes: usize,
@@ -61,16 +62,16 @@ pub(crate) fn new_store(
     ctx: Arc<PluginContext>,
     limits: &CallLimits,
 ) -> Store<StoreState> {
-    let store_limits = StoreLimitsBuilder::new()
-        .memory_size(limits.memory_bytes)
-        .table_elements(1 << 20)
-        .instances(64)
-        .tables(64)
-        .memories(16)
-        .trap_on_grow_failure(true)
-        .build();
-    let mut store = Store::new(engine, StoreState::new(ctx, store_limits));
+    let limiter = PluginLimiter::new(limits.memory_bytes);
+    let mut store = Store::new(engine, StoreState::new(ctx, limiter));
     store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(limits.deadline_ticks);
+    arm(&mut store, limits);
     store
+}
+
+/// Arm the deadline for one call (or an instantiation): the epoch deadline stops guest
+/// code, the wall-clock one ends waits in host calls, both at the same moment.
+pub(crate) fn arm(store: &mut Store<StoreState>, limits: &CallLimits) {
+    store.set_epoch_deadline(limits.deadline_ticks);
+    store.data_mut().begin_call(limits.deadline_ticks);
 }

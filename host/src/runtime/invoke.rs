@@ -14,6 +14,7 @@ use super::Kind;
 use super::call::{CallError, PluginHandle, classify};
 use super::instance::Instance;
 use super::kind::KindBindings;
+use super::output::OutputSize;
 use super::registry::Loaded;
 use crate::bindings::types::*;
 
@@ -160,7 +161,7 @@ impl Session {
         }
     }
 
-    fn with<R: super::output::OutputSize>(
+    fn with<R: OutputSize>(
         &mut self,
         init: &mut dyn FnMut(&mut RuleProcessorInit<'_>) -> wasmtime::Result<()>,
         f: impl FnOnce(&mut RuleProcessorInit<'_>) -> wasmtime::Result<R>,
@@ -219,7 +220,7 @@ impl Session {
         let Some((_, inst)) = self.current.as_mut() else {
             unreachable!("set above")
         };
-        inst.store.set_epoch_deadline(limits.deadline_ticks);
+        super::instance::arm(&mut inst.store, limits);
         let KindBindings::RuleProcessor(b) = &inst.bindings else {
             unreachable!("kind checked")
         };
@@ -231,14 +232,24 @@ impl Session {
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats.latency.record(started.elapsed().as_nanos() as u64);
         inst.calls += 1;
+        // The same output cap as every other call: a processor returning millions of
+        // alerts is broken, and its answer must not reach the host's memory and queues.
+        let result = match result {
+            Ok(v) if v.output_bytes() > limits.max_output_bytes => Err(CallError::OutputTooLarge {
+                plugin: name.clone(),
+                bytes: v.output_bytes(),
+                cap: limits.max_output_bytes,
+            }),
+            Ok(v) => Ok(v),
+            Err(e) => Err(classify(&name, e, limits)),
+        };
         match result {
             Ok(v) => {
                 stats.consecutive_failures.store(0, Ordering::Relaxed);
                 Ok(v)
             }
-            Err(e) => {
+            Err(err) => {
                 self.current = None;
-                let err = classify(&name, e, limits);
                 h.record_failure(&err);
                 Err(err)
             }

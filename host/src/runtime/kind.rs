@@ -41,6 +41,11 @@ impl Kind {
         Kind::EventHandler,
     ];
 
+    /// This kind's position in [`Kind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The world's name, as in `wit/worlds.wit` and the CLI.
     pub fn world(self) -> &'static str {
         match self {

@@ -1,6 +1,8 @@
-//! Loading one file: read → check the header → compile (or take the compiled-code cache)
-//! → find the kind and WIT version → probe the plugin's own `info` → check its imports
-//! against its kind and grants → pre-instantiate → instantiate once → swap in.
+//! Loading one file: read (regular files only, capped) → check the header → compile (or
+//! take the compiled-code cache) → find the kind and WIT version → check its imports
+//! against its kind → link with the kind's linker → probe the plugin's own `info` → check
+//! its identity (the file is named after it, a pinned build if the operator pinned one)
+//! and its imports against its grants → instantiate once → swap in.
 //!
 //! Any failing step leaves the serving version untouched and records the reason on the
 //! file (and on the plugin, when the file is known to provide one).
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use parking_lot::Mutex;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 
 use super::Inner;
 use super::cache::{Origin, sha256_hex};
@@ -46,7 +48,7 @@ pub struct Checked {
     pub imports: Vec<String>,
     pub sha256: String,
     pub origin: Origin,
-    pub(crate) component: Component,
+    pub(crate) pre: KindPre,
     pub(crate) ctx: Arc<PluginContext>,
 }
 
@@ -96,7 +98,7 @@ impl Inner {
         previous: &FileRecord,
         started: Instant,
     ) -> Result<LoadOutcome, String> {
-        let bytes = read_capped(path, self.max_file_bytes)?;
+        let bytes = super::file::read_plugin_file(path, Some(&self.dir), self.max_file_bytes)?;
         let sha256 = sha256_hex(&bytes);
         if !force
             && previous.sha256.as_deref() == Some(sha256.as_str())
@@ -124,17 +126,7 @@ impl Inner {
                 serving.file.display()
             ));
         }
-        let pre = self
-            .linker
-            .instantiate_pre(&checked.component)
-            .and_then(|pre| KindPre::new(checked.kind, pre))
-            .map_err(|e| {
-                format!(
-                    "does not link against the {} world: {}",
-                    checked.kind,
-                    e.root_cause()
-                )
-            })?;
+        let pre = checked.pre;
         // One instance now, so a plugin that traps while starting never replaces anything.
         let first =
             Instance::new(&self.engine, &pre, checked.ctx.clone(), &self.limits).map_err(|e| {
@@ -200,7 +192,21 @@ impl Inner {
         })?;
         let (kind, wit_version) = inspect::kind_of(&self.engine, &component)?;
         let imports = inspect::imports_of(&self.engine, &component);
-        let info = self.probe_info(&component, kind, path)?;
+        let file = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // What no plugin of this kind may import is refused before any of its code runs.
+        if let Some(reason) = capabilities::check_imports(&file, kind, &imports, None) {
+            return Err(reason);
+        }
+        let pre = self
+            .linkers
+            .for_kind(kind)
+            .instantiate_pre(&component)
+            .and_then(|pre| KindPre::new(kind, pre))
+            .map_err(|e| format!("does not match the {kind} world: {}", e.root_cause()))?;
+        let info = self.probe_info(&pre, &file)?;
         let reported = Kind::from_wit(info.kind);
         if reported != kind {
             return Err(format!(
@@ -220,7 +226,9 @@ impl Inner {
             .get(&info.name)
             .cloned()
             .unwrap_or_default();
-        if let Some(reason) = capabilities::check_imports(&info.name, kind, &imports, &grants) {
+        self.check_identity(&info.name, path, &sha256, &grants)?;
+        if let Some(reason) = capabilities::check_imports(&info.name, kind, &imports, Some(&grants))
+        {
             return Err(reason);
         }
         let ctx = Arc::new(PluginContext {
@@ -242,37 +250,25 @@ impl Inner {
             imports,
             sha256,
             origin,
-            component,
+            pre,
             ctx,
         })
     }
 
-    /// Ask the component who it is. Imports it was not granted are linked as traps here,
-    /// so a plugin can name itself before its grants are checked.
+    /// Ask the component who it is, through the same linker that loads it. It runs with
+    /// no grants and no settings (its name is not known yet): a capability it calls while
+    /// answering is refused like any ungranted call.
     fn probe_info(
         &self,
-        component: &Component,
-        kind: Kind,
-        path: &Path,
+        pre: &KindPre,
+        file: &str,
     ) -> Result<crate::bindings::types::PluginInfo, String> {
-        let mut linker: Linker<super::state::StoreState> = Linker::new(&self.engine);
-        capabilities::add_to_linker(&mut linker).map_err(|e| e.to_string())?;
-        linker
-            .define_unknown_imports_as_traps(component)
-            .map_err(|e| e.to_string())?;
-        let probe_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let probe_name = file.to_string();
         let ctx = Arc::new(PluginContext {
             name: probe_name.clone(),
             ..Default::default()
         });
         let mut store = new_store(&self.engine, ctx, &self.limits);
-        let pre = linker
-            .instantiate_pre(component)
-            .and_then(|pre| KindPre::new(kind, pre))
-            .map_err(|e| format!("does not match the {kind} world: {}", e.root_cause()))?;
         let bindings: KindBindings = pre.instantiate(&mut store).map_err(|e| {
             format!(
                 "traps on start: {}",
@@ -285,6 +281,46 @@ impl Inner {
                 super::call::classify(&probe_name, e, &self.limits)
             )
         })
+    }
+
+    /// Grants and settings go by plugin name, and the name comes from inside the component:
+    /// so a component in the plugin directory must sit in a file named after it (the
+    /// operator's choice of name), and, where the operator pinned builds of a plugin, be
+    /// one of them. Otherwise any file could claim another plugin's name and with it that
+    /// plugin's grants and secrets.
+    fn check_identity(
+        &self,
+        name: &str,
+        path: &Path,
+        sha256: &str,
+        grants: &crate::config::Grants,
+    ) -> Result<(), String> {
+        if path.parent() == Some(self.dir.as_path()) {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if stem.replace('_', "-") != name.replace('_', "-") {
+                return Err(format!(
+                    "plugin `{name}` is in `{stem}.wasm`, but a plugin's file must be named \
+                     after it: rename the file to `{name}.wasm` (`-` and `_` are alike). The \
+                     name decides which grants and settings a plugin receives, so it must be \
+                     the operator's choice, not the component's"
+                ));
+            }
+        }
+        if !grants.sha256.is_empty()
+            && !grants
+                .sha256
+                .iter()
+                .any(|pin| pin.eq_ignore_ascii_case(sha256))
+        {
+            return Err(format!(
+                "plugin `{name}` (sha256 {sha256}) is not a build pinned in \
+                 `[plugins.grants.{name}] sha256`; add its sha256 there to allow it"
+            ));
+        }
+        Ok(())
     }
 
     /// Forget a deleted file; its plugin stops serving once its calls in flight finish.
@@ -366,17 +402,6 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
         (Some(dir), Some(name)) => dir.join(name),
         _ => abs,
     }
-}
-
-fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read file: {e}"))?;
-    if meta.len() > max {
-        return Err(format!(
-            "file is {} bytes, over the {max}-byte cap ([plugins] max_file_mib)",
-            meta.len()
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))
 }
 
 fn valid_name(name: &str) -> bool {

@@ -4,7 +4,11 @@
 //!
 //! ## Organization
 //! - [`engine`]: the wasmtime engine and the epoch ticker that enforces deadlines.
-//! - [`cache`]: compiled code on disk, keyed by content hash and engine fingerprint.
+//! - [`deadline`]: the same deadline as a wall-clock instant, for waits in host calls.
+//! - [`limiter`]: the memory cap over all of a store's memories, and its other bounds.
+//! - [`cache`]: compiled code on disk, keyed by content hash and engine fingerprint and
+//!   signed by the host.
+//! - [`file`]: reading a plugin file (regular files only, never blocking, hard cap).
 //! - [`inspect`]: what a file is (header, kind, WIT version, imports).
 //! - `loader`: the load pipeline; [`watcher`]: directory events → loads, on a low-priority
 //!   thread so compiling never starves callers.
@@ -22,11 +26,14 @@ use wasmtime::component::Linker;
 
 pub mod cache;
 mod call;
+pub mod deadline;
 pub mod engine;
+pub mod file;
 pub mod inspect;
 mod instance;
 pub mod invoke;
 pub mod kind;
+pub mod limiter;
 mod loader;
 pub mod metrics;
 pub mod output;
@@ -52,10 +59,26 @@ fn plugin_dir(config: &Config) -> Result<PathBuf> {
         .with_context(|| format!("failed to resolve plugin directory {}", dir.display()))
 }
 
+/// One linker per kind, built once: the loader asks a component who it is and loads it
+/// through the same one.
+pub(crate) struct Linkers([Linker<StoreState>; Kind::ALL.len()]);
+
+impl Linkers {
+    fn build(engine: &Engine) -> Result<Linkers> {
+        let linkers = Kind::ALL.map(|kind| crate::capabilities::linker_for(engine, kind));
+        let [a, b, c, d, e, f] = linkers;
+        Ok(Linkers([a?, b?, c?, d?, e?, f?]))
+    }
+
+    pub(crate) fn for_kind(&self, kind: Kind) -> &Linker<StoreState> {
+        &self.0[kind.index()]
+    }
+}
+
 /// Shared state behind [`Runtime`] handles.
 pub(crate) struct Inner {
     pub(crate) engine: Engine,
-    pub(crate) linker: Linker<StoreState>,
+    pub(crate) linkers: Linkers,
     pub(crate) cache: Option<cache::CompileCache>,
     pub(crate) limits: CallLimits,
     pub(crate) plugins: PluginsConfig,
@@ -71,6 +94,22 @@ pub struct Runtime {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The compiled-code cache under `data_dir`, or none (logged) when its key is unusable.
+fn open_cache(config: &Config, engine: &Engine) -> Option<cache::CompileCache> {
+    let data = config.data_dir();
+    match cache::CompileCache::open(
+        data.join("cache/compiled"),
+        &data.join("compile-cache.key"),
+        engine,
+    ) {
+        Ok(cache) => Some(cache),
+        Err(reason) => {
+            tracing::warn!(%reason, "compiled-code cache off: every plugin is compiled at load");
+            None
+        }
+    }
+}
+
 impl Runtime {
     /// Build the runtime for `config` (does not load anything yet).
     pub fn new(config: &Config) -> Result<Runtime> {
@@ -81,11 +120,12 @@ impl Runtime {
             max_instances: 1000,
         })
         .context("failed to configure the WebAssembly engine")?;
-        let mut linker = Linker::new(&engine);
-        crate::capabilities::add_to_linker(&mut linker)?;
-        let cache = p
-            .compile_cache
-            .then(|| cache::CompileCache::new(config.data_dir().join("cache/compiled"), &engine));
+        let linkers = Linkers::build(&engine)?;
+        let cache = if p.compile_cache {
+            open_cache(config, &engine)
+        } else {
+            None
+        };
         let limits = CallLimits {
             deadline_ticks: p.call_timeout_ms,
             memory_bytes: memory_bytes as usize,
@@ -98,7 +138,7 @@ impl Runtime {
         Ok(Runtime {
             inner: Arc::new(Inner {
                 engine,
-                linker,
+                linkers,
                 cache,
                 limits,
                 plugins: p.clone(),

@@ -1,17 +1,24 @@
-//! What every plugin store carries: the plugin's identity for log lines, its limits, its
-//! settings and grants, and an empty WASI context.
+//! What every plugin store carries: the plugin's identity for log lines, its limits, the
+//! wall-clock deadline of the call running in it, its settings and grants, and its WASI
+//! context.
 //!
-//! Std guests built for wasm32-wasip2 import WASI (cli, io, clocks, random, filesystem)
-//! even when they never use it, so every store links WASI — with nothing in it: no
-//! preopened directories, no environment, no arguments, no network.
+//! Std guests built for wasm32-wasip2 (and the Python and JavaScript runtimes) import WASI
+//! even when they never use it, so every store has a WASI context — with nothing in it to
+//! reach: no preopened directories, no environment, no arguments, sockets refused,
+//! stdout and stderr into the host's log (`capabilities::wasi`).
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::limiter::PluginLimiter;
+use crate::capabilities::wasi::stdio::{OutputBudget, PluginOutput, Stream};
 use crate::config::Grants;
+
+/// Most resources (streams, pollables, handles of host objects) one store may hold.
+pub const MAX_RESOURCES: usize = 10_000;
 
 /// Per-plugin facts shared by all its stores.
 #[derive(Debug, Default)]
@@ -27,19 +34,53 @@ pub struct PluginContext {
 /// The data of one `wasmtime::Store`.
 pub struct StoreState {
     pub(crate) plugin: Arc<PluginContext>,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: PluginLimiter,
+    /// When the call running in this store must end, on the coarse clock
+    /// (`runtime::deadline`); host calls that wait stop there.
+    deadline_ms: u64,
+    /// What the running call may still write to stdout and stderr.
+    pub(crate) output: Arc<OutputBudget>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
 
 impl StoreState {
-    pub(crate) fn new(plugin: Arc<PluginContext>, limits: StoreLimits) -> StoreState {
+    pub(crate) fn new(plugin: Arc<PluginContext>, limits: PluginLimiter) -> StoreState {
+        let output = Arc::new(OutputBudget::new());
+        let name: Arc<str> = plugin.name.as_str().into();
+        let wasi = WasiCtx::builder()
+            .stdout(PluginOutput::new(
+                name.clone(),
+                Stream::Stdout,
+                output.clone(),
+            ))
+            .stderr(PluginOutput::new(name, Stream::Stderr, output.clone()))
+            .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         StoreState {
             plugin,
             limits,
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
+            deadline_ms: super::deadline::coarse_now_ms(),
+            output,
+            wasi,
+            table,
         }
+    }
+
+    /// Start a call: it must end within `timeout_ms`, and its output budget is full.
+    pub(crate) fn begin_call(&mut self, timeout_ms: u64) {
+        self.deadline_ms = super::deadline::coarse_now_ms() + timeout_ms;
+        self.output.reset();
+    }
+
+    /// When the running call must end.
+    pub(crate) fn deadline(&self) -> Instant {
+        super::deadline::instant_at(self.deadline_ms)
+    }
+
+    pub(crate) fn table_mut(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 }
 

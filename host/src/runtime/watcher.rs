@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -26,11 +28,16 @@ enum Job {
     Stop,
 }
 
+/// How long dropping the watcher waits for a load in progress before leaving it behind.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// The running watcher; dropping it stops both threads.
 pub struct Watcher {
     jobs: Sender<Job>,
     _watcher: notify::RecommendedWatcher,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    stopping: Arc<AtomicBool>,
+    /// Disconnects when the loader thread ends.
+    loader_done: Receiver<()>,
 }
 
 impl Watcher {
@@ -50,11 +57,17 @@ impl Watcher {
             .with_context(|| format!("failed to watch {}", dir.display()))?;
 
         let loader_rt = runtime.clone();
-        let loader = std::thread::Builder::new()
+        let stopping = Arc::new(AtomicBool::new(false));
+        let loader_stopping = stopping.clone();
+        let (done_tx, loader_done) = mpsc::channel::<()>();
+        std::thread::Builder::new()
             .name("plugin-loader".into())
-            .spawn(move || loader_loop(loader_rt, job_rx))?;
+            .spawn(move || {
+                let _done = done_tx;
+                loader_loop(loader_rt, job_rx, &loader_stopping)
+            })?;
         let debounce_jobs = jobs.clone();
-        let debouncer = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("plugin-watch".into())
             .spawn(move || debounce_loop(events_rx, debounce_jobs, debounce))?;
         jobs.send(Job::Rescan {
@@ -65,7 +78,8 @@ impl Watcher {
         Ok(Watcher {
             jobs,
             _watcher: watcher,
-            threads: vec![loader, debouncer],
+            stopping,
+            loader_done,
         })
     }
 
@@ -94,11 +108,16 @@ impl Watcher {
 
 impl Drop for Watcher {
     fn drop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
         let _ = self.jobs.send(Job::Stop);
         // The debouncer ends when the notify watcher (and its sender) is dropped after us;
-        // the loader ends on Stop. Join only the loader so drop never blocks on notify.
-        if let Some(loader) = self.threads.drain(..).next() {
-            let _ = loader.join();
+        // the loader ends between two jobs. A load that does not finish in time (a compile
+        // of a very large component, a file on a hung network mount) is left behind:
+        // shutdown never waits on a plugin file.
+        if let Err(RecvTimeoutError::Timeout) = self.loader_done.recv_timeout(STOP_GRACE) {
+            tracing::warn!(
+                "a plugin load is still running after {STOP_GRACE:?}; shutting down without it"
+            );
         }
     }
 }
@@ -127,9 +146,12 @@ impl RescanTrigger {
     }
 }
 
-fn loader_loop(runtime: Runtime, jobs: Receiver<Job>) {
+fn loader_loop(runtime: Runtime, jobs: Receiver<Job>, stopping: &AtomicBool) {
     super::engine::lower_current_thread_priority();
     while let Ok(job) = jobs.recv() {
+        if stopping.load(Ordering::Acquire) {
+            break;
+        }
         match job {
             Job::Changed(path) => {
                 if path.exists() {

@@ -17,7 +17,7 @@ async fn serve(h: &TestHost, token: Option<&str>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_status_metrics_reload_and_errors() {
     let h = host();
-    h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    h.load(test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm");
     h.install_bytes(b"garbage", "broken.wasm");
     let base = serve(&h, None).await;
     let client = reqwest::Client::new();

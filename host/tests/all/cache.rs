@@ -35,7 +35,7 @@ fn restart_with_a_warm_cache_does_not_recompile() {
 #[test]
 fn corrupt_cache_entry_is_a_miss_and_is_rewritten() {
     let h = host();
-    let path = h.install(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    let path = h.install(test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm");
     h.runtime.load_file(&path).unwrap();
     let cache = h.runtime.compile_cache().unwrap();
     let sha = impressox_host::runtime::cache::sha256_hex(&std::fs::read(&path).unwrap());
@@ -61,17 +61,23 @@ fn corrupt_cache_entry_is_a_miss_and_is_rewritten() {
 #[test]
 fn cache_entry_from_another_engine_version_is_a_miss() {
     let h = host();
-    let path = h.install(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    let path = h.install(test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm");
     let wasm = std::fs::read(&path).unwrap();
     let sha = impressox_host::runtime::cache::sha256_hex(&wasm);
 
-    // Code compiled by an engine with other settings, filed under this engine's key with a
-    // valid checksum: exactly what a host upgrade that forgot to change the key would see.
+    // Code compiled by an engine with other settings, filed under this engine's key (signed
+    // by another host's secret): a miss, and the component is compiled again.
     let mut other = wasmtime::Config::new();
     other.cranelift_opt_level(wasmtime::OptLevel::None);
     other.epoch_interruption(false);
     let other_engine = wasmtime::Engine::new(&other).unwrap();
-    let foreign_cache = CompileCache::new(h.dir.path().join("foreign"), &other_engine);
+    let foreign = h.dir.path().join("foreign");
+    let foreign_cache = CompileCache::open(
+        foreign.join("compiled"),
+        &foreign.join("key"),
+        &other_engine,
+    )
+    .unwrap();
     foreign_cache
         .load_or_compile(&other_engine, &sha, &wasm)
         .unwrap();

@@ -151,7 +151,7 @@ fn run_serves_the_api_loads_plugins_and_stops_on_sigterm() {
     std::fs::create_dir_all(dir.path().join("plugins.d")).unwrap();
     std::fs::copy(
         test_artifacts::PLAIN_FORMATTER,
-        dir.path().join("plugins.d/plain.wasm"),
+        dir.path().join("plugins.d/plain-formatter.wasm"),
     )
     .unwrap();
     let mut child = impressox()
@@ -168,7 +168,7 @@ fn run_serves_the_api_loads_plugins_and_stops_on_sigterm() {
     // A file dropped in while running is picked up.
     std::fs::copy(
         test_artifacts::ECHO_TASK,
-        dir.path().join("plugins.d/echo.wasm"),
+        dir.path().join("plugins.d/echo-task.wasm"),
     )
     .unwrap();
     assert!(wait_until(Duration::from_secs(60), || client(&format!(
@@ -251,7 +251,7 @@ fn scaffolded_plugin_outside_the_repository_builds_and_loads_without_edits() {
     let wasm = dir.path().join("plugins.d/my_formatter.wasm");
     assert!(wasm.exists());
     let h = host();
-    h.load(wasm.to_str().unwrap(), "my.wasm");
+    h.load(wasm.to_str().unwrap(), "my_formatter.wasm");
     let msg = h
         .runtime
         .plugin("my-formatter")

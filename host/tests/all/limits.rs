@@ -12,7 +12,7 @@ use crate::harness::*;
 fn guest_that_loops_forever_is_stopped_at_the_deadline_and_the_host_keeps_serving() {
     let h = host();
     h.load(test_artifacts::GUEST_MISBEHAVE, "misbehave.wasm");
-    h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    h.load(test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm");
     let bad = h.runtime.plugin("misbehave");
     let started = Instant::now();
     let err = bad.handle_event(&event("spin")).unwrap_err();
@@ -32,7 +32,7 @@ fn guest_that_loops_forever_is_stopped_at_the_deadline_and_the_host_keeps_servin
 fn a_spinning_call_does_not_block_calls_on_other_threads() {
     let h = host();
     h.load(test_artifacts::GUEST_MISBEHAVE, "misbehave.wasm");
-    h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    h.load(test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm");
     let bad = h.runtime.plugin("misbehave");
     let spinner = std::thread::spawn(move || bad.handle_event(&event("spin")));
     let good = h.runtime.plugin("plain-formatter");

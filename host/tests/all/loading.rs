@@ -105,7 +105,7 @@ fn granted_but_unavailable_capability_is_refused_clearly() {
 #[test]
 fn same_content_again_is_a_no_op() {
     let h = host();
-    let path = h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    let path = h.load(test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm");
     assert_eq!(
         h.runtime.load_file(&path).unwrap(),
         LoadOutcome::Unchanged {
@@ -117,8 +117,9 @@ fn same_content_again_is_a_no_op() {
 #[test]
 fn second_file_claiming_a_loaded_name_is_refused() {
     let h = host();
-    h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
-    let copy = h.install(test_artifacts::PLAIN_FORMATTER, "plain-copy.wasm");
+    h.load(test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm");
+    // `-` and `_` are alike in file names, so both files name the same plugin.
+    let copy = h.install(test_artifacts::PLAIN_FORMATTER, "plain_formatter.wasm");
     let err = h.runtime.load_file(&copy).unwrap_err();
     assert!(err.contains("already served from"), "{err}");
 }
@@ -126,7 +127,7 @@ fn second_file_claiming_a_loaded_name_is_refused() {
 #[test]
 fn deleting_the_file_unloads_the_plugin() {
     let h = host();
-    let path = h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    let path = h.load(test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm");
     let handle = h.runtime.plugin("plain-formatter");
     assert!(handle.format(&notification("a"), "console").is_ok());
     std::fs::remove_file(&path).unwrap();
@@ -177,7 +178,7 @@ fn watcher_loads_swaps_and_unloads_without_a_restart() {
 #[test]
 fn relative_and_absolute_spellings_of_a_file_are_one_file() {
     let h = host();
-    let path = h.load(test_artifacts::PLAIN_FORMATTER, "plain.wasm");
+    let path = h.load(test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm");
     let cwd = std::env::current_dir().unwrap();
     let relative = pathdiff(&path, &cwd);
     assert_eq!(

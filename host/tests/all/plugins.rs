@@ -32,8 +32,8 @@ fn every_bundled_plugin_loads_with_its_own_identity() {
         ),
     ];
     for (artifact, name, kind) in expected {
-        // Deliberately misnamed files: identity comes from inside the component.
-        h.load(artifact, &format!("file-{name}.wasm"));
+        // Identity comes from inside the component; the file must agree with it.
+        h.load(artifact, &format!("{name}.wasm"));
         let st = h
             .runtime
             .statuses()
@@ -149,7 +149,7 @@ fn threshold_session_fires_a_crossing_once_and_survives_a_swap() {
 #[test]
 fn telegram_formatter_escapes_markdown_v2() {
     let h = host();
-    h.load(test_artifacts::TELEGRAM_MARKDOWN, "tg.wasm");
+    h.load(test_artifacts::TELEGRAM_MARKDOWN, "telegram-markdown.wasm");
     let mut n = notification("n1");
     n.title = "BTC-USDT > 70,000.5!".into();
     let out = h
@@ -169,8 +169,8 @@ fn telegram_formatter_escapes_markdown_v2() {
 #[test]
 fn task_and_event_handler_examples_answer() {
     let h = host();
-    h.load(test_artifacts::ECHO_TASK, "echo.wasm");
-    h.load(test_artifacts::EVENT_LOGGER, "events.wasm");
+    h.load(test_artifacts::ECHO_TASK, "echo-task.wasm");
+    h.load(test_artifacts::EVENT_LOGGER, "event-logger.wasm");
     let run = TaskRun {
         schedule: "nightly".into(),
         scheduled_at_ms: 0,

@@ -5,10 +5,12 @@
 //! The tests use the same real servers and built components as the rest of the suite
 //! (`crate::servers`, `test_artifacts`); nothing of our own I/O is mocked.
 
+mod components;
 mod config;
 mod feed_parsers;
 mod host_process;
 mod request_bodies;
 mod rules;
+mod sandbox;
 mod shutdown;
 mod streams;
