@@ -6,4 +6,4 @@ mod bot;
 mod channels;
 mod exactly_once;
 mod intake;
-mod rig;
+pub mod rig;
