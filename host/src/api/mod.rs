@@ -3,7 +3,10 @@
 //!
 //! Every `/api/v1` route requires `Authorization: Bearer <IMPRESSOX_API_TOKEN>` when a
 //! token is set; without a token the server refuses to bind anywhere but loopback.
-//! Errors are `{"error": {"code": "...", "message": "..."}}`.
+//! Errors are `{"error": {"code": "...", "message": "..."}}`. A failure of a store, a
+//! document store or the host itself is logged with its detail and answered with a
+//! stable code and message (`store_unavailable`, ...): server error texts never reach a
+//! caller.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +79,10 @@ impl ApiState {
     }
 }
 
+/// What a caller reads when a store failed: the same text whatever the server said.
+pub const STORE_UNAVAILABLE: &str =
+    "the data store did not answer; try again shortly (the host's log has the details)";
+
 /// A JSON error response.
 pub struct ApiError {
     status: StatusCode,
@@ -108,13 +115,19 @@ impl ApiError {
             message: message.into(),
         }
     }
-    /// A 500 for a store failure (the message names the operation, never secrets).
+    /// A 503 for a failed store or document-store operation. The server's own text
+    /// (addresses, key names, driver internals) goes to the log only; the caller gets a
+    /// stable message to retry on.
     pub fn store(e: anyhow::Error) -> ApiError {
-        tracing::warn!(error = %e, "store operation failed in an API request");
+        tracing::warn!(error = %format!("{e:#}"), "store operation failed in an API request");
+        ApiError::unavailable_because("store_unavailable", STORE_UNAVAILABLE)
+    }
+    /// A 503 with its own code and a fixed message.
+    pub fn unavailable_because(code: &'static str, message: &str) -> ApiError {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "store_unavailable",
-            message: format!("the store failed: {e}"),
+            code,
+            message: message.into(),
         }
     }
     /// A 503: a dependency is not ready.

@@ -33,7 +33,14 @@ impl From<RuleOpError> for ApiError {
             RuleOpError::Invalid(f) => ApiError::invalid("invalid_field", f.to_string()),
             RuleOpError::Exists(_) => ApiError::conflict(e.to_string()),
             RuleOpError::NotFound(_) => ApiError::not_found(e.to_string()),
-            RuleOpError::Unreadable { .. } => ApiError::unavailable(e.to_string()),
+            RuleOpError::Unreadable { ref id, .. } => {
+                // The parse error quotes the stored record: log it, do not answer it.
+                tracing::error!(error = %e, "a stored rule does not parse");
+                ApiError::unavailable_because(
+                    "rule_unreadable",
+                    &format!("rule `{id}` is stored in a form this host cannot read"),
+                )
+            }
             RuleOpError::Store(e) => ApiError::store(e),
         }
     }
