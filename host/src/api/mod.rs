@@ -56,6 +56,9 @@ pub struct Services {
     /// The x-scraper worker, when this process runs it (accounts view, metrics, waking
     /// it for a new target).
     pub scraper: Option<crate::scraper::ScraperHandle>,
+    /// `[market]`'s limits on new rules (per user, in all, which symbols); the built-in
+    /// defaults when not set from the configuration.
+    pub rules: crate::market::rule_limits::RulePolicy,
     /// `[scraper]`'s defaults for targets created through the API, so an API-only
     /// process stores what the worker would; the built-in defaults when unset.
     pub scraper_defaults: Option<crate::scraper::targets::TargetDefaults>,
@@ -109,9 +112,13 @@ impl ApiError {
     }
     /// A 409: the thing exists already.
     pub fn conflict(message: impl Into<String>) -> ApiError {
+        Self::conflict_because("conflict", message)
+    }
+    /// A 409 with its own code: the request conflicts with what is stored (a limit).
+    pub fn conflict_because(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::CONFLICT,
-            code: "conflict",
+            code,
             message: message.into(),
         }
     }

@@ -5,6 +5,12 @@
 //! durable), then the market engine is told and the call returns once it applied the
 //! change. Bodies are checked field by field; an error names the field and nothing is
 //! stored.
+//!
+//! A create beyond `[market]`'s limits is refused and stores nothing: 409
+//! `rule_limit_per_user` (the user has `max_rules_per_user` rules), 409 `rule_limit_total`
+//! (the store holds `max_rules`), 400 `unknown_symbol` (not a symbol `rule_symbols`
+//! allows; the message lists some that are). 409, not 429: waiting does not help, deleting
+//! a rule does.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -41,6 +47,14 @@ impl From<RuleOpError> for ApiError {
                     &format!("rule `{id}` is stored in a form this host cannot read"),
                 )
             }
+            RuleOpError::UserLimit { .. } => {
+                ApiError::conflict_because("rule_limit_per_user", e.to_string())
+            }
+            RuleOpError::TotalLimit { .. } => {
+                ApiError::conflict_because("rule_limit_total", e.to_string())
+            }
+            RuleOpError::Symbol(r) => ApiError::invalid("unknown_symbol", r.to_string()),
+            RuleOpError::Busy => ApiError::unavailable_because("busy", &e.to_string()),
             RuleOpError::Store(e) => ApiError::store(e),
         }
     }
@@ -62,6 +76,9 @@ pub fn view(state: &ApiState, r: &RuleRecord) -> Value {
             "last_fired_at".into(),
             json!(r.firing.last_fired_ms.map(rfc3339_ms)),
         );
+        if let Some(error) = rule_ops::failure_of(market, r) {
+            o.insert("processor_error".into(), json!(error));
+        }
     }
     v
 }
@@ -74,6 +91,7 @@ pub async fn create(
     let rule = rule_ops::create_rule(
         state.store()?.as_ref(),
         state.services.market.as_ref(),
+        &state.services.rules,
         spec,
     )
     .await?;

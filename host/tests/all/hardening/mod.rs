@@ -6,4 +6,5 @@
 //! (`crate::servers`, `test_artifacts`); nothing of our own I/O is mocked.
 
 mod api_errors;
+mod rule_limits;
 mod ssrf;
