@@ -11,6 +11,7 @@
 //! - [`capabilities`]: the host interfaces plugins import (`log`, `config`; `kv`, `docs`,
 //!   `notify`, `prices` are declared in WIT and arrive with the workers that need them),
 //!   and the import policy that checks grants at load.
+//! - [`net`]: outbound HTTP to user-chosen destinations behind the SSRF guard.
 //! - [`api`]: the admin HTTP API (axum).
 //! - [`workers`]: the background workers (market monitor, notify, scraper, ...).
 //! - [`cli`]: the `impressox` command line.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod documents;
 pub mod input;
 pub mod market;
+pub mod net;
 pub mod notify;
 pub mod runtime;
 pub mod scraper;

@@ -1,4 +1,7 @@
 //! `/healthz` (the process answers) and `/readyz` (plugins loaded, store reachable).
+//!
+//! A store that cannot be reached is named by backend (`redis`, `mongodb`) only; what its
+//! server or driver said is logged, not answered (it can hold addresses and internals).
 
 use axum::Json;
 use axum::extract::State;
@@ -25,18 +28,20 @@ pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiErr
     if let Some(store) = &state.services.store
         && let Err(e) = store.ping().await
     {
-        return Err(ApiError::unavailable(format!(
-            "the {} store is not reachable: {e}",
-            store.backend()
-        )));
+        tracing::warn!(backend = store.backend(), error = %format!("{e:#}"), "readyz: the store is not reachable");
+        return Err(ApiError::unavailable_because(
+            "store_unavailable",
+            &format!("the {} store is not reachable", store.backend()),
+        ));
     }
     if let Some(docs) = &state.services.docs
         && let Err(e) = docs.ping().await
     {
-        return Err(ApiError::unavailable(format!(
-            "the {} document store is not reachable: {e}",
-            docs.backend()
-        )));
+        tracing::warn!(backend = docs.backend(), error = %format!("{e:#}"), "readyz: the document store is not reachable");
+        return Err(ApiError::unavailable_because(
+            "documents_unavailable",
+            &format!("the {} document store is not reachable", docs.backend()),
+        ));
     }
     Ok(Json(
         json!({"status": "ready", "plugins": loaded, "not_active": failed}),

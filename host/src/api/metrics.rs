@@ -249,6 +249,22 @@ fn market(out: &mut String, m: &crate::market::MarketHandle) {
         let _ = writeln!(out, "# TYPE {metric} counter");
         let _ = writeln!(out, "{metric} {}", v.load(Relaxed));
     }
+    for (metric, help, v) in [
+        (
+            "impressox_market_instances_failing",
+            "Rule-processor instances whose last call failed, waiting to be retried.",
+            s.instances_failing.load(Relaxed),
+        ),
+        (
+            "impressox_market_rules_failing",
+            "Rules not evaluated while their processor instance fails.",
+            s.rules_failing() as u64,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {metric} {help}");
+        let _ = writeln!(out, "# TYPE {metric} gauge");
+        let _ = writeln!(out, "{metric} {v}");
+    }
     histogram(
         out,
         "impressox_market_alert_latency_seconds",

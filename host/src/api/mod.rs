@@ -3,7 +3,10 @@
 //!
 //! Every `/api/v1` route requires `Authorization: Bearer <IMPRESSOX_API_TOKEN>` when a
 //! token is set; without a token the server refuses to bind anywhere but loopback.
-//! Errors are `{"error": {"code": "...", "message": "..."}}`.
+//! Errors are `{"error": {"code": "...", "message": "..."}}`. A failure of a store, a
+//! document store or the host itself is logged with its detail and answered with a
+//! stable code and message (`store_unavailable`, ...): server error texts never reach a
+//! caller.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +58,9 @@ pub struct Services {
     /// The x-scraper worker, when this process runs it (accounts view, metrics, waking
     /// it for a new target).
     pub scraper: Option<crate::scraper::ScraperHandle>,
+    /// `[market]`'s limits on new rules (per user, in all, which symbols); the built-in
+    /// defaults when not set from the configuration.
+    pub rules: crate::market::rule_limits::RulePolicy,
     /// `[scraper]`'s defaults for targets created through the API, so an API-only
     /// process stores what the worker would; the built-in defaults when unset.
     pub scraper_defaults: Option<crate::scraper::targets::TargetDefaults>,
@@ -77,6 +83,10 @@ impl ApiState {
             .ok_or_else(|| ApiError::unavailable("no document store is configured in this process"))
     }
 }
+
+/// What a caller reads when a store failed: the same text whatever the server said.
+pub const STORE_UNAVAILABLE: &str =
+    "the data store did not answer; try again shortly (the host's log has the details)";
 
 /// A JSON error response.
 pub struct ApiError {
@@ -108,20 +118,30 @@ impl ApiError {
     }
     /// A 409: the thing exists already.
     pub fn conflict(message: impl Into<String>) -> ApiError {
+        Self::conflict_because("conflict", message)
+    }
+    /// A 409 with its own code: the request conflicts with what is stored (a limit).
+    pub fn conflict_because(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status: StatusCode::CONFLICT,
-            code: "conflict",
+            code,
             message: message.into(),
             retry_after_secs: None,
         }
     }
-    /// A 500 for a store failure (the message names the operation, never secrets).
+    /// A 503 for a failed store or document-store operation. The server's own text
+    /// (addresses, key names, driver internals) goes to the log only; the caller gets a
+    /// stable message to retry on.
     pub fn store(e: anyhow::Error) -> ApiError {
-        tracing::warn!(error = %e, "store operation failed in an API request");
+        tracing::warn!(error = %format!("{e:#}"), "store operation failed in an API request");
+        ApiError::unavailable_because("store_unavailable", STORE_UNAVAILABLE)
+    }
+    /// A 503 with its own code and a fixed message.
+    pub fn unavailable_because(code: &'static str, message: &str) -> ApiError {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "store_unavailable",
-            message: format!("the store failed: {e}"),
+            code,
+            message: message.into(),
             retry_after_secs: None,
         }
     }

@@ -44,8 +44,9 @@ pub async fn document() -> Json<Value> {
                 "Rule": {"allOf": [{"$ref": "#/components/schemas/RuleSpec"}, {"type": "object", "properties": {
                     "created_at": {"type": "string", "format": "date-time"},
                     "enabled": {"type": "boolean"},
-                    "state": {"type": "string", "enum": ["active", "fired", "expired", "disabled", "waiting_for_processor"]},
+                    "state": {"type": "string", "enum": ["active", "fired", "expired", "disabled", "waiting_for_processor", "processor_failing"]},
                     "last_fired_at": {"type": ["string", "null"], "format": "date-time"},
+                    "processor_error": {"type": "string", "description": "why the processor instance evaluating it fails (state processor_failing)"},
                     "firing": {"type": "object"}}}]},
                 "Price": {"type": "object", "properties": {
                     "symbol": {"type": "string"}, "price": {"type": "number"}, "ts": {"type": "string", "format": "date-time"},
@@ -71,8 +72,8 @@ pub async fn document() -> Json<Value> {
                     "responses": {"200": {"description": "{\"rules\": [Rule]}"}}},
                 "post": {"summary": "Create a rule", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RuleSpec"}}}},
                     "responses": {"201": {"description": "created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rule"}}}},
-                        "400": {"description": "a field is invalid (named in the message); nothing stored", "content": {"application/json": {"schema": error}}},
-                        "409": {"description": "the id exists", "content": {"application/json": {"schema": error}}}}}},
+                        "400": {"description": "a field is invalid (named in the message), or `unknown_symbol`: not a symbol [market] rule_symbols allows; nothing stored", "content": {"application/json": {"schema": error}}},
+                        "409": {"description": "the id exists (`conflict`), the user has [market] max_rules_per_user rules (`rule_limit_per_user`) or the store holds max_rules (`rule_limit_total`); nothing stored", "content": {"application/json": {"schema": error}}}}}},
             "/api/v1/rules/{id}": {
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "get": {"summary": "One rule", "responses": {"200": {"description": "the rule", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rule"}}}}, "404": {"description": "unknown", "content": {"application/json": {"schema": error}}}}},

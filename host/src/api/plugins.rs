@@ -37,7 +37,13 @@ pub async fn reload(State(state): State<ApiState>) -> Result<Json<Value>, ApiErr
         }
     })
     .await
-    .map_err(|e| ApiError::unavailable(format!("reload failed: {e}")))?;
+    .map_err(|e| {
+        tracing::error!(error = %e, "plugin reload did not finish");
+        ApiError::unavailable_because(
+            "reload_failed",
+            "the reload did not finish; the host's log has the details",
+        )
+    })?;
     Ok(Json(
         json!({"reloaded": true, "plugins": state.runtime.statuses()}),
     ))

@@ -5,6 +5,12 @@
 //! durable), then the market engine is told and the call returns once it applied the
 //! change. Bodies are checked field by field; an error names the field and nothing is
 //! stored.
+//!
+//! A create beyond `[market]`'s limits is refused and stores nothing: 409
+//! `rule_limit_per_user` (the user has `max_rules_per_user` rules), 409 `rule_limit_total`
+//! (the store holds `max_rules`), 400 `unknown_symbol` (not a symbol `rule_symbols`
+//! allows; the message lists some that are). 409, not 429: waiting does not help, deleting
+//! a rule does.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -33,7 +39,22 @@ impl From<RuleOpError> for ApiError {
             RuleOpError::Invalid(f) => ApiError::invalid("invalid_field", f.to_string()),
             RuleOpError::Exists(_) => ApiError::conflict(e.to_string()),
             RuleOpError::NotFound(_) => ApiError::not_found(e.to_string()),
-            RuleOpError::Unreadable { .. } => ApiError::unavailable(e.to_string()),
+            RuleOpError::Unreadable { ref id, .. } => {
+                // The parse error quotes the stored record: log it, do not answer it.
+                tracing::error!(error = %e, "a stored rule does not parse");
+                ApiError::unavailable_because(
+                    "rule_unreadable",
+                    &format!("rule `{id}` is stored in a form this host cannot read"),
+                )
+            }
+            RuleOpError::UserLimit { .. } => {
+                ApiError::conflict_because("rule_limit_per_user", e.to_string())
+            }
+            RuleOpError::TotalLimit { .. } => {
+                ApiError::conflict_because("rule_limit_total", e.to_string())
+            }
+            RuleOpError::Symbol(r) => ApiError::invalid("unknown_symbol", r.to_string()),
+            RuleOpError::Busy => ApiError::unavailable_because("busy", &e.to_string()),
             RuleOpError::Store(e) => ApiError::store(e),
         }
     }
@@ -55,6 +76,9 @@ pub fn view(state: &ApiState, r: &RuleRecord) -> Value {
             "last_fired_at".into(),
             json!(r.firing.last_fired_ms.map(rfc3339_ms)),
         );
+        if let Some(error) = rule_ops::failure_of(market, r) {
+            o.insert("processor_error".into(), json!(error));
+        }
     }
     v
 }
@@ -67,6 +91,7 @@ pub async fn create(
     let rule = rule_ops::create_rule(
         state.store()?.as_ref(),
         state.services.market.as_ref(),
+        &state.services.rules,
         spec,
     )
     .await?;

@@ -100,6 +100,7 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
             notify: notify.as_ref().map(|n| n.handle.clone()),
             scraper: scraper.as_ref().map(|s| s.handle.clone()),
             scraper_defaults: Some(crate::scraper::worker::target_defaults(&config.scraper)),
+            rules: crate::market::rule_limits::RulePolicy::from_config(&config.market),
         };
         let shutdown = shutdown_signal();
         if config.api.enabled {

@@ -42,6 +42,35 @@ pub struct MarketConfig {
     /// that is down (or a stream that is full); after it the uncommitted ticks are left to
     /// be replayed from the last checkpoint at the next start.
     pub shutdown_grace_secs: u64,
+    /// Most rules one user may have, created through the API or the Telegram bot alike
+    /// (`[[market.rules]]` seeds are created regardless, and count). Creating one more is
+    /// refused until one is deleted.
+    pub max_rules_per_user: usize,
+    /// Most rules the store may hold in all; creating one more is refused.
+    pub max_rules: usize,
+    /// Which symbols a new rule may watch: `known` (one a source lists in `symbols`, one
+    /// some source has delivered a price for, or one in `allowed_symbols`), `listed` (only
+    /// `allowed_symbols`) or `any` (every well-formed symbol).
+    pub rule_symbols: RuleSymbols,
+    /// Symbols rules may watch in addition to the known ones (`known`), or the only ones
+    /// (`listed`), e.g. `["BTCUSDT", "ETHUSDT"]`.
+    pub allowed_symbols: Vec<String>,
+    /// Most rules one rule-processor instance is loaded with; a processor with more runs
+    /// several instances, so one instance that fails (say, out of memory while loading its
+    /// rules) stops only its own share of the rules.
+    pub rules_per_instance: usize,
+}
+
+/// `[market] rule_symbols`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleSymbols {
+    /// Listed by a source, priced by a source, or in `allowed_symbols`.
+    Known,
+    /// Only `allowed_symbols`.
+    Listed,
+    /// Any well-formed symbol.
+    Any,
 }
 
 impl Default for MarketConfig {
@@ -59,6 +88,11 @@ impl Default for MarketConfig {
             console_alerts: true,
             stream_maxlen: 100_000,
             shutdown_grace_secs: 5,
+            max_rules_per_user: 100,
+            max_rules: 100_000,
+            rule_symbols: RuleSymbols::Known,
+            allowed_symbols: Vec::new(),
+            rules_per_instance: 10_000,
         }
     }
 }
@@ -235,6 +269,29 @@ impl MarketConfig {
         if self.shutdown_grace_secs == 0 {
             bail!(
                 "[market] shutdown_grace_secs must be at least 1 (the last commit needs a moment)"
+            );
+        }
+        for (key, v) in [
+            ("max_rules_per_user", self.max_rules_per_user),
+            ("max_rules", self.max_rules),
+            ("rules_per_instance", self.rules_per_instance),
+        ] {
+            if v == 0 {
+                bail!("[market] {key} must be at least 1");
+            }
+        }
+        for (i, sym) in self.allowed_symbols.iter().enumerate() {
+            if !super::rules::valid_symbol(sym) {
+                bail!(
+                    "[market] allowed_symbols[{i}]: {sym:?} is not an upper-case exchange pair \
+                     such as BTCUSDT"
+                );
+            }
+        }
+        if self.rule_symbols == RuleSymbols::Listed && self.allowed_symbols.is_empty() {
+            bail!(
+                "[market] rule_symbols = \"listed\" needs allowed_symbols: with none, no rule \
+                 could be created"
             );
         }
         Ok(())

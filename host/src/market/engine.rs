@@ -8,6 +8,14 @@
 //! `rule-<id>-<fired second>`. Then, after any alert or every `commit_interval_ms`, one
 //! transaction enqueues the requests and writes rule states, prices and checkpoints.
 //!
+//! Each rule processor runs as one instance per `rules_per_instance` of its rules (a
+//! "shard"), each loaded by its own `init`. A shard whose call fails — say its instance
+//! runs out of memory loading its rules — stops only its own rules: the other shards and
+//! processors keep evaluating every batch, its rules are reported `processor_failing`
+//! with the error (API, `/metrics`), and it is retried with a doubling backoff (at once
+//! when one of its rules is removed, which may have been the one it failed on). New rules
+//! go to shards that work.
+//!
 //! Why nothing is lost or doubled across a crash: a checkpoint is only written after the
 //! alerts of every tick before it are enqueued, so a restart re-plays at most the ticks
 //! since the last commit; re-firing on those ticks yields the same keys, which the store
@@ -35,8 +43,8 @@ use super::health::{MarketStats, SourceHealth, SourceState};
 use super::rules::{Firing, Mode, Op, RuleRecord, fmt_num};
 use super::sources::SourceBatch;
 use crate::bindings::types::{Alert, Rule, Tick, TickBatch};
-use crate::runtime::Runtime;
 use crate::runtime::invoke::{RuleProcessorInit, Session};
+use crate::runtime::{CallError, PluginHandle, Runtime};
 use crate::storage::{MarketCommit, PricePoint, Store, StreamFull};
 use crate::util::{now_ms, rfc3339_ms};
 
@@ -132,11 +140,160 @@ struct Latest {
     last_history_ts: i64,
 }
 
+/// Waits before a failing shard is called again: the next batch after its first failure
+/// (most failures are one bad call), then from `RETRY_MIN` doubling to `RETRY_MAX`, so an
+/// instance that fails slowly (a deadline, a memory cap while loading) costs the engine
+/// thread one call per wait rather than one per batch.
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// A rule processor: its plugin and its instances (shards).
 struct Processor {
+    handle: PluginHandle,
+    shards: Vec<Shard>,
+    /// Which shard evaluates each of its rules.
+    shard_of: HashMap<String, usize>,
+}
+
+/// One instance of a rule processor and the rules it is loaded with.
+struct Shard {
     session: Session,
     rules: BTreeSet<String>,
-    /// The last batch failed (logged once until it works again).
-    failing: bool,
+    /// Set while its calls fail; it is skipped until `retry_at`.
+    failure: Option<Failure>,
+    /// The plugin is not loaded (logged once; not a failure of the shard).
+    waiting: bool,
+}
+
+struct Failure {
+    error: Arc<str>,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+impl Processor {
+    fn new(handle: PluginHandle) -> Processor {
+        Processor {
+            handle,
+            shards: Vec::new(),
+            shard_of: HashMap::new(),
+        }
+    }
+
+    /// Put rule `id` in the first working shard with room, or in a new one.
+    fn place(&mut self, id: &str, per_instance: usize) -> usize {
+        if let Some(&i) = self.shard_of.get(id) {
+            return i;
+        }
+        let room = self
+            .shards
+            .iter()
+            .position(|s| s.rules.len() < per_instance && s.failure.is_none());
+        let i = room.unwrap_or_else(|| {
+            self.shards.push(Shard {
+                session: self.handle.session(),
+                rules: BTreeSet::new(),
+                failure: None,
+                waiting: false,
+            });
+            self.shards.len() - 1
+        });
+        self.shards[i].rules.insert(id.to_string());
+        self.shard_of.insert(id.to_string(), i);
+        i
+    }
+
+    /// Take rule `id` out of its shard (and out of the failing rules); the shard's index.
+    /// A failing shard is retried at the next batch (the rule may have been what it
+    /// failed on); an emptied one lets its instance and its failure go.
+    fn take(&mut self, id: &str, stats: &MarketStats) -> Option<usize> {
+        let i = self.shard_of.remove(id)?;
+        stats.clear_failing([&id.to_string()]);
+        let shard = &mut self.shards[i];
+        shard.rules.remove(id);
+        if let Some(f) = &mut shard.failure {
+            f.retry_at = Instant::now();
+        }
+        if shard.rules.is_empty() {
+            shard.session = self.handle.session();
+            if shard.failure.take().is_some() {
+                stats.instances_failing.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        Some(i)
+    }
+}
+
+impl Shard {
+    /// Whether to call it now: it has rules and is not waiting out a failure.
+    fn due(&self, now: Instant) -> bool {
+        !self.rules.is_empty() && self.failure.as_ref().is_none_or(|f| now >= f.retry_at)
+    }
+
+    /// Record the outcome of a call: a failure (logged when it starts, its rules marked,
+    /// its retry pushed back) or a success (cleared). `NotLoaded` is no failure: its rules
+    /// are `waiting_for_processor` and the first batch after the load evaluates them.
+    fn record<T>(
+        &mut self,
+        result: &Result<T, CallError>,
+        processor: &str,
+        index: usize,
+        stats: &MarketStats,
+    ) {
+        match result {
+            Ok(_) => {
+                if self.waiting {
+                    tracing::info!(processor, "rule processor loaded; its rules are evaluated");
+                    self.waiting = false;
+                }
+                if self.failure.take().is_some() {
+                    tracing::info!(
+                        processor,
+                        instance = index,
+                        rules = self.rules.len(),
+                        "rule processor instance evaluates again"
+                    );
+                    stats.instances_failing.fetch_sub(1, Ordering::Relaxed);
+                    stats.clear_failing(&self.rules);
+                }
+            }
+            Err(CallError::NotLoaded(_)) => {
+                if !self.waiting {
+                    tracing::warn!(
+                        processor,
+                        "rule processor not loaded; its rules wait for it (logged once)"
+                    );
+                    self.waiting = true;
+                }
+            }
+            Err(e) => {
+                stats.evaluate_errors.fetch_add(1, Ordering::Relaxed);
+                let error: Arc<str> = e.to_string().into();
+                let now = Instant::now();
+                match &mut self.failure {
+                    Some(f) => {
+                        f.backoff = (f.backoff * 2).clamp(RETRY_MIN, RETRY_MAX);
+                        f.retry_at = now + f.backoff;
+                        if f.error != error {
+                            f.error = error.clone();
+                            stats.set_failing(&self.rules, &error);
+                        }
+                    }
+                    None => {
+                        tracing::warn!(processor, instance = index, rules = self.rules.len(), error = %e,
+                            "rule processor instance failed; its rules wait, the others are evaluated, retrying with backoff");
+                        stats.instances_failing.fetch_add(1, Ordering::Relaxed);
+                        stats.set_failing(&self.rules, &error);
+                        self.failure = Some(Failure {
+                            error,
+                            retry_at: now,
+                            backoff: Duration::ZERO,
+                        });
+                    }
+                }
+            }
+        }
+    }
 }
 
 struct Symbols {
@@ -314,14 +471,18 @@ impl Engine {
     /// many rules), rather than on the first tick, which would then wait for it.
     fn warm_up(&mut self) {
         let empty = TickBatch::from_ticks(now_ms(), Vec::new());
+        let now = Instant::now();
         for (name, p) in self.processors.iter_mut() {
-            if p.rules.is_empty() {
-                continue;
-            }
-            let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
-            if let Err(e) = p.session.evaluate(&mut init, &empty) {
-                tracing::warn!(processor = %name, error = %e, "rule processor not ready at start; its rules wait for it");
-                p.failing = true;
+            for (index, shard) in p.shards.iter_mut().enumerate() {
+                if !shard.due(now) {
+                    continue;
+                }
+                let result = {
+                    let mut init =
+                        initializer(&self.rules, &shard.rules, &self.symbols, &self.evaluated);
+                    shard.session.evaluate(&mut init, &empty)
+                };
+                shard.record(&result, name, index, &self.stats);
             }
         }
     }
@@ -346,13 +507,8 @@ impl Engine {
             let runtime = &self.runtime;
             self.processors
                 .entry(proc_name.clone())
-                .or_insert_with(|| Processor {
-                    session: runtime.plugin(&proc_name).session(),
-                    rules: BTreeSet::new(),
-                    failing: false,
-                })
-                .rules
-                .insert(r.id.clone());
+                .or_insert_with(|| Processor::new(runtime.plugin(&proc_name)))
+                .place(&r.id, self.config.rules_per_instance.max(1));
         }
         self.rules.insert(r.id.clone(), r);
     }
@@ -493,36 +649,26 @@ impl Engine {
             .fetch_add(ticks.len() as u64, Ordering::Relaxed);
         let tick_batch = TickBatch::from_ticks(now_ms(), ticks);
         let mut alerts = Vec::new();
-        let names: Vec<String> = self
-            .processors
-            .iter()
-            .filter(|(_, p)| !p.rules.is_empty())
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in names {
-            let Some(p) = self.processors.get_mut(&name) else {
-                continue;
-            };
-            let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
-            let started = Instant::now();
-            let result = p.session.evaluate(&mut init, &tick_batch);
-            self.stats
-                .evaluate_latency
-                .record(started.elapsed().as_nanos() as u64);
-            match result {
-                Ok(a) => {
-                    if p.failing {
-                        tracing::info!(processor = %name, "rule processor evaluates again");
-                        p.failing = false;
-                    }
-                    alerts.extend(a)
+        let now = Instant::now();
+        // Every due shard of every processor, each on its own: one that fails (or waits
+        // out its backoff) holds up no other.
+        for (name, p) in self.processors.iter_mut() {
+            for (index, shard) in p.shards.iter_mut().enumerate() {
+                if !shard.due(now) {
+                    continue;
                 }
-                Err(e) => {
-                    self.stats.evaluate_errors.fetch_add(1, Ordering::Relaxed);
-                    if !p.failing {
-                        tracing::warn!(processor = %name, error = %e, ticks = tick_batch.len(), "rule processor failed on a batch; its rules wait (logged once until it recovers)");
-                        p.failing = true;
-                    }
+                let started = Instant::now();
+                let result = {
+                    let mut init =
+                        initializer(&self.rules, &shard.rules, &self.symbols, &self.evaluated);
+                    shard.session.evaluate(&mut init, &tick_batch)
+                };
+                self.stats
+                    .evaluate_latency
+                    .record(started.elapsed().as_nanos() as u64);
+                shard.record(&result, name, index, &self.stats);
+                if let Ok(a) = result {
+                    alerts.extend(a);
                 }
             }
         }
@@ -563,7 +709,7 @@ impl Engine {
                     .processors
                     .get_mut(rule.processor_or(&self.config.default_processor))
             {
-                p.rules.remove(&rule.id);
+                p.take(&rule.id, &self.stats);
             }
             items.push((key, body));
         }
@@ -623,14 +769,7 @@ impl Engine {
                 rule.firing = old.firing;
             }
             let old_proc = old.processor_or(self.default_processor()).to_string();
-            let id = rule.id.clone();
-            if let Some(p) = self.processors.get_mut(&old_proc)
-                && p.rules.remove(&id)
-                && !p.session.needs_init()
-            {
-                let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
-                let _ = p.session.remove_rules(&mut init, std::slice::from_ref(&id));
-            }
+            self.unplace(&old_proc, &rule.id);
         }
         let id = rule.id.clone();
         let live = rule.is_live();
@@ -643,14 +782,17 @@ impl Engine {
         let Some(p) = self.processors.get_mut(&proc_name) else {
             return;
         };
+        let Some(shard) = p.shard_of.get(&id).and_then(|&i| p.shards.get_mut(i)) else {
+            return;
+        };
         // A session that still has to start loads every rule, this one included.
-        if p.session.needs_init() {
+        if shard.session.needs_init() {
             return;
         }
         let sid = self.symbols.ids[&self.rules[&id].symbol];
         let wit = self.rules[&id].to_wit(sid);
-        let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
-        match p.session.upsert_rules(&mut init, &[wit]) {
+        let mut init = initializer(&self.rules, &shard.rules, &self.symbols, &self.evaluated);
+        match shard.session.upsert_rules(&mut init, &[wit]) {
             Ok(Ok(())) => {}
             Ok(Err(msg)) => {
                 tracing::warn!(rule = %id, processor = %proc_name, error = %msg, "processor refused the rule")
@@ -667,12 +809,22 @@ impl Engine {
             return;
         };
         let proc_name = old.processor_or(self.default_processor()).to_string();
-        if let Some(p) = self.processors.get_mut(&proc_name)
-            && p.rules.remove(id)
-            && !p.session.needs_init()
-        {
-            let mut init = initializer(&self.rules, &p.rules, &self.symbols, &self.evaluated);
-            let _ = p.session.remove_rules(&mut init, &[id.to_string()]);
+        self.unplace(&proc_name, id);
+    }
+
+    /// Take rule `id` out of processor `proc_name`: out of its shard, out of the failing
+    /// rules, and out of the shard's live instance.
+    fn unplace(&mut self, proc_name: &str, id: &str) {
+        let Some(p) = self.processors.get_mut(proc_name) else {
+            return;
+        };
+        let Some(i) = p.take(id, &self.stats) else {
+            return;
+        };
+        let shard = &mut p.shards[i];
+        if !shard.rules.is_empty() && !shard.session.needs_init() {
+            let mut init = initializer(&self.rules, &shard.rules, &self.symbols, &self.evaluated);
+            let _ = shard.session.remove_rules(&mut init, &[id.to_string()]);
         }
     }
 

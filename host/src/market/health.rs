@@ -1,9 +1,11 @@
 //! What the market monitor reports about itself: per-source health and pipeline
 //! counters, shared between the sources, the engine thread and the API.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::runtime::metrics::LatencyHistogram;
@@ -130,4 +132,36 @@ pub struct MarketStats {
     pub commit_latency: LatencyHistogram,
     /// Duration of one rule-processor call.
     pub evaluate_latency: LatencyHistogram,
+    /// Rule-processor instances whose last call failed and that wait to be retried.
+    pub instances_failing: AtomicU64,
+    /// Rules of those instances, with the failure (the API shows it per rule).
+    failing_rules: RwLock<HashMap<String, Arc<str>>>,
+}
+
+impl MarketStats {
+    /// Why the instance evaluating rule `id` fails, if it does.
+    pub fn rule_failure(&self, id: &str) -> Option<String> {
+        self.failing_rules.read().get(id).map(|e| e.to_string())
+    }
+
+    /// How many rules wait for a failing instance.
+    pub fn rules_failing(&self) -> usize {
+        self.failing_rules.read().len()
+    }
+
+    /// Mark `ids` as waiting for a failing instance, with its error.
+    pub fn set_failing<'a>(&self, ids: impl IntoIterator<Item = &'a String>, error: &Arc<str>) {
+        let mut map = self.failing_rules.write();
+        for id in ids {
+            map.insert(id.clone(), error.clone());
+        }
+    }
+
+    /// `ids` are evaluated again (or gone).
+    pub fn clear_failing<'a>(&self, ids: impl IntoIterator<Item = &'a String>) {
+        let mut map = self.failing_rules.write();
+        for id in ids {
+            map.remove(id);
+        }
+    }
 }

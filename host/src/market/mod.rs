@@ -6,7 +6,8 @@
 //! - `engine`: one thread that batches ticks into the rule processors and enqueues alerts;
 //! - `rules`: the rule JSON, its validation, and the stored record;
 //! - `rule_ops`: create/list/delete a rule (store + engine), shared by the API and the
-//!   Telegram bot;
+//!   Telegram bot; `rule_limits`: the limits a create is checked against (rules per
+//!   user, in all, which symbols);
 //! - `console`: prints notification requests until the notify worker consumes them;
 //! - `health`: per-source state and counters for `/metrics` and the prices API.
 
@@ -23,6 +24,7 @@ pub mod config;
 pub mod console;
 pub mod engine;
 pub mod health;
+pub mod rule_limits;
 pub mod rule_ops;
 pub mod rules;
 pub mod sources;

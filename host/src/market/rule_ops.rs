@@ -6,9 +6,14 @@
 //! The store is written first (so a success is durable), then the market engine is told
 //! and the call returns once it applied the change. A delete tells the engine first, so
 //! it cannot write the rule back after the store forgot it.
+//!
+//! A create is checked against the [`RulePolicy`] (rules per user, rules in all, which
+//! symbols), counted and inserted under a [`CreateGuard`], so the API and the bot refuse
+//! alike and concurrent creates cannot overshoot a limit.
 
 use crate::input::FieldError;
 use crate::market::MarketHandle;
+use crate::market::rule_limits::{CreateGuard, RulePolicy, SymbolRefused, count_rules};
 use crate::market::rules::{RuleRecord, RuleSpec, RuleState};
 use crate::runtime::Runtime;
 use crate::storage::Store;
@@ -24,6 +29,14 @@ pub enum RuleOpError {
     NotFound(String),
     /// The stored record does not parse.
     Unreadable { id: String, error: String },
+    /// The user has `[market] max_rules_per_user` rules already.
+    UserLimit { user_id: String, limit: usize },
+    /// The store holds `[market] max_rules` rules already.
+    TotalLimit { limit: usize },
+    /// The symbol is not one rules may watch (`[market] rule_symbols`).
+    Symbol(SymbolRefused),
+    /// Another create held the create lease too long; nothing was stored.
+    Busy,
     /// The store failed.
     Store(anyhow::Error),
 }
@@ -37,6 +50,21 @@ impl std::fmt::Display for RuleOpError {
             RuleOpError::Unreadable { id, error } => {
                 write!(f, "rule `{id}` is stored unreadably: {error}")
             }
+            RuleOpError::UserLimit { user_id, limit } => write!(
+                f,
+                "user `{user_id}` has {limit} rules, the most [market] max_rules_per_user \
+                 allows; delete one before creating another"
+            ),
+            RuleOpError::TotalLimit { limit } => write!(
+                f,
+                "the store holds {limit} rules, the most [market] max_rules allows; no rule \
+                 can be created until some are deleted"
+            ),
+            RuleOpError::Symbol(r) => write!(f, "{r}"),
+            RuleOpError::Busy => write!(
+                f,
+                "other rules were being created for too long; nothing was stored, try again"
+            ),
             RuleOpError::Store(e) => write!(f, "the store failed: {e}"),
         }
     }
@@ -44,13 +72,40 @@ impl std::fmt::Display for RuleOpError {
 
 impl std::error::Error for RuleOpError {}
 
-/// Validate `spec`, refuse an id that exists, store the new record and tell the engine.
+/// Validate `spec` and check it against `policy`, refuse an id that exists, store the
+/// new record and tell the engine. An existing id is reported before any limit, so a
+/// replayed create (the bot's `/watch` after a crash) finds its rule.
 pub async fn create_rule(
     store: &dyn Store,
     market: Option<&MarketHandle>,
+    policy: &RulePolicy,
     spec: RuleSpec,
 ) -> Result<RuleRecord, RuleOpError> {
     spec.validate(true).map_err(RuleOpError::Invalid)?;
+    policy
+        .check_symbol(store, &spec.symbol)
+        .await
+        .map_err(RuleOpError::Store)?
+        .map_err(RuleOpError::Symbol)?;
+    let guard = CreateGuard::acquire(store)
+        .await
+        .map_err(RuleOpError::Store)?
+        .ok_or(RuleOpError::Busy)?;
+    let inserted = insert_within_limits(store, policy, spec).await;
+    guard.release().await;
+    let rule = inserted?;
+    if let Some(m) = market {
+        m.upsert(rule.clone(), false).await;
+    }
+    Ok(rule)
+}
+
+/// The part of [`create_rule`] that runs under the create guard.
+async fn insert_within_limits(
+    store: &dyn Store,
+    policy: &RulePolicy,
+    spec: RuleSpec,
+) -> Result<RuleRecord, RuleOpError> {
     if let Some(id) = &spec.id
         && store
             .get_rule(id)
@@ -60,11 +115,22 @@ pub async fn create_rule(
     {
         return Err(RuleOpError::Exists(id.clone()));
     }
+    let (total, mine) = count_rules(store, &spec.user_id)
+        .await
+        .map_err(RuleOpError::Store)?;
+    if mine >= policy.max_rules_per_user {
+        return Err(RuleOpError::UserLimit {
+            user_id: spec.user_id,
+            limit: policy.max_rules_per_user,
+        });
+    }
+    if total >= policy.max_rules {
+        return Err(RuleOpError::TotalLimit {
+            limit: policy.max_rules,
+        });
+    }
     let rule = RuleRecord::create(spec);
     save_rule(store, &rule).await?;
-    if let Some(m) = market {
-        m.upsert(rule.clone(), false).await;
-    }
     Ok(rule)
 }
 
@@ -140,7 +206,8 @@ pub fn processor_of(market: Option<&MarketHandle>, rule: &RuleRecord) -> String 
 }
 
 /// The state a rule is reported in, e.g. `waiting_for_processor` while its plugin is not
-/// loaded.
+/// loaded, `processor_failing` while the instance evaluating it fails (see
+/// [`failure_of`]).
 pub fn state_of(
     runtime: &Runtime,
     market: Option<&MarketHandle>,
@@ -148,5 +215,13 @@ pub fn state_of(
     now_ms: i64,
 ) -> RuleState {
     let loaded = runtime.loaded_plugin(&processor_of(market, rule)).is_some();
-    rule.state(loaded, now_ms)
+    match rule.state(loaded, now_ms) {
+        RuleState::Active if failure_of(market, rule).is_some() => RuleState::ProcessorFailing,
+        state => state,
+    }
+}
+
+/// Why the processor instance that evaluates `rule` in this process fails, if it does.
+pub fn failure_of(market: Option<&MarketHandle>, rule: &RuleRecord) -> Option<String> {
+    market?.stats.rule_failure(&rule.id)
 }

@@ -98,6 +98,14 @@ pub struct RuleSpec {
     pub note: Option<String>,
 }
 
+/// An exchange pair as rules name it: 2-24 upper-case letters and digits (`BTCUSDT`).
+pub fn valid_symbol(sym: &str) -> bool {
+    (2..=24).contains(&sym.len())
+        && sym
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 impl RuleSpec {
     /// Normalise (upper-case symbol) and validate. `creating`: an `expires_at` in the past
     /// is refused (a patch may leave an old one in place).
@@ -117,12 +125,7 @@ impl RuleSpec {
             ));
         }
         let sym = &self.symbol;
-        if sym.len() < 2
-            || sym.len() > 24
-            || !sym
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-        {
+        if !valid_symbol(sym) {
             return Err(bad(
                 "symbol",
                 format!("{sym:?} is not an upper-case exchange pair such as BTCUSDT"),
@@ -255,6 +258,9 @@ pub enum RuleState {
     Expired,
     Disabled,
     WaitingForProcessor,
+    /// Its processor instance failed (e.g. ran out of memory loading its rules) and is
+    /// being retried; the API shows the error.
+    ProcessorFailing,
 }
 
 impl RuleRecord {

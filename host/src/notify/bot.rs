@@ -15,7 +15,8 @@
 //!   `getWebhookInfo`/`deleteWebhook`; this loop keeps the lease, the checkpoint and the
 //!   worker's shutdown in plain sight.
 //! - **Same code path as the API.** Rules are created, listed and deleted through
-//!   [`crate::market::rule_ops`], and preferences are changed by compare-and-set on their
+//!   [`crate::market::rule_ops`] under the same `[market]` limits (a `/watch` past them
+//!   gets a reply saying which limit and what to do), and preferences are changed by compare-and-set on their
 //!   `_rev`, so a concurrent `PUT /preferences` is never overwritten.
 //!
 //! Replies are plain text sent straight to the chat (not through the delivery log: a
@@ -42,6 +43,7 @@ use super::log::PREFERENCES;
 use super::prefs::{Mute, Preferences, TelegramAddress};
 use crate::documents::{Doc, Documents, Write, WriteOutcome};
 use crate::market::MarketHandle;
+use crate::market::rule_limits::RulePolicy;
 use crate::market::rule_ops::{self, RuleOpError};
 use crate::market::rules::{Condition, Mode, RuleRecord, RuleSpec};
 use crate::util::{now_ms, rfc3339_ms};
@@ -139,6 +141,8 @@ enum Served {
 pub struct CommandBot {
     shared: Arc<Shared>,
     market: Option<MarketHandle>,
+    /// `[market]`'s limits on new rules, as the API applies them.
+    rules: RulePolicy,
     /// Long polls: its client waits longer than `poll_timeout_secs`.
     poll: Bot,
     /// Replies, with the channel's send timeout.
@@ -150,6 +154,7 @@ impl CommandBot {
     pub fn new(
         shared: Arc<Shared>,
         market: Option<MarketHandle>,
+        rules: RulePolicy,
         token: String,
     ) -> Result<CommandBot> {
         let cfg = &shared.cfg.telegram;
@@ -160,6 +165,7 @@ impl CommandBot {
         Ok(CommandBot {
             shared,
             market,
+            rules,
             poll,
             send,
             token,
@@ -539,7 +545,8 @@ impl CommandBot {
             processor: None,
             note: None,
         };
-        match rule_ops::create_rule(store, market, spec.clone()).await {
+        let policy = &self.rules;
+        match rule_ops::create_rule(store, market, policy, spec.clone()).await {
             Ok(rule) => Ok(watching(&rule)),
             Err(RuleOpError::Exists(id)) => {
                 let existing = rule_ops::load_rule(store, &id).await?;
@@ -552,10 +559,12 @@ impl CommandBot {
                 }
                 // Not a replay: update ids restart with a new bot token.
                 spec.id = Some(format!("tg-{update_id}-{:08x}", fastrand::u32(..)));
-                Ok(watching(&rule_ops::create_rule(store, market, spec).await?))
+                match rule_ops::create_rule(store, market, policy, spec).await {
+                    Ok(rule) => Ok(watching(&rule)),
+                    Err(e) => refusal(e),
+                }
             }
-            Err(RuleOpError::Invalid(e)) => Ok(format!("Cannot watch that: {e}\n{USAGE_WATCH}")),
-            Err(e) => Err(e.into()),
+            Err(e) => refusal(e),
         }
     }
 
@@ -676,6 +685,31 @@ impl CommandBot {
                 }
             }
         });
+    }
+}
+
+/// The reply to a `/watch` that created nothing: what is wrong and what to do, or an
+/// error for the generic "went wrong" reply (logged).
+fn refusal(e: RuleOpError) -> Result<String> {
+    match e {
+        RuleOpError::Invalid(e) => Ok(format!("Cannot watch that: {e}\n{USAGE_WATCH}")),
+        RuleOpError::UserLimit { limit, .. } => Ok(format!(
+            "You have {limit} alerts, the most one user may have. Delete one with /unwatch <id> \
+             first (/alerts lists them)."
+        )),
+        RuleOpError::TotalLimit { .. } => Ok(
+            "No alert can be created right now: the service holds as many as it allows. \
+             Please try again later."
+                .into(),
+        ),
+        RuleOpError::Symbol(r) => {
+            let mut reply = format!("Cannot watch {}: {}.", r.symbol, r.why);
+            if !r.accepted.is_empty() {
+                reply.push_str(&format!(" You can watch {}.", r.accepted.join(", ")));
+            }
+            Ok(reply)
+        }
+        e => Err(e.into()),
     }
 }
 

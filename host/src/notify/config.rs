@@ -218,9 +218,14 @@ pub struct WebhookConfig {
     pub per_url_per_sec: f64,
     /// Requests per second overall.
     pub global_per_sec: f64,
-    /// Allow URLs that resolve to loopback or private addresses (off: a user's webhook
-    /// URL cannot make the host call into its own network).
+    /// Allow URLs that are or resolve to non-public addresses: loopback, private,
+    /// link-local, CGNAT, NAT64/6to4 forms of those, ... (off: a user's webhook URL cannot
+    /// make the host call into its own network). For tests and trusted internal receivers.
     pub allow_private_addresses: bool,
+    /// An `http://` or `https://` proxy every webhook request goes through; empty: direct.
+    /// Proxies from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`) are never
+    /// used. The proxy resolves names itself, so it should refuse internal destinations too.
+    pub proxy: String,
 }
 
 impl Default for WebhookConfig {
@@ -231,6 +236,7 @@ impl Default for WebhookConfig {
             per_url_per_sec: 10.0,
             global_per_sec: 100.0,
             allow_private_addresses: false,
+            proxy: String::new(),
         }
     }
 }
@@ -282,6 +288,17 @@ impl NotifyConfig {
         let t = &self.telegram;
         if !t.api_url.starts_with("http://") && !t.api_url.starts_with("https://") {
             bail!("[notify.telegram] api_url: must be an http(s) URL");
+        }
+        let proxy = &self.webhook.proxy;
+        if !proxy.is_empty()
+            && !reqwest::Url::parse(proxy)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        {
+            // The value is not shown: a proxy URL may carry credentials.
+            bail!(
+                "[notify.webhook] proxy: not an http:// or https:// proxy URL with a host \
+                 (empty for direct connections)"
+            );
         }
         for (key, v) in [
             ("telegram.per_chat_per_sec", t.per_chat_per_sec),

@@ -298,7 +298,8 @@ impl NotifyWorker {
         ));
         let bot = match secrets.get(&shared.cfg.telegram.token_env) {
             Some(token) if shared.cfg.telegram.commands => {
-                let bot = bot::CommandBot::new(shared.clone(), market, token)?;
+                let rules = crate::market::rule_limits::RulePolicy::from_config(&config.market);
+                let bot = bot::CommandBot::new(shared.clone(), market, rules, token)?;
                 Some(tokio::spawn(bot.run(rx.clone())))
             }
             _ => None,

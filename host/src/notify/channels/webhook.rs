@@ -6,11 +6,13 @@
 //! and refuses a `t` more than five minutes away from its clock. `X-Impressox-Delivery`
 //! (stable across retries) lets a receiver drop a repeat.
 //!
-//! Redirects are not followed (a 3xx is permanent) and, unless
-//! `allow_private_addresses`, a URL that resolves to a loopback, private or link-local
-//! address is refused, so a user's webhook cannot make the host call into its own network.
+//! Requests go through [`crate::net::Outbound`], the SSRF guard: unless
+//! `allow_private_addresses`, a URL whose host is or resolves to a non-public address
+//! (loopback, private, link-local, CGNAT, NAT64 or 6to4 of one, ...) is refused as a
+//! permanent failure, the connection goes to exactly the addresses that were checked, and
+//! proxies from the environment are ignored (only `[notify.webhook] proxy` is used).
+//! Redirects are not followed (a 3xx is permanent).
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +21,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{Channel, Secrets};
+use crate::net::guard::guard_error;
+use crate::net::{GuardError, Outbound, OutboundPolicy};
 use crate::notify::config::WebhookConfig;
 use crate::notify::limiter::Limit;
 use crate::notify::record::{Delivery, Part, SendOutcome};
@@ -28,21 +32,23 @@ pub const DELIVERY_HEADER: &str = "X-Impressox-Delivery";
 pub const ATTEMPT_HEADER: &str = "X-Impressox-Attempt";
 
 pub struct Webhook {
-    client: reqwest::Client,
+    outbound: Outbound,
     secret: Option<String>,
     cfg: WebhookConfig,
 }
 
 impl Webhook {
     pub fn new(cfg: &WebhookConfig, secrets: &Secrets) -> anyhow::Result<Webhook> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(cfg.timeout_secs))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("impressox/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let outbound = Outbound::new(&OutboundPolicy {
+            allow_private_addresses: cfg.allow_private_addresses,
+            proxy: Some(cfg.proxy.clone()).filter(|p| !p.is_empty()),
+            timeout: Duration::from_secs(cfg.timeout_secs),
+            connect_timeout: Duration::from_secs(5),
+            max_redirects: 0,
+            ..Default::default()
+        })?;
         Ok(Webhook {
-            client,
+            outbound,
             secret: secrets.get(&cfg.secret_env),
             cfg: cfg.clone(),
         })
@@ -76,47 +82,33 @@ pub fn body(d: &Delivery, part: &Part) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// Is `ip` somewhere a user's webhook must not point by default?
-fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // CGNAT 100.64/10
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(IpAddr::V4(v4)))
-        }
+/// What the guard's verdict means for a delivery: a refused destination stays refused
+/// (permanent), a name that did not resolve may resolve later (transient).
+fn guard_outcome(e: &GuardError) -> SendOutcome {
+    match e {
+        GuardError::Refused(r) => SendOutcome::Permanent(format!(
+            "{r}; refused (set [notify.webhook] allow_private_addresses to allow it)"
+        )),
+        GuardError::Lookup { .. } => SendOutcome::Transient(e.to_string()),
     }
 }
 
-/// Refuse URLs that resolve to internal addresses (permanent); a failed lookup is
-/// transient (a resolver hiccup must not dead-letter a delivery).
-async fn check_destination(url: &reqwest::Url) -> Result<(), SendOutcome> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| SendOutcome::Permanent("the URL has no host".into()))?;
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addrs = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| SendOutcome::Transient(format!("cannot resolve {host}: {e}")))?;
-    for a in addrs {
-        if is_internal(a.ip()) {
-            return Err(SendOutcome::Permanent(format!(
-                "{host} resolves to the internal address {}; refused (set [notify.webhook] \
-                 allow_private_addresses to allow it)",
-                a.ip()
-            )));
-        }
+/// What a request that got no answer comes to.
+fn send_failure(e: reqwest::Error) -> SendOutcome {
+    // The resolver refused the name, or could not resolve it: nothing was sent.
+    if let Some(g) = guard_error(&e) {
+        return guard_outcome(g);
     }
-    Ok(())
+    let (connect, builder) = (e.is_connect(), e.is_builder());
+    // Without the URL: its path is often the receiver's credential.
+    let text = e.without_url().to_string();
+    if connect {
+        SendOutcome::Transient(text)
+    } else if builder {
+        SendOutcome::Permanent(text)
+    } else {
+        SendOutcome::Ambiguous(text)
+    }
 }
 
 /// The longest `Retry-After` waited for; beyond it the answer counts as a plain failure.
@@ -165,17 +157,14 @@ impl Channel for Webhook {
             Ok(u) => u,
             Err(e) => return SendOutcome::Permanent(format!("not a URL: {e}")),
         };
-        if !self.cfg.allow_private_addresses
-            && let Err(refused) = check_destination(&url).await
-        {
-            return refused;
-        }
+        let request = match self.outbound.request(reqwest::Method::POST, url).await {
+            Ok(r) => r,
+            Err(e) => return guard_outcome(&e),
+        };
         let body = body(d, part);
         let t = crate::util::now_ms() / 1000;
         let signature = format!("t={t},v1={}", sign(secret.as_bytes(), t, &body));
-        let sent = self
-            .client
-            .post(url)
+        let sent = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(SIGNATURE_HEADER, signature)
             .header(DELIVERY_HEADER, &d.id)
@@ -185,14 +174,7 @@ impl Channel for Webhook {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            // Without the URL: its path is often the receiver's credential.
-            Err(e) if e.is_connect() => {
-                return SendOutcome::Transient(e.without_url().to_string());
-            }
-            Err(e) if e.is_builder() => {
-                return SendOutcome::Permanent(e.without_url().to_string());
-            }
-            Err(e) => return SendOutcome::Ambiguous(e.without_url().to_string()),
+            Err(e) => return send_failure(e),
         };
         let status = resp.status();
         let error = format!(
@@ -245,23 +227,5 @@ mod tests {
             Some(5)
         );
         assert_eq!(retry_after_secs("soon", now), None);
-    }
-
-    #[test]
-    fn internal_addresses_are_recognised() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "169.254.1.1",
-            "::1",
-            "fd00::1",
-            "100.64.0.1",
-        ] {
-            assert!(is_internal(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["8.8.8.8", "2001:4860::1"] {
-            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
-        }
     }
 }

@@ -5,12 +5,15 @@
 //! The tests use the same real servers and built components as the rest of the suite
 //! (`crate::servers`, `test_artifacts`); nothing of our own I/O is mocked.
 
+mod api_errors;
 mod components;
 mod config;
 mod feed_parsers;
 mod host_process;
 mod request_bodies;
+mod rule_limits;
 mod rules;
 mod sandbox;
 mod shutdown;
+mod ssrf;
 mod streams;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use impressox_host::api::Services;
 use impressox_host::market::MarketMonitor;
+use impressox_host::market::rule_limits::RulePolicy;
 use impressox_host::storage::{NOTIFY_REQUESTS, Store, StoreLimits};
 use serde_json::Value;
 
@@ -53,6 +54,20 @@ pub fn storage_section(backend: Backend) -> (String, Option<RedisServer>) {
     }
 }
 
+/// `market` with `rule_symbols = "any"` unless it sets `rule_symbols` itself: the rigs'
+/// tests create rules before their feeds deliver a first price, which the production
+/// default (`known`) would refuse.
+pub fn any_symbol_unless_set(market: &str) -> String {
+    const ANY: &str = "rule_symbols = \"any\"\n";
+    if market.contains("rule_symbols") {
+        market.to_string()
+    } else if market.contains("[market]\n") {
+        market.replacen("[market]\n", &format!("[market]\n{ANY}"), 1)
+    } else {
+        format!("[market]\n{ANY}{market}")
+    }
+}
+
 impl Rig {
     /// Start everything. `market` is TOML for `[market]` and its arrays (no console).
     pub async fn start(backend: Backend, market: &str) -> Rig {
@@ -61,6 +76,7 @@ impl Rig {
     }
 
     pub async fn start_with(storage: &str, redis: Option<RedisServer>, market: &str) -> Rig {
+        let market = any_symbol_unless_set(market);
         let host = host_with(&format!("{storage}\n{market}"));
         for (artifact, file) in [
             (test_artifacts::THRESHOLD, "threshold.wasm"),
@@ -88,6 +104,7 @@ impl Rig {
             Services {
                 store: Some(store.clone()),
                 market: Some(monitor.handle.clone()),
+                rules: RulePolicy::from_config(&host.config.market),
                 ..Default::default()
             },
         );

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use impressox_host::api::Services;
 use impressox_host::documents::Documents;
+use impressox_host::market::rule_limits::RulePolicy;
 use impressox_host::notify::channels::Secrets;
 use impressox_host::notify::channels::console::Sink;
 use impressox_host::notify::{Extras, NotifyWorker};
@@ -43,6 +44,8 @@ pub struct Opts {
     pub email: String,
     pub webhook: String,
     pub with_webhook_secret: bool,
+    /// `[market]` keys (the bot's limits on `/watch`); `rule_symbols = "any"` unless set.
+    pub market: String,
 }
 
 pub struct NotifyRig {
@@ -79,8 +82,9 @@ impl NotifyRig {
             }
         };
         let toml = format!(
-            "{storage}\n{documents}\n[notify]\n{}\n[notify.retry]\n{}\n[notify.telegram]\n{}\n\
+            "{storage}\n{documents}\n{}\n[notify]\n{}\n[notify.retry]\n{}\n[notify.telegram]\n{}\n\
              [notify.email]\n{}\n[notify.webhook]\n{}\n",
+            crate::market::rig::any_symbol_unless_set(&format!("[market]\n{}", opts.market)),
             section(
                 &opts.notify,
                 &[
@@ -156,6 +160,7 @@ impl NotifyRig {
                 market: None,
                 scraper: None,
                 scraper_defaults: None,
+                rules: RulePolicy::from_config(&host.config.market),
             },
         );
         let server = tokio::spawn(async move {
