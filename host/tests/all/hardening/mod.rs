@@ -4,3 +4,5 @@
 //!
 //! The tests use the same real servers and built components as the rest of the suite
 //! (`crate::servers`, `test_artifacts`); nothing of our own I/O is mocked.
+
+mod scraper;
