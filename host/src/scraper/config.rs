@@ -77,8 +77,14 @@ pub struct ScraperConfig {
     pub backfill_max_pages: u32,
     /// Least time between two steps of one account (plus up to 50 % jitter), in ms.
     pub min_step_interval_ms: u64,
-    /// On shutdown, how long running steps may take to finish before browsers close.
+    /// On shutdown, how long running runs have to end: each ends at its next step boundary
+    /// and saves its progress; one still inside a step when most of this is spent gives the
+    /// step up (the page is read again next time), so saving fits in the grace.
     pub shutdown_grace_secs: u64,
+    /// How long a host's claim on a target (a store lease) lasts without renewal. A running
+    /// target's lease is renewed every third of this, so another host never starts a live
+    /// run; a host that dies holds its targets at most this long.
+    pub target_lease_secs: u64,
     /// `[scraper.browser]`
     pub browser: BrowserConfig,
     /// `[scraper.capture]`
@@ -108,6 +114,7 @@ impl Default for ScraperConfig {
             backfill_max_pages: 50,
             min_step_interval_ms: 1500,
             shutdown_grace_secs: 20,
+            target_lease_secs: 60,
             browser: BrowserConfig::default(),
             capture: CaptureConfig::default(),
             limits: LimitsConfig::default(),
@@ -385,6 +392,7 @@ impl ScraperConfig {
             ("default_interval_secs", self.default_interval_secs),
             ("tail_max_pages", u64::from(self.tail_max_pages)),
             ("backfill_max_pages", u64::from(self.backfill_max_pages)),
+            ("target_lease_secs", self.target_lease_secs),
         ] {
             if value == 0 {
                 bail!("[scraper] {key} must be at least 1");

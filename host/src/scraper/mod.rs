@@ -23,6 +23,8 @@
 //!   the persisted account records, the accounts view;
 //! - `parse`: a capture through the scrape-parser plugin;
 //! - `runner`: one run of one target, step by step;
+//! - `stopping`: the signals that end a run early (shutdown, a lost lease);
+//! - `lease`: a target's store lease, renewed while its run goes;
 //! - `worker`: start-up, the scheduler, shutdown; `ScraperHandle` for the API;
 //! - `metrics`: `impressox_scraper_*` counters.
 //! - `reparse`: `impressox scraper reparse`: the current parser over stored raw JSON and the spool.
@@ -30,6 +32,7 @@
 pub mod accounts;
 pub mod budget;
 pub mod config;
+pub mod lease;
 pub mod login;
 pub mod metrics;
 pub mod parse;
@@ -40,6 +43,7 @@ pub mod runner;
 pub mod session;
 pub mod state;
 pub mod stop;
+pub mod stopping;
 pub mod store;
 pub mod targets;
 pub mod totp;

@@ -11,7 +11,11 @@
 //!   relaunched browser — what is stored makes that a resume;
 //! - a proxy failure: counted against the proxy (three in a row rotate it out), the target
 //!   stays due;
-//! - a parser failure: the capture is spooled, nothing captured is lost.
+//! - a parser failure: the capture is spooled, nothing captured is lost;
+//! - a stop (the worker shutting down, or the target's lease lost; `stopping`): the run ends
+//!   at the next step boundary with outcome `stopped`, or gives up the step under way when
+//!   the shutdown grace is nearly spent. Only completed steps count in the report, so what
+//!   the worker saves never claims a page that was not stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +27,7 @@ use super::metrics::Metrics;
 use super::parse;
 use super::pool::{AccountLease, Verdict};
 use super::stop::{self, Decision, RunProgress, StopRules};
+use super::stopping::RunStop;
 use super::store;
 use super::targets::{TargetKind, TargetRecord};
 use crate::documents::Documents;
@@ -57,6 +62,9 @@ pub enum Outcome {
     BrowserError,
     /// The document store failed.
     StoreError,
+    /// Ended early by the worker's shutdown or a lost target lease; what it read is saved
+    /// and the target stays due, so the next run (on any host) continues.
+    Stopped,
 }
 
 impl Outcome {
@@ -73,6 +81,7 @@ impl Outcome {
             Outcome::ParserFailed => "parser_failed",
             Outcome::BrowserError => "browser_error",
             Outcome::StoreError => "store_error",
+            Outcome::Stopped => "stopped",
         }
     }
 
@@ -152,7 +161,7 @@ pub fn target_url(cfg: &ScraperConfig, target: &TargetRecord) -> String {
 /// its next run: a page spooled because the parser failed is stored as soon as a parser can
 /// read it. One that still fails stays spooled; the first failure ends the drain (the parser
 /// is likely still the broken one).
-pub async fn drain_spool(env: &RunEnv, target: &TargetRecord) {
+pub async fn drain_spool(env: &RunEnv, target: &TargetRecord, stop: &RunStop) {
     let entries = match store::spooled(&*env.docs, Some(&target.id), 32).await {
         Ok(e) => e,
         Err(err) => {
@@ -161,6 +170,9 @@ pub async fn drain_spool(env: &RunEnv, target: &TargetRecord) {
         }
     };
     for entry in entries {
+        if stop.cause().is_some() {
+            return;
+        }
         let parsed = match parse::parse(&env.runtime, &env.cfg.parser, entry.capture.clone()).await
         {
             Ok(p) => p,
@@ -195,17 +207,23 @@ pub async fn drain_spool(env: &RunEnv, target: &TargetRecord) {
 }
 
 /// Run `target` with `account`; a browser that died mid-run is waited for and the run
-/// starts over once (design §4.3).
-pub async fn run(env: &RunEnv, target: &TargetRecord, account: &AccountLease) -> RunReport {
+/// starts over once (design §4.3). The caller saves the report's progress, then calls
+/// [`AccountLease::finish`].
+pub async fn run(
+    env: &RunEnv,
+    target: &TargetRecord,
+    account: &AccountLease,
+    stop: &RunStop,
+) -> RunReport {
     let mut report = RunReport::new(account.username());
-    match run_once(env, target, account, &mut report).await {
-        Err(BrowserError::Gone) => {
+    match attempt(env, target, account, stop, &mut report).await {
+        Err(BrowserError::Gone) if stop.cause().is_none() => {
             tracing::warn!(
                 target = %target.id, account = account.username(),
                 "the browser went away mid-run; starting the run again on the relaunched browser"
             );
             let mut again = RunReport::new(account.username());
-            let result = run_once(env, target, account, &mut again).await;
+            let result = attempt(env, target, account, stop, &mut again).await;
             merge(&mut again, &report);
             report = again;
             if let Err(err) = result {
@@ -215,8 +233,53 @@ pub async fn run(env: &RunEnv, target: &TargetRecord, account: &AccountLease) ->
         Err(err) => end_with_browser_error(env, account, &mut report, err).await,
         Ok(()) => {}
     }
-    account.finish(report.pages).await;
     report
+}
+
+/// One attempt, unless the shutdown abandons the step under way first: then the report
+/// holds the steps completed before it (each is updated only once its page is stored).
+async fn attempt(
+    env: &RunEnv,
+    target: &TargetRecord,
+    account: &AccountLease,
+    stop: &RunStop,
+    report: &mut RunReport,
+) -> Result<(), BrowserError> {
+    let finished = {
+        let steps = run_once(env, target, account, stop, report);
+        tokio::pin!(steps);
+        tokio::select! {
+            r = &mut steps => Some(r),
+            () = stop.abandoned() => None,
+        }
+    };
+    if finished.is_none() {
+        tracing::warn!(
+            target = %target.id, account = account.username(), pages = report.pages,
+            "shutdown grace nearly spent; the step under way is given up (read again next run)"
+        );
+        report.end(
+            Outcome::Stopped,
+            Some(format!(
+                "stopped during page {}: the worker's shutdown grace ran out; the pages before \
+                 it are stored and the next run continues from them",
+                report.pages + 1
+            )),
+        );
+    }
+    finished.unwrap_or(Ok(()))
+}
+
+/// Whether the run is to end at this step boundary; if so the report says why.
+fn stopping_here(stop: &RunStop, report: &mut RunReport) -> bool {
+    match stop.cause() {
+        Some(cause) => {
+            let why = cause.describe(report.pages);
+            report.end(Outcome::Stopped, Some(why));
+            true
+        }
+        None => false,
+    }
 }
 
 /// Counts of an interrupted first attempt stay in the report (they were stored).
@@ -255,14 +318,21 @@ async fn run_once(
     env: &RunEnv,
     target: &TargetRecord,
     account: &AccountLease,
+    stop: &RunStop,
     report: &mut RunReport,
 ) -> Result<(), BrowserError> {
     let cfg = &env.cfg;
     let started_ms = crate::util::now_ms();
+    if stopping_here(stop, report) {
+        return Ok(());
+    }
     let context = account.context().await?;
     let mut page = context.lease().await?;
     if !account.ensure_session(&context, &mut page).await? {
         report.end(Outcome::LoginFailed, account.reason());
+        return Ok(());
+    }
+    if stopping_here(stop, report) {
         return Ok(());
     }
     let (first_ops, scroll_ops) = operations(target.kind);
@@ -312,6 +382,9 @@ async fn run_once(
                     return Ok(());
                 }
                 generation = account.session_generation();
+                if stopping_here(stop, report) {
+                    return Ok(());
+                }
                 capture = open_target(&mut page, &url, first_ops, with_html).await?;
                 continue;
             }
@@ -345,7 +418,14 @@ async fn run_once(
             report.reached_end = reason.timeline_ended();
             return Ok(());
         }
-        pace(cfg).await;
+        // A step boundary: the page is stored and the report holds it.
+        if stopping_here(stop, report) {
+            return Ok(());
+        }
+        pace(cfg, stop).await;
+        if stopping_here(stop, report) {
+            return Ok(());
+        }
         if !account.can_spend(scroll_ops) {
             report.end(Outcome::Budget, Some(account.budget_note(scroll_ops)));
             return Ok(());
@@ -459,12 +539,15 @@ fn expect(ops: &[&str]) -> Expect {
 }
 
 /// Pacing between two steps of one account: `min_step_interval_ms` plus up to 50 % jitter
-/// (short-burst limits, REFERENCE).
-async fn pace(cfg: &ScraperConfig) {
+/// (short-burst limits, REFERENCE); cut short by a stop.
+async fn pace(cfg: &ScraperConfig, stop: &RunStop) {
     let base = cfg.min_step_interval_ms;
     if base == 0 {
         return;
     }
     let jitter = fastrand::u64(0..=base / 2);
-    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_millis(base + jitter)) => {}
+        () = stop.finishing() => {}
+    }
 }

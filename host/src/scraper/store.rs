@@ -853,6 +853,8 @@ mod tests {
 
     const USER_TWEETS: &str =
         include_str!("../../../plugins/x-timeline/tests/fixtures/user_tweets.json");
+    const USER_TWEETS_RETWEETS: &str =
+        include_str!("../../../plugins/x-timeline/tests/fixtures/user_tweets_retweets.json");
     const USER_BY_SCREEN_NAME: &str =
         include_str!("../../../plugins/x-timeline/tests/fixtures/user_by_screen_name.json");
 
@@ -881,9 +883,18 @@ mod tests {
             original.tweets.len() >= 8,
             "the fixture holds at least 8 readable tweets"
         );
+        // Retweets too: their raw JSON carries the original, so a reparse rebuilds their
+        // whole text (issue 12, item 14) from what an earlier version stored.
+        let retweets = native_parse(RECORDED, USER_TWEETS_RETWEETS);
+        assert!(
+            retweets
+                .tweets
+                .iter()
+                .any(|t| t.retweeted_tweet_id.is_some())
+        );
         // The SDK's generated records have Debug but not PartialEq: compare Debug output,
         // which prints every field.
-        for t in &original.tweets {
+        for t in original.tweets.iter().chain(&retweets.tweets) {
             let body = reparse_tweets_body([(t.id.as_str(), t.raw_json.as_str())]);
             let again = native_parse(REPARSE_TWEETS_URL, &body);
             assert!(again.skipped.is_empty(), "{}: {:?}", t.id, again.skipped);

@@ -1,15 +1,21 @@
 //! The worker: start-up (files, indexes, targets, browser, accounts), the scheduler loop
-//! that hands due targets to free accounts, and shutdown (no new runs, running ones get
-//! `shutdown_grace_secs`, sessions saved, Chromium closed).
+//! that hands due targets to free accounts, and shutdown.
 //!
 //! The scheduler ticks every second and whenever a target is added or asked to run now.
-//! A target runs on one host at a time (store lease `scraper:target:<id>`), and on one
-//! account at a time in this process. A target that finds no able account stays due
-//! and is looked at again on the next tick.
+//! A target runs on one host at a time (store lease `scraper:target:<id>`, renewed while
+//! the run goes: `lease`), and on one account at a time in this process. A target that
+//! finds no able account stays due and is looked at again on the next tick.
+//!
+//! Shutdown (issue 12, item 4): no new runs; every run is told to finish at its next step
+//! boundary (`stopping`); at three quarters of `shutdown_grace_secs` (at most 5 s before its
+//! end) a run still inside a step gives that step up. Each run's progress is saved as a
+//! normal end would save it and its target lease released, so the next run, here or on
+//! another host, continues from there. Only a run stuck past the whole grace is aborted
+//! (its lease is still released). Then sessions are saved and Chromium is closed.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use impressox_browser::{BrowserPool, PoolConfig, Sandbox};
@@ -18,9 +24,11 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::config::{RunMode, ScraperConfig};
+use super::lease::{LeaseKeeper, target_lease};
 use super::metrics::{Gauges, Metrics};
-use super::pool::AccountPool;
+use super::pool::{AccountLease, AccountPool};
 use super::runner::{self, Outcome, RunEnv, RunReport};
+use super::stopping::Stopper;
 use super::targets::{LastRun, TargetDefaults, TargetRecord};
 use super::{accounts, proxies, store, targets};
 use crate::config::Config;
@@ -31,9 +39,8 @@ use crate::storage::Store;
 const TICK: Duration = Duration::from_secs(1);
 /// Due targets looked at per tick.
 const DUE_BATCH: usize = 32;
-/// A host's claim on a target while it runs (renewed by nothing: runs are bounded by
-/// pages × step timeout, and the claim only keeps two hosts from running it at once).
-const TARGET_LEASE_MS: u64 = 10 * 60_000;
+/// The most of the shutdown grace kept for saving after steps are given up.
+const SAVE_RESERVE: Duration = Duration::from_secs(5);
 /// A run ended by a browser, proxy or store error is tried again after this.
 const RETRY_AFTER_ERROR_MS: i64 = 15_000;
 
@@ -50,6 +57,7 @@ pub(crate) struct Shared {
     owner: String,
     running: Mutex<HashSet<String>>,
     wake: Notify,
+    stopper: Stopper,
 }
 
 /// The running worker.
@@ -172,6 +180,9 @@ pub fn apply_report(target: &TargetRecord, report: &RunReport, now_ms: i64) -> T
         }
         // The account, not the target, is the problem: another account may run it now.
         Outcome::RateLimited | Outcome::Locked | Outcome::Banned | Outcome::LoginFailed => now_ms,
+        // Ended by a shutdown or a lost lease, not by its rules: due at once, so the next
+        // run (here after a restart, or on another host) continues where this one stopped.
+        Outcome::Stopped => now_ms,
         // Infrastructure: try again shortly rather than in a hot loop.
         _ => now_ms + RETRY_AFTER_ERROR_MS,
     };
@@ -271,6 +282,7 @@ impl ScraperWorker {
             owner,
             running: Mutex::new(HashSet::new()),
             wake: Notify::new(),
+            stopper: Stopper::default(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(schedule(shared.clone(), stop_rx));
@@ -281,8 +293,9 @@ impl ScraperWorker {
         })
     }
 
-    /// Stop: no new runs; running ones get `shutdown_grace_secs`; sessions are saved and
-    /// Chromium is closed.
+    /// Stop: no new runs; running ones end at their next step boundary within
+    /// `shutdown_grace_secs`, saving their progress and releasing their targets; sessions
+    /// are saved and Chromium is closed.
     pub async fn stop(self) {
         let _ = self.stop_tx.send(true);
         let _ = self.task.await;
@@ -295,7 +308,7 @@ impl ScraperWorker {
     }
 }
 
-/// The scheduler loop; on stop it waits for running runs (up to the grace time).
+/// The scheduler loop; on stop it ends the running runs (see the module docs).
 async fn schedule(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut runs: JoinSet<()> = JoinSet::new();
     loop {
@@ -309,16 +322,49 @@ async fn schedule(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             tracing::warn!(worker = "x-scraper", error = %format!("{err:#}"), "scheduling failed; retrying");
         }
     }
+    end_runs(&shared, &mut runs).await;
+}
+
+/// Shutdown of the runs: finish at step boundaries, give up steps late in the grace,
+/// abort only what is still going when the grace is over.
+async fn end_runs(shared: &Shared, runs: &mut JoinSet<()>) {
+    let started = Instant::now();
     let grace = Duration::from_secs(shared.env.cfg.shutdown_grace_secs);
-    let drained =
-        tokio::time::timeout(grace, async { while runs.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!(
-            worker = "x-scraper",
-            "runs still going after shutdown_grace_secs; stopping them (stored pages are kept)"
-        );
-        runs.shutdown().await;
+    let give_up_steps_at = grace - (grace / 4).min(SAVE_RESERVE);
+    shared.stopper.finish_runs();
+    if drain(runs, give_up_steps_at).await {
+        return;
     }
+    tracing::warn!(
+        worker = "x-scraper",
+        running = ?shared.running.lock().iter().collect::<Vec<_>>(),
+        "runs still inside a step late in shutdown_grace_secs; giving those steps up"
+    );
+    shared.stopper.abandon_steps();
+    if drain(runs, grace.saturating_sub(started.elapsed())).await {
+        return;
+    }
+    tracing::warn!(
+        worker = "x-scraper",
+        "runs still going after shutdown_grace_secs; aborting them (stored pages are kept)"
+    );
+    runs.shutdown().await;
+    // Their progress since the last save is lost, but their targets need not wait for the
+    // leases to lapse.
+    let stuck: Vec<String> = shared.running.lock().drain().collect();
+    for id in stuck {
+        let _ = shared
+            .store
+            .release_lease(&target_lease(&id), &shared.owner)
+            .await;
+    }
+}
+
+/// Wait up to `limit` for every run to end; true if they did.
+async fn drain(runs: &mut JoinSet<()>, limit: Duration) -> bool {
+    tokio::time::timeout(limit, async { while runs.join_next().await.is_some() {} })
+        .await
+        .is_ok()
 }
 
 async fn tick(shared: &Arc<Shared>, runs: &mut JoinSet<()>) -> Result<()> {
@@ -332,44 +378,69 @@ async fn tick(shared: &Arc<Shared>, runs: &mut JoinSet<()>) -> Result<()> {
         let Some(account) = shared.pool.pick(first_ops).await else {
             continue;
         };
-        let lease = format!("scraper:target:{}", target.id);
+        let lease = target_lease(&target.id);
+        let ttl = Duration::from_secs(shared.env.cfg.target_lease_secs);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         if !shared
             .store
-            .acquire_lease(&lease, &shared.owner, TARGET_LEASE_MS)
+            .acquire_lease(&lease, &shared.owner, ttl_ms)
             .await?
         {
             continue;
         }
         shared.running.lock().insert(target.id.clone());
-        let shared = shared.clone();
-        runs.spawn(async move {
-            runner::drain_spool(&shared.env, &target).await;
-            let report = runner::run(&shared.env, &target, &account).await;
-            drop(account);
-            shared.env.metrics.run_ended(report.outcome.as_str());
-            let level_ok = report.outcome.counts_as_run();
-            if level_ok {
-                tracing::info!(
-                    worker = "x-scraper", target = %target.id, account = %report.account,
-                    outcome = report.outcome.as_str(), pages = report.pages, new = report.new,
-                    updated = report.updated, skipped = report.skipped, "run finished"
-                );
-            } else {
-                tracing::warn!(
-                    worker = "x-scraper", target = %target.id, account = %report.account,
-                    outcome = report.outcome.as_str(), pages = report.pages, new = report.new,
-                    error = report.error.as_deref().unwrap_or(""), "run ended early"
-                );
-            }
-            let after = apply_report(&target, &report, crate::util::now_ms());
-            if let Err(err) = targets::save_after_run(&*shared.env.docs, &after).await {
-                tracing::error!(target = %target.id, error = %format!("{err:#}"), "saving the target's progress failed");
-            }
-            let _ = shared.store.release_lease(&lease, &shared.owner).await;
-            shared.running.lock().remove(&target.id);
-            // A target that could not run on this account may find another now.
-            shared.wake.notify_one();
-        });
+        runs.spawn(run_target(shared.clone(), target, account, lease, ttl));
     }
     Ok(())
+}
+
+/// One run of a target whose lease this host holds: the lease is renewed while it goes;
+/// afterwards its progress is saved, then the lease released.
+async fn run_target(
+    shared: Arc<Shared>,
+    target: TargetRecord,
+    account: AccountLease,
+    lease: String,
+    ttl: Duration,
+) {
+    let stop = shared.stopper.run_signal();
+    let keeper = LeaseKeeper::start(
+        shared.store.clone(),
+        lease.clone(),
+        shared.owner.clone(),
+        ttl,
+        stop.clone(),
+    );
+    runner::drain_spool(&shared.env, &target, &stop).await;
+    let report = runner::run(&shared.env, &target, &account, &stop).await;
+    // No renewal may land after the release below.
+    keeper.stop().await;
+    shared.env.metrics.run_ended(report.outcome.as_str());
+    let level_ok = report.outcome.counts_as_run();
+    if level_ok {
+        tracing::info!(
+            worker = "x-scraper", target = %target.id, account = %report.account,
+            outcome = report.outcome.as_str(), pages = report.pages, new = report.new,
+            updated = report.updated, skipped = report.skipped, "run finished"
+        );
+    } else {
+        tracing::warn!(
+            worker = "x-scraper", target = %target.id, account = %report.account,
+            outcome = report.outcome.as_str(), pages = report.pages, new = report.new,
+            error = report.error.as_deref().unwrap_or(""), "run ended early"
+        );
+    }
+    let after = apply_report(&target, &report, crate::util::now_ms());
+    if let Err(err) = targets::save_after_run(&*shared.env.docs, &after).await {
+        tracing::error!(target = %target.id, error = %format!("{err:#}"), "saving the target's progress failed");
+    }
+    if let Err(err) = shared.store.release_lease(&lease, &shared.owner).await {
+        tracing::warn!(target = %target.id, error = %format!("{err:#}"), "releasing the target's lease failed; it lapses by itself");
+    }
+    // The target is saved and free; the session's save (a browser round trip) comes last.
+    account.finish(report.pages).await;
+    drop(account);
+    shared.running.lock().remove(&target.id);
+    // A target that could not run on this account may find another now.
+    shared.wake.notify_one();
 }

@@ -5,6 +5,13 @@
 //! `.tweet`), `TweetTombstone` or `TweetUnavailable`; the last two have no content and
 //! are reported as skipped. Long posts keep their full text and full entities under
 //! `note_tweet.note_tweet_results.result`; `legacy` has only the first 280 characters.
+//!
+//! A retweet's own `legacy.full_text` is `RT @author: ` and the original's text cut to 140
+//! characters with "…", its entities only for that part, and its `views` usually without a
+//! count. Its record is built from the original instead, as twscrape's users know it:
+//! `RT @author: <the original's whole text>`, the original's entities added to its own, and
+//! the original's view count when it has none. Mentions are one entry per user whatever the
+//! spelling's case (X handles are case-insensitive).
 
 use impressox_plugin_sdk::types::{MediaItem, MentionedUser, Tweet};
 use serde_json::Value;
@@ -130,7 +137,8 @@ fn normalize(
     raw: &Value,
 ) -> Result<Tweet, String> {
     // Paths are read from the tweet's root so that an error names the full path.
-    let legacy = json::at(tweet, &["legacy"]).ok_or("tweet has no legacy")?;
+    // Dates, counts and the text live there; without it there is no record to make.
+    json::at(tweet, &["legacy"]).ok_or("tweet has no legacy")?;
     let created =
         json::str_at(tweet, &["legacy", "created_at"])?.ok_or("legacy.created_at is missing")?;
     let date = text::x_date_to_rfc3339(created)
@@ -143,31 +151,32 @@ fn normalize(
         None => json::str_at(tweet, &["legacy", "user_id_str"])?.ok_or("the author has no id")?,
     };
 
-    let note_text = json::str_at(
-        tweet,
-        &["note_tweet", "note_tweet_results", "result", "text"],
-    )?;
-    let raw_text = match note_text {
+    // The original of a retweet, when the response carries it whole enough to use.
+    let original = retweeted(tweet).and_then(|r| tweet_in(r).ok());
+    let raw_text = match original.and_then(retweet_text) {
         Some(t) => t,
-        None => {
-            json::str_at(tweet, &["legacy", "full_text"])?.ok_or("legacy.full_text is missing")?
-        }
+        None => whole_text(tweet)?
+            .ok_or("legacy.full_text is missing")?
+            .to_string(),
     };
 
     // The note's entity set covers the whole long text; legacy's only the truncated part.
     // Read the note's first and add anything legacy has on top, so a shape change in
-    // either never loses a cashtag.
-    let sources = [
-        EntitySource {
-            at: json::at(tweet, &NOTE_ENTITIES),
-            path: &NOTE_ENTITIES,
-        },
-        EntitySource {
-            at: json::at(legacy, &["entities"]),
-            path: &["legacy", "entities"],
-        },
+    // either never loses a cashtag. A retweet's own are cut with its text: the original's
+    // follow (leniently: a malformed original is reported when it is read itself).
+    let mut sources = vec![
+        EntitySource::strict(tweet, &NOTE_ENTITIES),
+        EntitySource::strict(tweet, &LEGACY_ENTITIES),
     ];
+    if let Some(o) = original {
+        sources.push(EntitySource::lenient(o, &NOTE_ENTITIES));
+        sources.push(EntitySource::lenient(o, &LEGACY_ENTITIES));
+    }
     let count = |key: &str| json::u64_at(tweet, &["legacy", key]).map(|n| n.unwrap_or(0));
+    let view_count = match json::u64_at(tweet, &VIEWS)? {
+        Some(n) => Some(n),
+        None => original.and_then(|o| json::u64_at(o, &VIEWS).ok().flatten()),
+    };
 
     Ok(Tweet {
         id: id.to_string(),
@@ -178,13 +187,13 @@ fn normalize(
         lang: json::str_at(tweet, &["legacy", "lang"])?
             .unwrap_or("")
             .to_string(),
-        raw_content: text::decode_entities(raw_text).into_owned(),
+        raw_content: text::decode_entities(&raw_text).into_owned(),
         reply_count: count("reply_count")?,
         retweet_count: count("retweet_count")?,
         like_count: count("favorite_count")?,
         quote_count: count("quote_count")?,
         bookmarked_count: count("bookmark_count")?,
-        view_count: json::u64_at(tweet, &["views", "count"])?,
+        view_count,
         conversation_id: json::str_at(tweet, &["legacy", "conversation_id_str"])?
             .unwrap_or(id)
             .to_string(),
@@ -206,22 +215,62 @@ fn normalize(
     })
 }
 
+const NOTE_TEXT: [&str; 4] = ["note_tweet", "note_tweet_results", "result", "text"];
 const NOTE_ENTITIES: [&str; 4] = ["note_tweet", "note_tweet_results", "result", "entity_set"];
+const LEGACY_ENTITIES: [&str; 2] = ["legacy", "entities"];
+const VIEWS: [&str; 2] = ["views", "count"];
+
+/// A tweet's whole text: its note's for a long post, else `legacy.full_text`.
+fn whole_text(tweet: &Value) -> Result<Option<&str>, String> {
+    match json::str_at(tweet, &NOTE_TEXT)? {
+        Some(t) => Ok(Some(t)),
+        None => json::str_at(tweet, &["legacy", "full_text"]),
+    }
+}
+
+/// `RT @author: <the whole text>` of a retweet's `original`; `None` when the original lacks
+/// its text or its author's handle (the retweet's own text is kept then).
+fn retweet_text(original: &Value) -> Option<String> {
+    let text = whole_text(original).ok().flatten()?;
+    let author = json::at(original, &["core", "user_results", "result"])?;
+    let (_, handle) = user::handle(author);
+    Some(format!("RT @{}: {text}", handle?))
+}
 
 /// An entity set (`{hashtags, symbols, urls, user_mentions}`) and where it was found, for
 /// error messages.
 struct EntitySource<'a> {
     at: Option<&'a Value>,
     path: &'static [&'static str],
+    /// A wrong type is an error (the tweet's own sets), or reads as empty (a retweeted
+    /// original's, which its own record reports).
+    strict: bool,
 }
 
 impl<'a> EntitySource<'a> {
+    fn strict(tweet: &'a Value, path: &'static [&'static str]) -> Self {
+        EntitySource {
+            at: json::at(tweet, path),
+            path,
+            strict: true,
+        }
+    }
+
+    fn lenient(tweet: &'a Value, path: &'static [&'static str]) -> Self {
+        EntitySource {
+            strict: false,
+            ..EntitySource::strict(tweet, path)
+        }
+    }
+
     /// The entity list `list` of this set; a wrong type names the full path.
     fn list(&self, list: &str) -> Result<&'a [Value], String> {
         match self.at {
-            Some(set) => {
-                json::array_at(set, &[list]).map_err(|e| format!("{}.{e}", self.path.join(".")))
-            }
+            Some(set) => match json::array_at(set, &[list]) {
+                Ok(items) => Ok(items),
+                Err(e) if self.strict => Err(format!("{}.{e}", self.path.join("."))),
+                Err(_) => Ok(&[]),
+            },
             None => Ok(&[]),
         }
     }
@@ -250,6 +299,10 @@ fn entity_texts(
     Ok(out)
 }
 
+/// One entry per mentioned user, in order of appearance. Handles are case-insensitive on X
+/// (`@Tesla` and `@tesla` are one account, and X's entities spell a mention as it was
+/// typed), so the first spelling stands for all; a later one may fill in an id or name the
+/// first lacked.
 fn mentions(sources: &[EntitySource<'_>]) -> Result<Vec<MentionedUser>, String> {
     let mut out: Vec<MentionedUser> = Vec::new();
     for source in sources {
@@ -257,9 +310,6 @@ fn mentions(sources: &[EntitySource<'_>]) -> Result<Vec<MentionedUser>, String> 
             let Some(username) = json::str_at(m, &["screen_name"]).ok().flatten() else {
                 continue;
             };
-            if out.iter().any(|u| u.username == username) {
-                continue;
-            }
             let field = |k: &str| {
                 json::str_at(m, &[k])
                     .ok()
@@ -267,11 +317,24 @@ fn mentions(sources: &[EntitySource<'_>]) -> Result<Vec<MentionedUser>, String> 
                     .unwrap_or("")
                     .to_string()
             };
-            out.push(MentionedUser {
-                id: field("id_str"),
-                username: username.to_string(),
-                display_name: field("name"),
-            });
+            match out
+                .iter_mut()
+                .find(|u| u.username.eq_ignore_ascii_case(username))
+            {
+                Some(seen) => {
+                    if seen.id.is_empty() {
+                        seen.id = field("id_str");
+                    }
+                    if seen.display_name.is_empty() {
+                        seen.display_name = field("name");
+                    }
+                }
+                None => out.push(MentionedUser {
+                    id: field("id_str"),
+                    username: username.to_string(),
+                    display_name: field("name"),
+                }),
+            }
         }
     }
     Ok(out)
@@ -450,6 +513,85 @@ mod tests {
         let mut out = Collector::default();
         collect(&v, "tweet-109", &mut out);
         assert_eq!(out.tweets.len(), usize::from(MAX_DEPTH) + 1);
+    }
+
+    /// `rt` (by author 1) retweeting `original` (by author 2, `orig`).
+    fn retweet_of(rt: &str, original: Value) -> Value {
+        let mut v = tweet_json(rt);
+        if let Some(legacy) = v.get_mut("legacy").and_then(Value::as_object_mut) {
+            legacy.insert("full_text".into(), json!("RT @orig: the whole text is lo…"));
+            legacy.insert(
+                "entities".into(),
+                json!({"user_mentions": [{"screen_name": "orig", "id_str": "2", "name": "O"}]}),
+            );
+            legacy.insert(
+                "retweeted_status_result".into(),
+                json!({ "result": original }),
+            );
+        }
+        v
+    }
+
+    fn original(id: &str) -> Value {
+        let mut o = tweet_json(id);
+        o["core"]["user_results"]["result"] = json!({"__typename": "User", "rest_id": "2", "core": {"screen_name": "orig", "name": "O"}});
+        o["legacy"]["full_text"] = json!("the whole text is long &amp; ends here $BTC @Orig");
+        o["legacy"]["entities"] = json!({"symbols": [{"text": "BTC"}], "user_mentions": [{"screen_name": "Orig", "id_str": "2", "name": "O"}]});
+        o["views"] = json!({"count": "77", "state": "EnabledWithCount"});
+        o
+    }
+
+    #[test]
+    fn retweet_is_built_from_its_original() {
+        let mut out = Collector::default();
+        collect(&retweet_of("20", original("21")), "tweet-20", &mut out);
+        let rt = out.tweets.first().expect("the retweet");
+        assert_eq!(
+            rt.raw_content,
+            "RT @orig: the whole text is long & ends here $BTC @Orig"
+        );
+        assert_eq!(rt.view_count, Some(77));
+        assert_eq!(rt.cashtags, ["BTC"]);
+        let names: Vec<&str> = rt
+            .mentioned_users
+            .iter()
+            .map(|m| m.username.as_str())
+            .collect();
+        assert_eq!(names, ["orig"], "one user, whatever the case");
+    }
+
+    #[test]
+    fn retweet_keeps_its_own_views_and_text_when_the_original_cannot_give_them() {
+        // Its own view count wins.
+        let mut rt = retweet_of("30", original("31"));
+        rt["views"] = json!({"count": "5"});
+        let mut out = Collector::default();
+        collect(&rt, "tweet-30", &mut out);
+        assert_eq!(out.tweets.first().and_then(|t| t.view_count), Some(5));
+
+        // An original without its author's handle: X's own text stays.
+        let mut o = original("41");
+        o["core"] = json!({});
+        let mut out = Collector::default();
+        collect(&retweet_of("40", o), "tweet-40", &mut out);
+        assert_eq!(
+            out.tweets.first().map(|t| t.raw_content.as_str()),
+            Some("RT @orig: the whole text is lo…")
+        );
+
+        // An original with malformed entities: the retweet keeps its own and is stored; the
+        // original is reported on its own.
+        let mut o = original("51");
+        o["legacy"]["entities"]["symbols"] = json!("BTC");
+        let mut out = Collector::default();
+        collect(&retweet_of("50", o), "tweet-50", &mut out);
+        let rt = out.tweets.first().expect("the retweet is kept");
+        assert_eq!(rt.id, "50");
+        assert!(rt.cashtags.is_empty());
+        assert_eq!(
+            out.skipped.first().map(|s| s.reason.as_str()),
+            Some("retweeted tweet: legacy.entities.symbols is a string, expected an array")
+        );
     }
 
     #[test]

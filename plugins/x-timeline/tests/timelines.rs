@@ -198,7 +198,9 @@ fn retweet_names_and_emits_the_retweeted_tweet() {
         rt.raw_content,
         "RT @defi_maria: Funding rates flat across majors, OI rebuilding. $ETH basis at 6% annualised > T-bills. Not advice."
     );
-    assert_eq!(rt.view_count, None, "views without a count");
+    // X sends the retweet's views without a count: the original's stands in (twscrape's
+    // viewCount of a retweet).
+    assert_eq!(rt.view_count, Some(61230));
     assert_eq!((rt.like_count, rt.retweet_count), (0, 64));
     assert_eq!(rt.conversation_id, M1);
     assert_eq!(rt.cashtags, ["ETH"]);

@@ -14,6 +14,7 @@ mod request_bodies;
 mod rule_limits;
 mod rules;
 mod sandbox;
+mod scraper;
 mod shutdown;
 mod ssrf;
 mod streams;

@@ -2,10 +2,10 @@
 //! (`servers::x_site`), the x-timeline parser plugin, real stores.
 
 mod accounts;
-mod ids;
+pub(crate) mod ids;
 mod limits;
 mod mongo;
 mod proxies;
 mod resilience;
-mod rig;
+pub(crate) mod rig;
 mod runs;

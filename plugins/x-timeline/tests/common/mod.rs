@@ -16,6 +16,7 @@ pub const TWEET_DETAIL: &str = include_str!("../fixtures/tweet_detail.json");
 pub const USER_TWEETS_PAGE2: &str = include_str!("../fixtures/user_tweets_page2.json");
 pub const USER_TWEETS_PAGE3: &str = include_str!("../fixtures/user_tweets_page3.json");
 pub const USER_TWEETS_END: &str = include_str!("../fixtures/user_tweets_end.json");
+pub const USER_TWEETS_RETWEETS: &str = include_str!("../fixtures/user_tweets_retweets.json");
 pub const ERROR_RATE_LIMIT: &str = include_str!("../fixtures/error_rate_limit.json");
 pub const ERROR_LOCKED: &str = include_str!("../fixtures/error_locked.json");
 
@@ -53,6 +54,13 @@ pub const U: &str = "1985969076433977440";
 pub const BOTTOM1: &str = "DAABCgABG6dxr4R__-YKAAIbn9BOpBaRFggAAwAAAAIAAA";
 pub const BOTTOM2: &str = "DAABCgABG6dxr4R__-YKAAIbnVvJkFqRYQgAAwAAAAIAAA";
 pub const BOTTOM3: &str = "DAABCgABG6dxr4R__-YKAAIbmu7wYBqRhAgAAwAAAAIAAA";
+// user_tweets_retweets.json
+pub const W1: &str = "1991026148766781539"; // Pete's long note tweet, names @DeFi_Maria and @defi_maria
+pub const RT1: &str = "1991038731678785638"; // Ana retweets W1 (X's text cut to 140 characters)
+pub const W2: &str = "1990912902558789737"; // Maria's long note tweet behind a visibility wrapper
+pub const RT2: &str = "1991031181931593836"; // Ana retweets W2
+pub const W3: &str = "1990887736734797935"; // a short tweet by satsandcharts
+pub const RT3: &str = "1991008532690002034"; // Ana retweets W3 (whole already)
 // user_tweets_and_replies.json
 pub const P2: &str = "1983785941201899559";
 pub const A2: &str = "1983792282989551658";
