@@ -241,6 +241,9 @@ impl Default for WebhookConfig {
     }
 }
 
+/// Longest timeout a channel's send may be given.
+const MAX_SEND_TIMEOUT_SECS: u64 = 3600;
+
 impl NotifyConfig {
     /// Checks the types cannot express, naming the key.
     pub fn validate(&self) -> Result<()> {
@@ -249,6 +252,16 @@ impl NotifyConfig {
         }
         if self.batch_size == 0 || self.max_in_flight == 0 {
             bail!("[notify] batch_size and max_in_flight must be at least 1");
+        }
+        for (key, secs) in [
+            ("[notify.telegram] timeout_secs", self.telegram.timeout_secs),
+            ("[notify.webhook] timeout_secs", self.webhook.timeout_secs),
+            ("[notify.email] timeout_secs", self.email.timeout_secs),
+        ] {
+            // An hour is far past any real send; the bound also keeps the sums below exact.
+            if !(1..=MAX_SEND_TIMEOUT_SECS).contains(&secs) {
+                bail!("{key}: must be between 1 and {MAX_SEND_TIMEOUT_SECS} seconds, not {secs}");
+            }
         }
         // teloxide pauses 10 s after a 5xx before it answers, inside one send.
         let slowest = (self.telegram.timeout_secs + 10)
@@ -347,5 +360,19 @@ mod tests {
         let mut c = NotifyConfig::default();
         c.quiet_hours_channels.push("sms".into());
         assert!(c.validate().unwrap_err().to_string().contains("sms"));
+    }
+
+    /// Found by the config fuzz target's review: a huge Telegram timeout overflowed the
+    /// lease check (a panic in debug builds, a wrapped sum that passed in release).
+    #[test]
+    fn a_send_timeout_out_of_range_is_named_not_overflowed() {
+        let mut c = NotifyConfig::default();
+        c.telegram.timeout_secs = u64::MAX;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("[notify.telegram] timeout_secs"), "{e}");
+        c.telegram.timeout_secs = 20;
+        c.email.timeout_secs = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("[notify.email] timeout_secs"), "{e}");
     }
 }

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use impressox_host::api::Services;
+use impressox_host::market::config::RuleSymbols;
+use impressox_host::market::rule_limits::RulePolicy;
 use impressox_host::storage::{Store, StoreLimits};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -36,6 +38,11 @@ impl Api {
             Services {
                 store: Some(store),
                 docs: Some(docs),
+                // Rules here are created before any feed prices a symbol.
+                rules: RulePolicy {
+                    symbols: RuleSymbols::Any,
+                    ..RulePolicy::default()
+                },
                 ..Default::default()
             },
         );

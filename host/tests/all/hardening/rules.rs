@@ -2,6 +2,8 @@
 
 use impressox_host::api::Services;
 use impressox_host::api::fuzzing::patch_rule_body;
+use impressox_host::market::config::RuleSymbols;
+use impressox_host::market::rule_limits::RulePolicy;
 use impressox_host::market::rules::RuleRecord;
 use impressox_host::storage::StoreLimits;
 
@@ -31,6 +33,11 @@ async fn a_patch_that_does_not_name_the_condition_leaves_it_exactly_as_it_was() 
         None,
         Services {
             store: Some(store),
+            // The rule is created before any feed prices its symbol.
+            rules: RulePolicy {
+                symbols: RuleSymbols::Any,
+                ..RulePolicy::default()
+            },
             ..Default::default()
         },
     );

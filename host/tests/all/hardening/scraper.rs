@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use crate::scraper::ids::{ANA, HANDLE};
 use crate::scraper::rig::{Opts, PASSWORD, ScraperRig};
-use crate::servers::chromium::browser_permit;
 use crate::servers::x_site::timelines::fixture_json;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -31,6 +30,14 @@ fn no_user_list(scraper: &str) -> Opts {
         handles: Vec::new(),
         scraper: scraper.into(),
         ..Opts::default()
+    }
+}
+
+/// [`no_user_list`] for a test that also starts a [`second_host`] (and its browser).
+fn two_hosts(scraper: &str) -> Opts {
+    Opts {
+        browsers: 2,
+        ..no_user_list(scraper)
     }
 }
 
@@ -103,7 +110,7 @@ async fn second_host(rig: &ScraperRig) -> ScraperWorker {
 /// run the target, and when it could, it started over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_run_saves_its_progress_and_another_host_continues_from_it() {
-    let rig = ScraperRig::prepare(no_user_list("")).await;
+    let rig = ScraperRig::prepare(two_hosts("")).await;
     rig.site.set_endless_timeline(HANDLE);
     let id = deep_backfill(&rig).await;
     let mut rig = rig.start_worker().await;
@@ -152,7 +159,6 @@ async fn stopped_run_saves_its_progress_and_another_host_continues_from_it() {
     let mut t = t;
     t.max_pages = 2;
     targets::save_after_run(&*rig.docs, &t).await.unwrap();
-    let _second_permit = browser_permit().await;
     let second = second_host(&rig).await;
     let t = rig.wait_for_run(&id, stopped_at, RUN_TIMEOUT).await;
     second.stop().await;
@@ -250,7 +256,7 @@ async fn run_inside_a_slow_page_at_shutdown_gives_it_up_and_saves_within_the_gra
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_longer_than_its_lease_keeps_the_target_from_another_host() {
     const LEASE: Duration = Duration::from_secs(2);
-    let rig = ScraperRig::prepare(no_user_list(&format!(
+    let rig = ScraperRig::prepare(two_hosts(&format!(
         "target_lease_secs = {}",
         LEASE.as_secs()
     )))
@@ -260,7 +266,6 @@ async fn run_longer_than_its_lease_keeps_the_target_from_another_host() {
     let mut rig = rig.start_worker().await;
     wait_for_pages(&rig, "alice", 2).await;
 
-    let _second_permit = browser_permit().await;
     let second = second_host(&rig).await;
     // The target stays due (its run has not ended), so the second host asks for it every
     // tick, for four lease times.

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::SemaphorePermit;
 
 use crate::harness::{TestHost, host_with};
-use crate::servers::chromium::{browser_permit, chromium_path};
+use crate::servers::chromium::{browser_permits, chromium_path};
 use crate::servers::mongo::MongoServer;
 use crate::servers::x_site::{self, XSite};
 
@@ -42,6 +42,8 @@ pub struct Opts {
     pub parser: String,
     /// Documents in MongoDB (a SecantusDB server of the rig's own) instead of embedded.
     pub mongo: bool,
+    /// Browsers the test runs at once (2 for a second host), all reserved up front.
+    pub browsers: u32,
 }
 
 impl Default for Opts {
@@ -55,6 +57,7 @@ impl Default for Opts {
             proxies: Vec::new(),
             parser: "x-timeline".into(),
             mongo: false,
+            browsers: 1,
         }
     }
 }
@@ -80,7 +83,7 @@ impl ScraperRig {
     }
 
     pub async fn prepare(opts: Opts) -> ScraperRig {
-        let permit = browser_permit().await;
+        let permit = browser_permits(opts.browsers).await;
         let site = XSite::start().await;
         site.add_account("alice", PASSWORD, "alice@example.com", None);
         let files = tempfile::tempdir().unwrap();

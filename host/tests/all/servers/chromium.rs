@@ -3,7 +3,8 @@
 //! - [`chromium_path`]: `IMPRESSOX_CHROMIUM`, else Debian's `/usr/bin/chromium`; missing, the
 //!   test fails with the command that installs it (`cargo test-all` installs it when run as
 //!   root), as every server of the harness does.
-//! - [`browser_permit`]: at most two browser tests at a time in this process. On two cores,
+//! - [`browser_permit`]: at most two browsers at a time in this process ([`browser_permits`]
+//!   for a test that runs two). On two cores,
 //!   more Chromiums at once starve each other into timeouts; tests hold the permit for as long
 //!   as their browser runs.
 //! - [`dump_dom`]: Chromium's own `--dump-dom`, for checking a page renders without any Rust
@@ -34,8 +35,14 @@ pub fn chromium_path() -> PathBuf {
 
 /// Wait for a turn to run a browser; the turn lasts as long as the permit is held.
 pub async fn browser_permit() -> SemaphorePermit<'static> {
+    browser_permits(1).await
+}
+
+/// Wait for a turn to run `n` browsers at once (a test of two hosts). All `n` are taken
+/// together: two tests that each held one and waited for a second would wait for ever.
+pub async fn browser_permits(n: u32) -> SemaphorePermit<'static> {
     BROWSERS
-        .acquire()
+        .acquire_many(n)
         .await
         .expect("the browser semaphore is never closed")
 }
