@@ -68,7 +68,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     init_logging(format, &config.log.level);
     match cli.command {
         Command::Run { workers } => run::run(config, workers),
-        Command::Plugin(cmd) => plugin::dispatch(&config, cmd),
+        Command::Plugin(cmd) => plugin::dispatch(&config, cmd, cli.config.is_some()),
         Command::Plugins { url } => plugin::list_remote(&config, url),
         Command::Scraper(cmd) => scraper::dispatch(&config, cmd),
     }

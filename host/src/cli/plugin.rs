@@ -50,7 +50,9 @@ pub enum PluginCommand {
     },
 }
 
-pub fn dispatch(config: &Config, cmd: PluginCommand) -> Result<ExitCode> {
+/// `config_given`: whether `--config` named a file. Without one, `check` and `run` work in
+/// a temporary data dir (see [`Scratch`]) instead of writing into the current folder.
+pub fn dispatch(config: &Config, cmd: PluginCommand, config_given: bool) -> Result<ExitCode> {
     match cmd {
         PluginCommand::New {
             kind,
@@ -59,8 +61,10 @@ pub fn dispatch(config: &Config, cmd: PluginCommand) -> Result<ExitCode> {
             sdk,
         } => new(&kind, &name, path, sdk),
         PluginCommand::Build { dir, out } => build(config, dir, out),
-        PluginCommand::Check { file } => check(config, &file),
-        PluginCommand::Run { file, input } => run_once(config, &file, &input),
+        PluginCommand::Check { file } => check(&Scratch::new(config, config_given)?.config, &file),
+        PluginCommand::Run { file, input } => {
+            run_once(&Scratch::new(config, config_given)?.config, &file, &input)
+        }
     }
 }
 
@@ -194,19 +198,68 @@ pub fn copy_atomically(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The config a one-off command runs with. With `--config`, that config: its `data_dir`
+/// (compiled-code cache, key) is the operator's. Without, a one-off check must not leave a
+/// 30 MB compiled cache and a `plugins.d` in whatever folder it ran in, so `data_dir` and the
+/// plugin dir move to a temporary folder, removed when this drops.
+struct Scratch {
+    config: Config,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Scratch {
+    fn new(config: &Config, config_given: bool) -> Result<Scratch> {
+        let mut config = config.clone();
+        if config_given {
+            return Ok(Scratch { config, _dir: None });
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("impressox-plugin-")
+            .tempdir()
+            .context("failed to create a temporary data dir")?;
+        config.data_dir = dir.path().join("data");
+        config.plugins.dir = dir.path().join("plugins.d");
+        Ok(Scratch {
+            config,
+            _dir: Some(dir),
+        })
+    }
+}
+
 fn check(config: &Config, file: &Path) -> Result<ExitCode> {
     // The loader's own reading rules and cap, so "loadable: yes" means the loader agrees.
     let max = config.plugins.max_file_mib * 1024 * 1024;
     let bytes = crate::runtime::file::read_plugin_file(file, None, max)
         .map_err(|reason| anyhow!("{}: {reason}", file.display()))?;
     let runtime = Runtime::new(config)?;
-    match runtime.check(&bytes, file) {
+    let peak = PeakMemory::start();
+    let started = std::time::Instant::now();
+    let checked = runtime.check(&bytes, file);
+    let took = started.elapsed();
+    let peak_mib = peak.mib();
+    match checked {
         Ok(c) => {
             println!("name:        {}", c.name);
             println!("version:     {}", c.version);
             println!("kind:        {}", c.kind);
             println!("wit version: {}", c.wit_version);
             println!("sha256:      {}", c.sha256);
+            println!(
+                "size:        {:.1} MiB",
+                bytes.len() as f64 / (1024.0 * 1024.0)
+            );
+            let how = match c.origin {
+                crate::runtime::cache::Origin::Compiled => "compiled",
+                crate::runtime::cache::Origin::Cache => "from the compiled-code cache",
+            };
+            println!(
+                "compile:     {:.2} s ({how}, with the info probe)",
+                took.as_secs_f64()
+            );
+            match peak_mib {
+                Some(mib) => println!("peak memory: {mib:.0} MiB (this process, while checking)"),
+                None => println!("peak memory: unknown (no /proc here)"),
+            }
             println!("imports:");
             for i in &c.imports {
                 println!("  {i}");
@@ -235,6 +288,31 @@ fn check(config: &Config, file: &Path) -> Result<ExitCode> {
             eprintln!("error: {}: {reason}", file.display());
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// The process's peak resident memory over a span: Linux resets the high-water mark on a
+/// write of `5` to `/proc/self/clear_refs`, and reports it as `VmHWM`.
+struct PeakMemory;
+
+impl PeakMemory {
+    fn start() -> PeakMemory {
+        // Without the reset the figure includes start-up; still an upper bound.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        PeakMemory
+    }
+
+    fn mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib / 1024.0)
     }
 }
 

@@ -63,6 +63,45 @@ fn plugin_check_prints_identity_or_the_reason() {
     assert!(stderr.contains("kv = true"), "{stderr}");
 }
 
+/// Issue 18, item 5: without `--config`, `plugin check` wrote a compiled cache (34 MB for a
+/// Python plugin) and a `plugins.d` into the folder it ran in, and ignored
+/// `[plugins] max_file_mib`. Now it works in a temporary data dir, applies the loader's cap
+/// and says what compiling took.
+#[test]
+fn plugin_check_leaves_no_files_behind_and_applies_the_loaders_cap() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = impressox()
+        .current_dir(cwd.path())
+        .args(["plugin", "check", test_artifacts::THRESHOLD])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("compile:     "), "{stdout}");
+    assert!(stdout.contains("peak memory: "), "{stdout}");
+    let left: Vec<_> = std::fs::read_dir(cwd.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "plugin check left {left:?} in its folder");
+
+    // The loader refuses a file over `max_file_mib`; so does the check.
+    let cfg = cwd.path().join("c.toml");
+    std::fs::write(&cfg, "data_dir = \"d\"\n[plugins]\nmax_file_mib = 0\n").unwrap();
+    let out = impressox()
+        .args(["--config", cfg.to_str().unwrap(), "plugin", "check"])
+        .arg(test_artifacts::THRESHOLD)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("max_file_mib"), "{stderr}");
+}
+
 #[test]
 fn plugin_run_calls_a_plugin_on_json_input() {
     let dir = tempfile::tempdir().unwrap();
