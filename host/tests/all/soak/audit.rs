@@ -30,17 +30,6 @@ pub struct Seen {
     pub errors: u64,
 }
 
-impl Seen {
-    /// Entries per idempotency key.
-    pub fn by_key(&self) -> HashMap<&str, usize> {
-        let mut keys: HashMap<&str, usize> = HashMap::new();
-        for key in self.entries.values() {
-            *keys.entry(key.as_str()).or_default() += 1;
-        }
-        keys
-    }
-}
-
 pub struct Audit {
     pub seen: Arc<Mutex<Seen>>,
     stop: watch::Sender<bool>,

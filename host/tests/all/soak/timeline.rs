@@ -157,8 +157,8 @@ impl Sample {
     pub fn line(&self) -> String {
         let market = match &self.market {
             Some(m) => format!(
-                "market: enqueued {:.0}, dup {:.0}, stream {:.0}, refused {:.0}, store errors {:.0}",
-                m.alerts, m.duplicates, m.stream_len, m.refused, m.store_errors
+                "market: ticks {:.0}, enqueued {:.0}, dup {:.0}, stream {:.0}, refused {:.0}, store errors {:.0}",
+                m.ticks, m.alerts, m.duplicates, m.stream_len, m.refused, m.store_errors
             ),
             None => "market: down".into(),
         };
