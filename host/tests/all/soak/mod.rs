@@ -405,10 +405,8 @@ async fn drain(
     let mut settled = 0;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let groups_done = match groups_caught_up(client).await {
-            Ok(done) => done,
-            Err(_) => false,
-        };
+        // Redis unreachable counts as "not yet".
+        let groups_done = groups_caught_up(client).await.unwrap_or(false);
         let metrics = match http.get(format!("{notify_api}/metrics")).send().await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
