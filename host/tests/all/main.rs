@@ -17,5 +17,6 @@ mod scraper;
 mod scraper_api;
 mod scraper_reparse;
 mod servers;
+mod soak;
 mod storage;
 mod swap;

@@ -9,7 +9,7 @@ mod api_errors;
 mod components;
 mod config;
 mod feed_parsers;
-mod host_process;
+pub(crate) mod host_process;
 mod request_bodies;
 mod rule_limits;
 mod rules;

@@ -151,6 +151,11 @@ impl WebhookReceiver {
         self.shared.state.lock().received.clone()
     }
 
+    /// How many deliveries arrived so far (without copying them, for frequent polling).
+    pub fn received_count(&self) -> usize {
+        self.shared.state.lock().received.len()
+    }
+
     /// Deliveries to hook `name`, in arrival order.
     pub fn received_by(&self, name: &str) -> Vec<HookRequest> {
         let state = self.shared.state.lock();
