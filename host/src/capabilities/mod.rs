@@ -10,7 +10,7 @@ use anyhow::Result;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::runtime::Kind;
+use crate::runtime::kind::Kind;
 use crate::runtime::state::StoreState;
 
 pub mod config;

@@ -40,32 +40,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::{MarketConfig, SourceConfig, SourceKind};
 use super::health::{MarketStats, SourceHealth, SourceState};
+pub use super::input::{Input, SourceBatch};
 use super::rules::{Firing, Mode, Op, RuleRecord, fmt_num};
-use super::sources::SourceBatch;
 use crate::bindings::types::{Alert, Rule, Tick, TickBatch};
 use crate::runtime::invoke::{RuleProcessorInit, Session};
 use crate::runtime::{CallError, PluginHandle, Runtime};
 use crate::storage::{MarketCommit, PricePoint, Store, StreamFull};
 use crate::util::{now_ms, rfc3339_ms};
-
-/// What reaches the engine thread.
-pub enum Input {
-    Batch(SourceBatch),
-    /// Add or replace a rule. `keep_firing`: keep the engine's firing state (a patch that
-    /// did not change the condition or trigger).
-    Upsert {
-        rule: Box<RuleRecord>,
-        keep_firing: bool,
-        done: oneshot::Sender<()>,
-    },
-    Remove {
-        id: String,
-        done: oneshot::Sender<()>,
-    },
-    /// Commit now and answer (tests, shutdown of a caller).
-    Flush(oneshot::Sender<()>),
-    Shutdown,
-}
 
 /// How the monitor tells the engine thread it is stopping, and until when it may still
 /// wait for the store. Not a message on the input channel: that channel is bounded, and

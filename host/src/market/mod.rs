@@ -24,6 +24,7 @@ pub mod config;
 pub mod console;
 pub mod engine;
 pub mod health;
+pub mod input;
 pub mod rule_limits;
 pub mod rule_ops;
 pub mod rules;

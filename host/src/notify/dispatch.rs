@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
-use super::intake::{NOW_SLACK_MS, render_into};
+use super::intake::{HOLD_MS, NOW_SLACK_MS, render_into};
 use super::record::{Delivery, SendOutcome, State};
 use super::request::NotificationRequest;
 use super::{Shared, bump, consumer_of};
@@ -35,9 +35,6 @@ use super::{Shared, bump, consumer_of};
 const LEASE_LEFT_TO_START: i64 = 2;
 /// How long shutdown waits for sends in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// A record handed to this host's claimer is due for the due-poller only this much later,
-/// so the poller does not race the claimer, yet takes it over if this host stops.
-pub const HOLD_MS: i64 = 10_000;
 
 /// Runs until `drain` turns true; `shutdown` (set first) stops the poller and sweeper.
 pub async fn run(

@@ -27,6 +27,9 @@ use crate::storage::{NOTIFY_REQUESTS, StreamEntry};
 
 /// A slot this close to now counts as now.
 pub const NOW_SLACK_MS: i64 = 5;
+/// A record handed to this host's claimer is due for the due-poller only this much later,
+/// so the poller does not race the claimer, yet takes it over if this host stops.
+pub const HOLD_MS: i64 = 10_000;
 /// How long a record waits for its formatter plugin to be loaded before it is dead.
 pub const FORMATTER_PATIENCE_MS: i64 = 10 * 60 * 1000;
 /// The delay between checks for a formatter that is not loaded.
@@ -252,7 +255,7 @@ pub fn build(sh: &Shared, req: &NotificationRequest, p: Planned, now: i64) -> De
     } else {
         // Goes now: straight to this host's claimer; due for any host's poller only
         // if this one stops before claiming it.
-        d.due_at_ms = now + super::dispatch::HOLD_MS;
+        d.due_at_ms = now + HOLD_MS;
         d.slot_owner = Some(sh.owner.clone());
         d.part_slots = slots;
     }

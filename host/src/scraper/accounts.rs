@@ -12,34 +12,12 @@
 //! line's text.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
-/// A credential: printable only on purpose, through [`Secret::expose`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a credential.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The credential itself: for typing it into X's login form or computing a TOTP
-    /// code, never for logs or errors.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use super::secret::Secret;
 
 /// One line of `accounts_file`.
 #[derive(Debug, Clone, PartialEq, Eq)]

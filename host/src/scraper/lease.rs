@@ -109,18 +109,21 @@ mod tests {
         )
     }
 
-    #[tokio::test]
+    // A TTL of seconds, not milliseconds: on a loaded 2-core CI machine a renewal can be
+    // late by a few hundred milliseconds, which a 300 ms lease did not survive.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_kept_lease_outlives_its_ttl_and_a_stopped_keeper_lets_it_go() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_in(&dir);
-        let ttl = Duration::from_millis(300);
-        assert!(store.acquire_lease("l", "me", 300).await.unwrap());
+        let ttl = Duration::from_secs(3);
+        let ttl_ms = ttl.as_millis() as u64;
+        assert!(store.acquire_lease("l", "me", ttl_ms).await.unwrap());
         let stopper = Stopper::default();
         let run = stopper.run_signal();
         let keeper = LeaseKeeper::start(store.clone(), "l".into(), "me".into(), ttl, run.clone());
-        tokio::time::sleep(ttl * 4).await;
+        tokio::time::sleep(ttl * 2).await;
         assert!(
-            !store.acquire_lease("l", "other", 300).await.unwrap(),
+            !store.acquire_lease("l", "other", ttl_ms).await.unwrap(),
             "still held"
         );
         assert_eq!(run.cause(), None);
@@ -128,7 +131,7 @@ mod tests {
         store.release_lease("l", "me").await.unwrap();
         tokio::time::sleep(ttl).await;
         assert!(
-            store.acquire_lease("l", "other", 300).await.unwrap(),
+            store.acquire_lease("l", "other", ttl_ms).await.unwrap(),
             "no renewal after stop"
         );
     }

@@ -7,7 +7,7 @@
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use super::accounts::Secret;
+use super::secret::Secret;
 
 /// Seconds per code.
 const STEP_SECS: u64 = 30;

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::config::{SourceConfig, SourceKind};
 use super::health::SourceHealth;
+pub use super::input::{Input, SourceBatch};
 use crate::bindings::types::PriceTick;
 use crate::runtime::{CallError, PluginHandle};
 use crate::util::{now_ms, truncate};
@@ -22,25 +23,13 @@ pub mod http_poll;
 pub mod replay;
 pub mod websocket;
 
-/// What a source hands the engine.
-#[derive(Debug)]
-pub struct SourceBatch {
-    /// Index into `[[market.sources]]`.
-    pub source: usize,
-    pub ticks: Vec<PriceTick>,
-    /// When the payload arrived (for tick → alert latency).
-    pub received: Instant,
-    /// Persist this checkpoint once these ticks are evaluated (replay offsets).
-    pub checkpoint: Option<String>,
-}
-
 /// What every source task gets.
 pub struct SourceCtx {
     pub index: usize,
     pub config: SourceConfig,
     pub health: Arc<SourceHealth>,
     pub parser: PluginHandle,
-    pub tx: mpsc::Sender<crate::market::engine::Input>,
+    pub tx: mpsc::Sender<Input>,
     pub shutdown: watch::Receiver<bool>,
     /// The config file's folder, for relative replay paths.
     pub base_dir: std::path::PathBuf,
@@ -135,7 +124,7 @@ impl SourceCtx {
         if ticks.is_empty() && checkpoint.is_none() {
             return true;
         }
-        let batch = crate::market::engine::Input::Batch(SourceBatch {
+        let batch = Input::Batch(SourceBatch {
             source: self.index,
             ticks,
             received,
