@@ -12,6 +12,14 @@ mod host_world {
         world: "host",
         path: "../wit",
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+        // Capability calls wait on stores: one that reaches the call's deadline traps
+        // (`capabilities::call`), which the call path reports as the call's timeout.
+        imports: {
+            "impressox:plugin/kv": trappable,
+            "impressox:plugin/docs": trappable,
+            "impressox:plugin/notify": trappable,
+            "impressox:plugin/prices": trappable,
+        },
     });
 }
 

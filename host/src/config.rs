@@ -38,6 +38,8 @@ pub struct Config {
     pub notify: crate::notify::config::NotifyConfig,
     /// The x-scraper worker: X's URLs, accounts and proxies files, browser, limits.
     pub scraper: crate::scraper::config::ScraperConfig,
+    /// Caps and per-call budgets of the capabilities lent to plugins (`kv`, `docs`, ...).
+    pub capabilities: crate::capabilities::CapabilitiesConfig,
     /// Log output.
     pub log: LogConfig,
     /// The folder relative paths resolve against (the config file's). Not a config key.
@@ -57,6 +59,7 @@ impl Default for Config {
             market: Default::default(),
             notify: Default::default(),
             scraper: Default::default(),
+            capabilities: Default::default(),
             log: LogConfig::default(),
             base_dir: PathBuf::from("."),
         }

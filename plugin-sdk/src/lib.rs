@@ -153,23 +153,188 @@ pub mod config {
 }
 
 /// Key-value store, namespaced per plugin. Needs the grant `kv = true`.
+///
+/// Keys are the plugin's own: the host stores them under the plugin's name, so two
+/// plugins never see each other's keys. Keys are 1 to 512 bytes of printable text and
+/// values at most 1 MiB by default (`[capabilities.kv]`); a plugin holds at most 10,000
+/// live keys. Going over is an `Err` naming the cap. Values are bytes; `incr` works on
+/// values that are decimal integers.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use impressox_plugin_sdk::kv;
+///
+/// fn remember_run(now_ms: i64) -> Result<i64, String> {
+///     // Counted atomically, across hosts on Redis.
+///     let runs = kv::incr("runs", 1)?;
+///     // Expires on its own after a day.
+///     kv::set_with_ttl("last-run", now_ms.to_string().as_bytes(), Duration::from_secs(86_400))?;
+///     let last = kv::get_string("last-run")?;
+///     assert!(last.is_some());
+///     Ok(runs)
+/// }
+/// ```
 pub mod kv {
-    pub use crate::bindings::base::impressox::plugin::kv::*;
+    use crate::bindings::base::impressox::plugin::kv as raw;
+    use std::time::Duration;
+
+    /// The value of `key`; `None` if it is absent or expired.
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, String> {
+        raw::get(key)
+    }
+
+    /// The value of `key` as UTF-8 text (an `Err` if it is not).
+    pub fn get_string(key: &str) -> Result<Option<String>, String> {
+        match raw::get(key)? {
+            Some(bytes) => String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| format!("kv value of {key:?} is not UTF-8 text")),
+            None => Ok(None),
+        }
+    }
+
+    /// Set `key` to `value`, with no expiry (an earlier one is dropped).
+    pub fn set(key: &str, value: &[u8]) -> Result<(), String> {
+        raw::set(key, value, None)
+    }
+
+    /// Set `key` to `value`, expiring after `ttl` (at least a millisecond).
+    pub fn set_with_ttl(key: &str, value: &[u8], ttl: Duration) -> Result<(), String> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        raw::set(key, value, Some(ms))
+    }
+
+    /// Remove `key`; `false` if it was not there.
+    pub fn delete(key: &str) -> Result<bool, String> {
+        raw::delete(key)
+    }
+
+    /// Atomically add `by` to the integer at `key` (missing counts as 0); the new value.
+    pub fn incr(key: &str, by: i64) -> Result<i64, String> {
+        raw::incr(key, by)
+    }
 }
 
-/// Document store, granted collections only. Needs the grant `docs = [...]`.
+/// Document store, granted collections only. Needs the grant `docs = ["name", ...]`.
+///
+/// Documents are JSON objects by id in the plugin's own collections (stored apart from
+/// the host's and other plugins' collections). `find` takes an equality filter on
+/// top-level fields and returns the most recently written documents first. Bad JSON, an
+/// ungranted collection or a cap exceeded is an `Err` saying what is wrong.
+///
+/// ```no_run
+/// use impressox_plugin_sdk::docs;
+///
+/// fn keep_whale(tx_hash: &str, amount: f64) -> Result<usize, String> {
+///     let doc = format!(r#"{{"tx": "{tx_hash}", "amount": {amount}, "chain": "eth"}}"#);
+///     docs::upsert("whales", tx_hash, &doc)?;
+///     let stored = docs::get("whales", tx_hash)?.expect("just written");
+///     assert!(stored.contains(tx_hash));
+///     let on_eth = docs::find("whales", r#"{"chain": "eth"}"#, 10)?;
+///     Ok(on_eth.len())
+/// }
+/// ```
 pub mod docs {
-    pub use crate::bindings::base::impressox::plugin::docs::*;
+    use crate::bindings::base::impressox::plugin::docs as raw;
+
+    /// Insert or replace the document `id` of `collection` with the JSON object `json`.
+    pub fn upsert(collection: &str, id: &str, json: &str) -> Result<(), String> {
+        raw::upsert(collection, id, json)
+    }
+
+    /// The document `id` as JSON text (with its `_id`), or `None`.
+    pub fn get(collection: &str, id: &str) -> Result<Option<String>, String> {
+        raw::get(collection, id)
+    }
+
+    /// Documents whose fields equal those of `filter_json` (`"{}"`: all), newest first,
+    /// at most `limit` (1 to 1000 by default).
+    pub fn find(collection: &str, filter_json: &str, limit: u32) -> Result<Vec<String>, String> {
+        raw::find(collection, filter_json, limit)
+    }
+
+    /// Delete the document `id`; `false` if there was none.
+    pub fn delete(collection: &str, id: &str) -> Result<bool, String> {
+        raw::delete(collection, id)
+    }
 }
 
-/// Enqueue notifications. Needs the grant `notify = true`.
+/// Enqueue notifications for the notify worker. Needs the grant `notify = true`.
+///
+/// The request is checked as `POST /api/v1/notifications` checks it (an `Err` names the
+/// field) and is idempotent on its id: calling again with the same id and content (a
+/// retried run) makes no second notification. The host prefixes the id with the
+/// plugin's name (`price-digest:<id>`) and records `plugin:<name>` as its source.
+///
+/// ```no_run
+/// use impressox_plugin_sdk::notify;
+///
+/// fn tell(user: &str, day: &str) -> Result<(), String> {
+///     let mut n = notify::notification(&format!("digest-{user}-{day}"), user, "digest", "Prices today");
+///     n.body = "BTCUSDT 97,000 (+1.2%)".into();
+///     // No channels: the user's enabled channels.
+///     notify::enqueue(&n, &[])?;
+///     notify::enqueue(&n, &["telegram", "email"])
+/// }
+/// ```
 pub mod notify {
-    pub use crate::bindings::base::impressox::plugin::notify::*;
+    use crate::bindings::base::impressox::plugin::notify as raw;
+    use crate::types::{Notification, Priority};
+
+    /// A normal-priority notification with an empty body and no data.
+    pub fn notification(id: &str, user_id: &str, kind: &str, title: &str) -> Notification {
+        Notification {
+            id: id.into(),
+            user_id: user_id.into(),
+            kind: kind.into(),
+            priority: Priority::Normal,
+            title: title.into(),
+            body: String::new(),
+            data_json: "{}".into(),
+            created_at_ms: 0,
+        }
+    }
+
+    /// Enqueue `n` for `channels` (empty: the user's enabled channels).
+    pub fn enqueue(n: &Notification, channels: &[&str]) -> Result<(), String> {
+        let channels: Vec<String> = channels.iter().map(|c| c.to_string()).collect();
+        raw::enqueue(n, &channels)
+    }
 }
 
-/// Latest and recent prices. Needs the grant `prices = true`.
+/// Latest and recent prices the market monitor keeps, read-only. Needs the grant
+/// `prices = true`.
+///
+/// Each point says how old it is and whether it is `stale` (older than its source's
+/// `stale_after_secs`): a stale price is the last one known, not the market now.
+///
+/// ```no_run
+/// use impressox_plugin_sdk::prices;
+///
+/// fn btc_line() -> Result<String, String> {
+///     let Some(p) = prices::latest("BTCUSDT")? else {
+///         return Ok("BTCUSDT: no price yet".into());
+///     };
+///     let hour = prices::recent("BTCUSDT", 60)?;
+///     let first = hour.first().map_or(p.price, |q| q.price);
+///     let stale = if p.stale { " (stale)" } else { "" };
+///     Ok(format!("BTCUSDT {:.2}{stale}, {:+.2}% over {} points", p.price,
+///         (p.price - first) / first * 100.0, hour.len()))
+/// }
+/// ```
 pub mod prices {
-    pub use crate::bindings::base::impressox::plugin::prices::*;
+    use crate::bindings::base::impressox::plugin::prices as raw;
+    pub use raw::PricePoint;
+
+    /// The latest price of `symbol` (`BTCUSDT`), or `None` before the first one.
+    pub fn latest(symbol: &str) -> Result<Option<PricePoint>, String> {
+        raw::latest(symbol)
+    }
+
+    /// Up to `limit` recent points of `symbol`, oldest first.
+    pub fn recent(symbol: &str, limit: u32) -> Result<Vec<PricePoint>, String> {
+        raw::recent(symbol, limit)
+    }
 }
 
 use types::{

@@ -13,10 +13,18 @@ use wasmtime::component::{HasSelf, Linker};
 use crate::runtime::kind::Kind;
 use crate::runtime::state::StoreState;
 
+pub mod budget;
+pub mod call;
 pub mod config;
+pub mod docs;
+pub mod kv;
 pub mod log;
-mod pending;
+pub mod notify;
+pub mod prices;
+mod services;
 pub mod wasi;
+
+pub use services::{CapabilitiesConfig, Granted, Services};
 
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.0";
@@ -36,14 +44,10 @@ pub fn linker_for(engine: &Engine, kind: Kind) -> Result<Linker<StoreState>> {
         let l = &mut linker;
         crate::bindings::config::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
             .map_err(anyhow::Error::from)?;
-        crate::bindings::kv::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
-            .map_err(anyhow::Error::from)?;
-        crate::bindings::docs::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
-            .map_err(anyhow::Error::from)?;
-        crate::bindings::notify::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
-            .map_err(anyhow::Error::from)?;
-        crate::bindings::prices::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
-            .map_err(anyhow::Error::from)?;
+        kv::add_to_linker(l)?;
+        docs::add_to_linker(l)?;
+        notify::add_to_linker(l)?;
+        prices::add_to_linker(l)?;
     }
     Ok(linker)
 }
@@ -80,19 +84,19 @@ pub fn policy_for(import: &str) -> ImportPolicy {
             "config" => ImportPolicy::NonPure,
             "kv" => ImportPolicy::Grant {
                 key: "kv",
-                implemented: false,
+                implemented: true,
             },
             "docs" => ImportPolicy::Grant {
                 key: "docs",
-                implemented: false,
+                implemented: true,
             },
             "notify" => ImportPolicy::Grant {
                 key: "notify",
-                implemented: false,
+                implemented: true,
             },
             "prices" => ImportPolicy::Grant {
                 key: "prices",
-                implemented: false,
+                implemented: true,
             },
             _ => ImportPolicy::Unknown,
         };

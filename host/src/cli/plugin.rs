@@ -264,24 +264,25 @@ fn check(config: &Config, file: &Path) -> Result<ExitCode> {
             for i in &c.imports {
                 println!("  {i}");
             }
-            let needs: Vec<&str> = c
-                .imports
-                .iter()
-                .filter_map(|i| match crate::capabilities::policy_for(i) {
-                    crate::capabilities::ImportPolicy::Grant { key, .. } => Some(key),
-                    _ => None,
-                })
-                .collect();
-            println!(
-                "grants needed: {}",
-                if needs.is_empty() {
-                    "none".to_string()
-                } else {
-                    needs.join(", ")
+            let grants = grants_toml(&c.name, &c.imports);
+            match &grants {
+                None => println!("grants needed: none"),
+                Some(toml) => {
+                    println!("grants needed (paste into the config):");
+                    print!("{toml}");
                 }
-            );
-            println!("loadable by this host: yes");
-            Ok(ExitCode::SUCCESS)
+            }
+            match c.refused {
+                None => {
+                    println!("loadable by this host: yes");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(reason) => {
+                    println!("loadable by this host: no");
+                    eprintln!("error: {}: {reason}", file.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Err(reason) => {
             println!("loadable by this host: no");
@@ -316,6 +317,33 @@ impl PeakMemory {
     }
 }
 
+/// The `[plugins.grants.<name>]` table a component's imports need, as TOML to paste;
+/// `None` when it needs no grant. Collections and hosts cannot be read off the imports,
+/// so those lines name placeholders to replace.
+fn grants_toml(name: &str, imports: &[String]) -> Option<String> {
+    let mut keys: Vec<&str> = imports
+        .iter()
+        .filter_map(|i| match crate::capabilities::policy_for(i) {
+            crate::capabilities::ImportPolicy::Grant { key, .. } => Some(key),
+            _ => None,
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    if keys.is_empty() {
+        return None;
+    }
+    let mut toml = format!("[plugins.grants.{name}]\n");
+    for key in keys {
+        toml.push_str(&match key {
+            "docs" => "docs = [\"collection\"]          # the collections it uses\n".to_string(),
+            "http" => "http = [\"api.example.com\"]     # the hosts it calls\n".to_string(),
+            other => format!("{other} = true\n"),
+        });
+    }
+    Some(toml)
+}
+
 fn run_once(config: &Config, file: &Path, input: &str) -> Result<ExitCode> {
     let text = if input == "-" {
         let mut s = String::new();
@@ -327,7 +355,7 @@ fn run_once(config: &Config, file: &Path, input: &str) -> Result<ExitCode> {
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("input {input} is not JSON"))?;
     crate::runtime::invoke::require_object(&value)?;
-    let runtime = Runtime::new(config)?;
+    let runtime = runtime_for_run(config, file)?;
     let name = match runtime.load_file(file) {
         Ok(
             crate::runtime::LoadOutcome::Loaded { name, .. }
@@ -339,6 +367,29 @@ fn run_once(config: &Config, file: &Path, input: &str) -> Result<ExitCode> {
     let output = crate::runtime::invoke::run_json(&handle, value)?;
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The runtime `plugin run` calls a plugin in: a task or event handler gets its granted
+/// capabilities on the stores of the config's data dir (or its Redis and MongoDB), so
+/// an author can try `kv`, `docs`, `notify` and `prices` locally; the pure kinds need none.
+fn runtime_for_run(config: &Config, file: &Path) -> Result<Runtime> {
+    let max = config.plugins.max_file_mib * 1024 * 1024;
+    let bytes = crate::runtime::file::read_plugin_file(file, None, max)
+        .map_err(|reason| anyhow!("{}: {reason}", file.display()))?;
+    let pure = crate::runtime::inspect::check_header(&bytes).is_ok()
+        && Runtime::new(config)?
+            .check(&bytes, file)
+            .is_ok_and(|c| c.kind.is_pure());
+    if pure {
+        return Runtime::new(config);
+    }
+    std::fs::create_dir_all(config.data_dir())
+        .with_context(|| format!("failed to create data_dir {}", config.data_dir().display()))?;
+    let services = crate::capabilities::Services::open(config).context(
+        "failed to open the stores for the plugin's capabilities (is a host using the \
+         embedded store of this data_dir? stop it, or point --config at another data_dir)",
+    )?;
+    Runtime::with_services(config, services)
 }
 
 /// `impressox plugins`: ask a running host.

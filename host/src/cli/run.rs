@@ -23,7 +23,27 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
     }
     std::fs::create_dir_all(config.data_dir())
         .with_context(|| format!("failed to create data_dir {}", config.data_dir().display()))?;
-    let runtime = Runtime::new(&config)?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("impressox")
+        .build()
+        .context("failed to start the async runtime")?;
+    // The stores first: the workers share them, and the plugins' capabilities are lent
+    // on them from the first load on.
+    let (store, docs) = tokio.block_on(async {
+        let limits = crate::storage::StoreLimits {
+            history_len: config.market.history_len,
+            stream_maxlen: config.market.stream_maxlen,
+            ..Default::default()
+        };
+        let store = crate::storage::open(&config, limits).await?;
+        tracing::info!(backend = store.backend(), "store open");
+        let docs = crate::documents::open(&config).await?;
+        tracing::info!(backend = docs.backend(), "document store open");
+        anyhow::Ok((store, docs))
+    })?;
+    let services = crate::capabilities::Services::new(&config, store.clone(), docs.clone());
+    let runtime = Runtime::with_services(&config, services)?;
     tracing::info!(dir = %runtime.dir().display(), "watching plugin directory");
     let watcher = Watcher::start(
         runtime.clone(),
@@ -34,19 +54,7 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         // the first ticks do not meet a parser or processor that is still compiling.
         watcher.rescan_and_wait(false);
     }
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("impressox")
-        .build()
-        .context("failed to start the async runtime")?;
     tokio.block_on(async {
-        let limits = crate::storage::StoreLimits {
-            history_len: config.market.history_len,
-            stream_maxlen: config.market.stream_maxlen,
-            ..Default::default()
-        };
-        let store = crate::storage::open(&config, limits).await?;
-        tracing::info!(backend = store.backend(), "store open");
         let market = if config.workers.enabled.iter().any(|w| w == "market-monitor") {
             Some(
                 crate::market::MarketMonitor::start(&config, runtime.clone(), store.clone())
@@ -55,8 +63,6 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             None
         };
-        let docs = crate::documents::open(&config).await?;
-        tracing::info!(backend = docs.backend(), "document store open");
         let notify = if config.workers.enabled.iter().any(|w| w == "notify") {
             Some(
                 crate::notify::NotifyWorker::start_with(

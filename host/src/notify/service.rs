@@ -29,15 +29,27 @@ pub enum Submitted {
     Full(StreamFull),
 }
 
-/// Record and enqueue a request; the same id and body twice is one notification.
+/// Record and enqueue a request from the API; the same id and body twice is one
+/// notification.
 pub async fn submit(
     store: &Arc<dyn Store>,
     docs: &Arc<dyn Documents>,
     req: &NotificationRequest,
 ) -> Result<Submitted> {
+    submit_from(store, docs, req, "api").await
+}
+
+/// [`submit`] for another producer, recorded as the notification's `source` (the
+/// `notify` capability gives `plugin:<name>`).
+pub async fn submit_from(
+    store: &Arc<dyn Store>,
+    docs: &Arc<dyn Documents>,
+    req: &NotificationRequest,
+    source: &str,
+) -> Result<Submitted> {
     let hash = req.body_hash();
     let now = crate::util::now_ms();
-    let doc = notification_doc(req, "api", now);
+    let doc = notification_doc(req, source, now);
     let inserted = docs
         .write(vec![Write::Insert {
             coll: NOTIFICATIONS.into(),

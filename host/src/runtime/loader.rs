@@ -48,6 +48,9 @@ pub struct Checked {
     pub imports: Vec<String>,
     pub sha256: String,
     pub origin: Origin,
+    /// Why the loader would refuse it under this host's grants, when only inspecting it
+    /// (`plugin check`); a load fails with this reason instead.
+    pub refused: Option<String>,
     pub(crate) pre: KindPre,
     pub(crate) ctx: Arc<PluginContext>,
 }
@@ -113,7 +116,7 @@ impl Inner {
         {
             return Ok(LoadOutcome::Unchanged { name: name.clone() });
         }
-        let checked = self.check_bytes(&bytes, path)?;
+        let checked = self.check_bytes(&bytes, path, false)?;
         // A name is one plugin: a second file claiming it is refused, not raced.
         if let Some(slot) = self.registry.get(&checked.name)
             && let Some(serving) = slot.current()
@@ -176,8 +179,16 @@ impl Inner {
         Ok(outcome)
     }
 
-    /// Validate and inspect a component without installing it.
-    pub(crate) fn check_bytes(&self, bytes: &[u8], path: &Path) -> Result<Checked, String> {
+    /// Validate and inspect a component without installing it. `inspect_only` (`plugin
+    /// check`): what its grants do not allow is reported in [`Checked::refused`] rather
+    /// than failing, and capability backends are not required (the check judges the
+    /// component against the config, not this process).
+    pub(crate) fn check_bytes(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        inspect_only: bool,
+    ) -> Result<Checked, String> {
         inspect::check_header(bytes)?;
         let sha256 = sha256_hex(bytes);
         let compiled = match &self.cache {
@@ -227,9 +238,19 @@ impl Inner {
             .cloned()
             .unwrap_or_default();
         self.check_identity(&info.name, path, &sha256, &grants)?;
-        if let Some(reason) = capabilities::check_imports(&info.name, kind, &imports, Some(&grants))
+        let mut refused = capabilities::check_imports(&info.name, kind, &imports, Some(&grants));
+        let caps = match self
+            .services
+            .grant(&info.name, &grants, &imports, !inspect_only)
         {
-            return Err(reason);
+            Ok(caps) => caps,
+            Err(reason) => {
+                refused.get_or_insert(reason);
+                Default::default()
+            }
+        };
+        if let Some(reason) = refused.as_ref().filter(|_| !inspect_only) {
+            return Err(reason.clone());
         }
         let ctx = Arc::new(PluginContext {
             name: info.name.clone(),
@@ -240,6 +261,7 @@ impl Inner {
                 .cloned()
                 .unwrap_or_default(),
             grants,
+            caps,
         });
         Ok(Checked {
             name: info.name,
@@ -250,6 +272,7 @@ impl Inner {
             imports,
             sha256,
             origin,
+            refused,
             pre,
             ctx,
         })

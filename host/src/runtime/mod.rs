@@ -85,6 +85,8 @@ pub(crate) struct Inner {
     pub(crate) dir: PathBuf,
     pub(crate) max_file_bytes: u64,
     pub(crate) registry: registry::Registry,
+    /// The backends of the capabilities lent to tasks and event handlers.
+    pub(crate) services: crate::capabilities::Services,
     _ticker: engine::EpochTicker,
 }
 
@@ -111,8 +113,19 @@ fn open_cache(config: &Config, engine: &Engine) -> Option<cache::CompileCache> {
 }
 
 impl Runtime {
-    /// Build the runtime for `config` (does not load anything yet).
+    /// Build the runtime for `config` without capability backends (does not load anything
+    /// yet): it serves pure plugins, and tasks and event handlers that import no granted
+    /// capability.
     pub fn new(config: &Config) -> Result<Runtime> {
+        Runtime::with_services(config, crate::capabilities::Services::none(config))
+    }
+
+    /// Build the runtime for `config` lending tasks and event handlers the capabilities
+    /// of `services` (`kv`, `docs`, `notify`, `prices`) as their grants allow.
+    pub fn with_services(
+        config: &Config,
+        services: crate::capabilities::Services,
+    ) -> Result<Runtime> {
         let p = &config.plugins;
         let memory_bytes = p.memory_limit_mib * 1024 * 1024;
         let engine = engine::build(&engine::EngineLimits {
@@ -147,6 +160,7 @@ impl Runtime {
                 dir: plugin_dir(config)?,
                 max_file_bytes: p.max_file_mib * 1024 * 1024,
                 registry: registry::Registry::default(),
+                services,
                 _ticker: ticker,
             }),
         })
@@ -173,9 +187,10 @@ impl Runtime {
         self.inner.rescan(force)
     }
 
-    /// Inspect a component without installing it (`impressox plugin check`).
+    /// Inspect a component without installing it (`impressox plugin check`); what this
+    /// host's grants would refuse is in [`Checked::refused`].
     pub fn check(&self, bytes: &[u8], path: &Path) -> Result<Checked, String> {
-        self.inner.check_bytes(bytes, path)
+        self.inner.check_bytes(bytes, path, true)
     }
 
     /// A handle to the plugin named `name` (it may load later).

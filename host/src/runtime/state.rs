@@ -1,6 +1,6 @@
 //! What every plugin store carries: the plugin's identity for log lines, its limits, the
-//! wall-clock deadline of the call running in it, its settings and grants, and its WASI
-//! context.
+//! wall-clock deadline of the call running in it, its settings, grants and granted
+//! capabilities with the call's budget for them, and its WASI context.
 //!
 //! Std guests built for wasm32-wasip2 (and the Python and JavaScript runtimes) import WASI
 //! even when they never use it, so every store has a WASI context — with nothing in it to
@@ -14,6 +14,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::PluginLimiter;
+use crate::capabilities::budget::CallBudget;
 use crate::capabilities::wasi::stdio::{OutputBudget, PluginOutput, Stream};
 use crate::config::Grants;
 
@@ -29,6 +30,8 @@ pub struct PluginContext {
     pub settings: toml::Table,
     /// `[plugins.grants.<name>]`.
     pub grants: Grants,
+    /// What the grants give it: its kv namespace, collections, notify source, budget.
+    pub caps: crate::capabilities::Granted,
 }
 
 /// The data of one `wasmtime::Store`.
@@ -40,6 +43,8 @@ pub struct StoreState {
     deadline_ms: u64,
     /// What the running call may still write to stdout and stderr.
     pub(crate) output: Arc<OutputBudget>,
+    /// What the running call may still do through capabilities.
+    pub(crate) budget: CallBudget,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -59,6 +64,7 @@ impl StoreState {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         StoreState {
+            budget: CallBudget::new(plugin.caps.budget),
             plugin,
             limits,
             deadline_ms: super::deadline::coarse_now_ms(),
@@ -72,6 +78,7 @@ impl StoreState {
     pub(crate) fn begin_call(&mut self, timeout_ms: u64) {
         self.deadline_ms = super::deadline::coarse_now_ms() + timeout_ms;
         self.output.reset();
+        self.budget.reset();
     }
 
     /// When the running call must end.

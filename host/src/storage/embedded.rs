@@ -19,7 +19,10 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::{MarketCommit, PricePoint, Store, StoreLimits, StreamEntry, StreamFull, StreamStats};
+use super::{
+    MarketCommit, PluginKvRefused, PricePoint, Store, StoreLimits, StreamEntry, StreamFull,
+    StreamStats,
+};
 use crate::util::now_ms;
 
 const RULES: TableDefinition<&str, &str> = TableDefinition::new("rules");
@@ -41,6 +44,12 @@ const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 /// (namespace, key) → value: the general key-value space. A tuple key keeps one
 /// namespace's keys adjacent, so listing it is a range scan.
 const KV: TableDefinition<(&str, &str), &str> = TableDefinition::new("kv");
+/// (plugin, key) → the plugins' `kv` capability: 8 bytes of expiry (ms since the epoch,
+/// big-endian; 0: never) followed by the value. An expired row is absent to readers and
+/// removed by the next write that needs the room.
+const PLUGIN_KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("plugin_kv");
+/// plugin → rows it has in [`PLUGIN_KV`] (expired ones until removed).
+const PLUGIN_KV_ROWS: TableDefinition<&str, u64> = TableDefinition::new("plugin_kv_rows");
 
 #[derive(Serialize, Deserialize)]
 struct StoredEntry {
@@ -112,6 +121,8 @@ impl EmbeddedStore {
         tx.open_table(PENDING)?;
         tx.open_table(LEASES)?;
         tx.open_table(KV)?;
+        tx.open_table(PLUGIN_KV)?;
+        tx.open_table(PLUGIN_KV_ROWS)?;
         tx.commit()?;
         Ok(())
     }
@@ -679,4 +690,158 @@ impl Store for EmbeddedStore {
         }
         Ok(out)
     }
+
+    async fn plugin_kv_get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(PLUGIN_KV)?;
+        let Some(row) = t.get((ns, key))? else {
+            return Ok(None);
+        };
+        Ok(live_value(row.value(), now_ms()).map(<[u8]>::to_vec))
+    }
+
+    async fn plugin_kv_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        max_keys: u64,
+    ) -> Result<()> {
+        let now = now_ms();
+        let expires = ttl_ms.map_or(0, |ttl| (now as u64).saturating_add(ttl.max(1)));
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(PLUGIN_KV)?;
+            let mut rows = tx.open_table(PLUGIN_KV_ROWS)?;
+            let exists = t.get((ns, key))?.is_some();
+            if !exists {
+                make_room(&mut t, &mut rows, ns, now, max_keys)?;
+            }
+            t.insert((ns, key), encode_row(expires, value).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn plugin_kv_delete(&self, ns: &str, key: &str) -> Result<bool> {
+        let tx = self.db.begin_write()?;
+        let was_live = {
+            let mut t = tx.open_table(PLUGIN_KV)?;
+            let removed = t.remove((ns, key))?;
+            match removed {
+                Some(row) => {
+                    let live = live_value(row.value(), now_ms()).is_some();
+                    drop(row);
+                    let mut rows = tx.open_table(PLUGIN_KV_ROWS)?;
+                    let n = rows.get(ns)?.map_or(0, |v| v.value());
+                    rows.insert(ns, n.saturating_sub(1))?;
+                    live
+                }
+                None => false,
+            }
+        };
+        tx.commit()?;
+        Ok(was_live)
+    }
+
+    async fn plugin_kv_incr(&self, ns: &str, key: &str, by: i64, max_keys: u64) -> Result<i64> {
+        let now = now_ms();
+        let tx = self.db.begin_write()?;
+        let new = {
+            let mut t = tx.open_table(PLUGIN_KV)?;
+            let mut rows = tx.open_table(PLUGIN_KV_ROWS)?;
+            // (expiry, current value) of a live row; a missing or expired one counts as 0.
+            let current = match t.get((ns, key))? {
+                Some(row) => Some(match live_value(row.value(), now) {
+                    Some(v) => (row_expiry(row.value()), Some(parse_integer(v)?)),
+                    None => (0, None),
+                }),
+                None => None,
+            };
+            let (expires, value) = match current {
+                Some((expires, value)) => (expires, value.unwrap_or(0)),
+                None => {
+                    make_room(&mut t, &mut rows, ns, now, max_keys)?;
+                    (0, 0)
+                }
+            };
+            let new = value
+                .checked_add(by)
+                .ok_or(PluginKvRefused::Overflow { by })?;
+            t.insert(
+                (ns, key),
+                encode_row(expires, new.to_string().as_bytes()).as_slice(),
+            )?;
+            new
+        };
+        tx.commit()?;
+        Ok(new)
+    }
+}
+
+// ------------------------------------------------------------------ plugin kv rows
+
+fn encode_row(expires_ms: u64, value: &[u8]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(8 + value.len());
+    row.extend_from_slice(&expires_ms.to_be_bytes());
+    row.extend_from_slice(value);
+    row
+}
+
+fn row_expiry(row: &[u8]) -> u64 {
+    row.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// The value of a row, unless it has expired at `now`.
+fn live_value(row: &[u8], now: i64) -> Option<&[u8]> {
+    let expires = row_expiry(row);
+    if expires != 0 && expires <= now as u64 {
+        return None;
+    }
+    row.get(8..)
+}
+
+fn parse_integer(value: &[u8]) -> Result<i64, PluginKvRefused> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or(PluginKvRefused::NotAnInteger)
+}
+
+/// Count a new row of `ns`, first removing its expired rows when it is at `max_keys`;
+/// refused when it stays there.
+fn make_room(
+    t: &mut redb::Table<(&'static str, &'static str), &'static [u8]>,
+    rows: &mut redb::Table<&'static str, u64>,
+    ns: &str,
+    now: i64,
+    max_keys: u64,
+) -> Result<()> {
+    let mut n = rows.get(ns)?.map_or(0, |v| v.value());
+    if n >= max_keys {
+        let mut expired = Vec::new();
+        for item in t.range((ns, "")..)? {
+            let (k, v) = item?;
+            let (row_ns, key) = k.value();
+            if row_ns != ns {
+                break;
+            }
+            if live_value(v.value(), now).is_none() {
+                expired.push(key.to_string());
+            }
+        }
+        for key in &expired {
+            t.remove((ns, key.as_str()))?;
+        }
+        n = n.saturating_sub(expired.len() as u64);
+        if n >= max_keys {
+            rows.insert(ns, n)?;
+            return Err(PluginKvRefused::TooManyKeys { max: max_keys }.into());
+        }
+    }
+    rows.insert(ns, n + 1)?;
+    Ok(())
 }

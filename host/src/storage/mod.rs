@@ -7,8 +7,9 @@
 //! the same test suite (`host/tests/all/storage.rs`).
 //!
 //! A general key-value space (`kv_*`, by namespace) holds small records that belong to no
-//! other table: the X scraper's cookie jars and account records, later the plugins' `kv`
-//! capability.
+//! other table: the X scraper's cookie jars and account records. The plugins' `kv`
+//! capability has a space of its own (`plugin_kv_*`): bytes with optional times to live,
+//! one namespace per plugin, a cap on live keys per namespace, and an atomic `incr`.
 //!
 //! Two operations carry the exactly-once guarantees the workers rely on:
 //! - [`Store::enqueue_once`] appends to a stream only if its idempotency key was never
@@ -127,6 +128,28 @@ impl StreamFull {
     /// The refusal inside an error from a store call, if that is what it is.
     pub fn find(e: &anyhow::Error) -> Option<&StreamFull> {
         e.downcast_ref::<StreamFull>()
+    }
+}
+
+/// A plugin `kv` write refused by the plugin's own limits or by the stored value; nothing
+/// was written. Found inside a store error with [`PluginKvRefused::find`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginKvRefused {
+    #[error(
+        "the plugin already holds its cap of {max} live keys; delete keys, let them expire, \
+         or raise `[capabilities.kv] max_keys`"
+    )]
+    TooManyKeys { max: u64 },
+    #[error("the stored value is not a decimal 64-bit integer, so it cannot be incremented")]
+    NotAnInteger,
+    #[error("adding {by} to the stored value would overflow a 64-bit integer")]
+    Overflow { by: i64 },
+}
+
+impl PluginKvRefused {
+    /// The refusal inside an error from a store call, if that is what it is.
+    pub fn find(e: &anyhow::Error) -> Option<&PluginKvRefused> {
+        e.downcast_ref::<PluginKvRefused>()
     }
 }
 
@@ -275,6 +298,28 @@ pub trait Store: Send + Sync {
     /// Every (key, value) of `ns`, sorted by key. Loads the whole namespace: meant for
     /// small ones (sessions and records per account), not for bulk data.
     async fn kv_list(&self, ns: &str) -> Result<Vec<(String, String)>>;
+
+    // The plugins' `kv` capability (`capabilities::kv`). `ns` is the plugin's name, given
+    // by the host; keys and values are the plugin's. A key whose time to live has passed
+    // is absent. Refusals are a [`PluginKvRefused`] in the error, and write nothing.
+
+    /// The live value of `key` in `ns`.
+    async fn plugin_kv_get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Set `key` to `value`, expiring after `ttl_ms` (none: never, dropping an earlier
+    /// expiry). A new key is refused while `ns` holds `max_keys` live keys.
+    async fn plugin_kv_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        max_keys: u64,
+    ) -> Result<()>;
+    /// Remove `key`; false if it was not there (or had expired).
+    async fn plugin_kv_delete(&self, ns: &str, key: &str) -> Result<bool>;
+    /// Atomically add `by` to the decimal integer at `key` (missing: 0), keeping its
+    /// expiry; returns the new value. A new key counts against `max_keys`.
+    async fn plugin_kv_incr(&self, ns: &str, key: &str, by: i64, max_keys: u64) -> Result<i64>;
 }
 
 /// Open the configured backend.

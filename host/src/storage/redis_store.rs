@@ -4,7 +4,10 @@
 //! `market:prices:history:<symbol>` (list, newest first, trimmed to `history_len`),
 //! `market:checkpoints` (hash), streams under their own names (`notify:requests`) with
 //! idempotency keys `<stream>:idem:<key>` that expire after `idempotency_ttl_secs`,
-//! leases `lease:<name>`, and one hash `kv:<namespace>` per key-value namespace.
+//! leases `lease:<name>`, one hash `kv:<namespace>` per key-value namespace, and for the
+//! plugins' `kv` capability `plugin-kv:{<plugin>}:k:<key>` (a string with its own
+//! expiry) with an index `plugin-kv:{<plugin>}:index` that counts a plugin's live keys
+//! (`redis_lua/plugin_kv*.lua`; the braces keep one plugin's keys in one cluster slot).
 //!
 //! Commands go through a [`ConnectionManager`], which reconnects after a Redis restart;
 //! a command that fails during the outage is an error the caller retries. Blocking
@@ -28,7 +31,10 @@ use redis::streams::{
 };
 use redis::{AsyncCommands, Client, Script, Value};
 
-use super::{MarketCommit, PricePoint, Store, StoreLimits, StreamEntry, StreamFull, StreamStats};
+use super::{
+    MarketCommit, PluginKvRefused, PricePoint, Store, StoreLimits, StreamEntry, StreamFull,
+    StreamStats,
+};
 
 const RULES: &str = "market:rules";
 const LATEST: &str = "market:prices:latest";
@@ -109,6 +115,19 @@ fn kv_key(ns: &str) -> String {
     format!("kv:{ns}")
 }
 
+/// A plugin's value key and its index. Plugin names hold no `}`, so no two (plugin, key)
+/// pairs share a value key, whatever bytes the key holds.
+fn plugin_kv_keys(ns: &str, key: &str) -> (String, String) {
+    (
+        format!("plugin-kv:{{{ns}}}:k:{key}"),
+        format!("plugin-kv:{{{ns}}}:index"),
+    )
+}
+
+fn plugin_kv_script(body: &str) -> Script {
+    Script::new(&[include_str!("redis_lua/plugin_kv.lua"), body].concat())
+}
+
 /// The Redis store.
 pub struct RedisStore {
     client: Client,
@@ -119,6 +138,9 @@ pub struct RedisStore {
     enqueue_once: Script,
     ack: Script,
     commit_market: Script,
+    plugin_kv_set: Script,
+    plugin_kv_incr: Script,
+    plugin_kv_delete: Script,
     stats: StreamStats,
 }
 
@@ -143,6 +165,9 @@ impl RedisStore {
             enqueue_once: enqueue_once_script(),
             ack: ack_script(),
             commit_market: commit_market_script(),
+            plugin_kv_set: plugin_kv_script(include_str!("redis_lua/plugin_kv_set.lua")),
+            plugin_kv_incr: plugin_kv_script(include_str!("redis_lua/plugin_kv_incr.lua")),
+            plugin_kv_delete: Script::new(include_str!("redis_lua/plugin_kv_delete.lua")),
             stats: StreamStats::default(),
         })
     }
@@ -571,5 +596,80 @@ impl Store for RedisStore {
         let mut out: Vec<(String, String)> = all.into_iter().collect();
         out.sort();
         Ok(out)
+    }
+
+    async fn plugin_kv_get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut c = self.conn.clone();
+        let (value_key, _) = plugin_kv_keys(ns, key);
+        Ok(c.get(value_key).await?)
+    }
+
+    async fn plugin_kv_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        max_keys: u64,
+    ) -> Result<()> {
+        let mut c = self.conn.clone();
+        let (value_key, index) = plugin_kv_keys(ns, key);
+        let ttl = ttl_ms.map(|t| t.max(1).to_string()).unwrap_or_default();
+        let reply: Vec<String> = self
+            .plugin_kv_set
+            .key(value_key)
+            .key(index)
+            .arg(key)
+            .arg(value)
+            .arg(ttl)
+            .arg(max_keys)
+            .invoke_async(&mut c)
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(()),
+            Some("full") => Err(PluginKvRefused::TooManyKeys { max: max_keys }.into()),
+            _ => Err(anyhow!(
+                "unexpected answer from the kv set script: {reply:?}"
+            )),
+        }
+    }
+
+    async fn plugin_kv_delete(&self, ns: &str, key: &str) -> Result<bool> {
+        let mut c = self.conn.clone();
+        let (value_key, index) = plugin_kv_keys(ns, key);
+        let removed: u64 = self
+            .plugin_kv_delete
+            .key(value_key)
+            .key(index)
+            .arg(key)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn plugin_kv_incr(&self, ns: &str, key: &str, by: i64, max_keys: u64) -> Result<i64> {
+        let mut c = self.conn.clone();
+        let (value_key, index) = plugin_kv_keys(ns, key);
+        let reply: Vec<String> = self
+            .plugin_kv_incr
+            .key(value_key)
+            .key(index)
+            .arg(key)
+            .arg(by)
+            .arg(max_keys)
+            .invoke_async(&mut c)
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => reply
+                .get(1)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow!("unexpected answer from the kv incr script: {reply:?}")),
+            Some("full") => Err(PluginKvRefused::TooManyKeys { max: max_keys }.into()),
+            Some("nan") => Err(PluginKvRefused::NotAnInteger.into()),
+            Some("overflow") => Err(PluginKvRefused::Overflow { by }.into()),
+            _ => Err(anyhow!(
+                "unexpected answer from the kv incr script: {reply:?}"
+            )),
+        }
     }
 }

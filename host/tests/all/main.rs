@@ -3,6 +3,7 @@
 
 mod api;
 mod cache;
+mod capabilities;
 mod cli;
 mod documents;
 mod fuzz;

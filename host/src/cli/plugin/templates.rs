@@ -183,16 +183,22 @@ export_notify_formatter!({ty});
         ),
         Kind::Task => format!(
             r#"use impressox_plugin_sdk::types::{{TaskReport, TaskRun}};
-use impressox_plugin_sdk::{{Task, export_task}};
+use impressox_plugin_sdk::{{Task, export_task, kv}};
 
 struct {ty};
 
+/// Counts its runs in `kv` (grant it: `[plugins.grants.{name}] kv = true`).
 impl Task for {ty} {{
     const NAME: &'static str = "{name}";
 
     fn run(run: TaskRun) -> Result<TaskReport, String> {{
-        impressox_plugin_sdk::log::info(&format!("running for schedule {{}}", run.schedule));
-        Ok(TaskReport {{ summary: format!("ran {{}}", run.schedule), data_json: "{{}}".into() }})
+        // Keys are this plugin's own; `incr` is atomic, across hosts on Redis.
+        let runs = kv::incr("runs", 1)?;
+        kv::set("last-schedule", run.schedule.as_bytes())?;
+        Ok(TaskReport {{
+            summary: format!("run {{runs}} of `{{}}`", run.schedule),
+            data_json: format!("{{{{\"runs\": {{runs}}}}}}"),
+        }})
     }}
 }}
 
@@ -201,10 +207,12 @@ export_task!({ty});
         ),
         Kind::EventHandler => format!(
             r#"use impressox_plugin_sdk::types::{{Event, Outcome}};
-use impressox_plugin_sdk::{{EventHandler, export_event_handler}};
+use impressox_plugin_sdk::{{EventHandler, docs, export_event_handler}};
 
 struct {ty};
 
+/// Keeps each event in the `docs` collection `events`, once per event id (grant it:
+/// `[plugins.grants.{name}] docs = ["events"]`).
 impl EventHandler for {ty} {{
     const NAME: &'static str = "{name}";
 
@@ -212,8 +220,17 @@ impl EventHandler for {ty} {{
         if event.fields.is_empty() {{
             return Outcome::DeadLetter("event has no fields".into());
         }}
-        impressox_plugin_sdk::log::info(&format!("{{}} {{}}", event.stream, event.id));
-        Outcome::Ack
+        let fields: Vec<String> = event
+            .fields
+            .iter()
+            .map(|f| format!("{{:?}}: {{:?}}", f.name, f.value))
+            .collect();
+        let json = format!("{{{{\"stream\": {{:?}}, {{}}}}}}", event.stream, fields.join(", "));
+        // Upserting by the event's id keeps one document however often it is delivered.
+        match docs::upsert("events", &event.id, &json) {{
+            Ok(()) => Outcome::Ack,
+            Err(e) => Outcome::Retry(e),
+        }}
     }}
 }}
 

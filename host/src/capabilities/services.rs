@@ -1,0 +1,188 @@
+//! The seam between the host's I/O and the capabilities it lends to plugins.
+//!
+//! [`Services`] is built once per host from the configuration and the stores the host
+//! opened (`impressox run` shares its store and document store with the workers;
+//! `impressox plugin run` and tests open their own with [`Services::open`]). At load,
+//! [`Services::grant`] turns a plugin's `[plugins.grants.<name>]` into its [`Granted`]
+//! state — its kv namespace, its collections, its notify source — which lives in the
+//! plugin's context for as long as that version serves. A runtime built without services
+//! ([`Services::none`]) serves the pure kinds; a task or event handler that imports a
+//! granted capability is refused there at load, saying so.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::budget::BudgetConfig;
+use super::{docs, kv, notify, prices};
+use crate::config::{Config, Grants};
+use crate::documents::Documents;
+use crate::storage::Store;
+
+/// `[capabilities]`: caps and budgets of the capabilities lent to plugins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapabilitiesConfig {
+    /// Most capability host calls (`kv`, `docs`, `notify`, `prices`) one plugin call may make.
+    pub max_host_calls: u32,
+    /// Most bytes those host calls may move in and out during one plugin call.
+    pub max_bytes_moved: u64,
+    /// `[capabilities.kv]`
+    pub kv: kv::KvConfig,
+    /// `[capabilities.docs]`
+    pub docs: docs::DocsConfig,
+    /// `[capabilities.prices]`
+    pub prices: prices::PricesConfig,
+}
+
+impl Default for CapabilitiesConfig {
+    fn default() -> Self {
+        let budget = BudgetConfig::default();
+        CapabilitiesConfig {
+            max_host_calls: budget.max_host_calls,
+            max_bytes_moved: budget.max_bytes_moved,
+            kv: Default::default(),
+            docs: Default::default(),
+            prices: Default::default(),
+        }
+    }
+}
+
+impl CapabilitiesConfig {
+    /// The per-call budget.
+    pub fn budget(&self) -> BudgetConfig {
+        BudgetConfig {
+            max_host_calls: self.max_host_calls,
+            max_bytes_moved: self.max_bytes_moved,
+        }
+    }
+}
+
+/// What the capabilities of one host run on.
+#[derive(Clone, Default)]
+pub struct Services {
+    budget: BudgetConfig,
+    kv: Option<kv::Service>,
+    docs: Option<docs::Service>,
+    notify: Option<notify::Service>,
+    prices: Option<prices::Service>,
+}
+
+impl Services {
+    /// No backends: for runtimes that call only pure plugins, and for `plugin check`.
+    pub fn none(config: &Config) -> Services {
+        Services {
+            budget: config.capabilities.budget(),
+            ..Default::default()
+        }
+    }
+
+    /// Every capability, on the host's store and document store.
+    pub fn new(config: &Config, store: Arc<dyn Store>, documents: Arc<dyn Documents>) -> Services {
+        let caps = &config.capabilities;
+        Services {
+            budget: caps.budget(),
+            kv: Some(kv::Service::new(caps.kv, store.clone())),
+            docs: Some(docs::Service::new(caps.docs, documents.clone())),
+            notify: Some(notify::Service::new(store.clone(), documents)),
+            prices: Some(prices::Service::new(caps.prices, &config.market, store)),
+        }
+    }
+
+    /// Open the configured store and document store on the plugin I/O runtime (where the
+    /// capabilities' waits run) and build every capability on them.
+    pub fn open(config: &Config) -> Result<Services> {
+        let rt = crate::runtime::deadline::io_runtime();
+        let (store, documents) = rt.block_on(async {
+            let limits = crate::storage::StoreLimits {
+                history_len: config.market.history_len,
+                stream_maxlen: config.market.stream_maxlen,
+                ..Default::default()
+            };
+            let store = crate::storage::open(config, limits).await?;
+            let documents = crate::documents::open(config).await?;
+            anyhow::Ok((store, documents))
+        })?;
+        Ok(Services::new(config, store, documents))
+    }
+
+    /// Plugin `name`'s state from its grants. Refused when a grant cannot be honoured: an
+    /// invalid collection name, or (with `require_backends`) a capability the component
+    /// imports and was granted but this host has no backend for.
+    pub fn grant(
+        &self,
+        name: &str,
+        grants: &Grants,
+        imports: &[String],
+        require_backends: bool,
+    ) -> Result<Granted, String> {
+        let imported = |key: &str| {
+            imports
+                .iter()
+                .any(|i| matches!(super::policy_for(i), super::ImportPolicy::Grant { key: k, .. } if k == key))
+        };
+        if require_backends {
+            let missing = [
+                ("kv", grants.kv, self.kv.is_some()),
+                ("docs", !grants.docs.is_empty(), self.docs.is_some()),
+                ("notify", grants.notify, self.notify.is_some()),
+                ("prices", grants.prices, self.prices.is_some()),
+            ]
+            .into_iter()
+            .find(|(key, granted, present)| *granted && !present && imported(key));
+            if let Some((key, _, _)) = missing {
+                return Err(format!(
+                    "plugin `{name}` imports the `{key}` capability and is granted it, but this \
+                     process runs without the stores capabilities need (`impressox run` and \
+                     `impressox plugin run` have them)"
+                ));
+            }
+        }
+        let docs = match (&self.docs, grants.docs.is_empty()) {
+            (Some(service), false) => Some(service.grant(name, &grants.docs)?),
+            _ => None,
+        };
+        Ok(Granted {
+            budget: self.budget,
+            kv: self
+                .kv
+                .as_ref()
+                .filter(|_| grants.kv)
+                .map(|s| s.grant(name)),
+            docs,
+            notify: self
+                .notify
+                .as_ref()
+                .filter(|_| grants.notify)
+                .map(|s| s.grant(name)),
+            prices: self
+                .prices
+                .as_ref()
+                .filter(|_| grants.prices)
+                .map(|s| s.grant()),
+        })
+    }
+}
+
+/// One plugin's capabilities: what its grants give it, and its per-call budget.
+#[derive(Default)]
+pub struct Granted {
+    pub budget: BudgetConfig,
+    pub kv: Option<kv::Granted>,
+    pub docs: Option<docs::Granted>,
+    pub notify: Option<notify::Granted>,
+    pub prices: Option<Arc<prices::Granted>>,
+}
+
+impl std::fmt::Debug for Granted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Granted")
+            .field("budget", &self.budget)
+            .field("kv", &self.kv.is_some())
+            .field("docs", &self.docs.is_some())
+            .field("notify", &self.notify.is_some())
+            .field("prices", &self.prices.is_some())
+            .finish()
+    }
+}
