@@ -36,7 +36,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::config::{MarketConfig, SourceConfig, SourceKind};
 use super::health::{MarketStats, SourceHealth, SourceState};

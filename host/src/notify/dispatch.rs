@@ -2,7 +2,7 @@
 //! outcomes, and the two periodic jobs that keep the log moving.
 //!
 //! - The claimer: records that may go now arrive unclaimed (stored `queued`, held back
-//!   from the due-poller for [`HOLD_MS`]). It claims them in group commits, only as many
+//!   from the due-poller for [`HOLD_MS`](super::intake::HOLD_MS)). It claims them in group commits, only as many
 //!   as there are free send slots (`max_in_flight`), so the records a crash can leave
 //!   `sending` — whose fate is unknown — are only those really in flight.
 //! - Senders: one task per claimed record, sending its parts in order at their reserved
@@ -24,7 +24,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
-use super::intake::{HOLD_MS, NOW_SLACK_MS, render_into};
+use super::intake::{NOW_SLACK_MS, render_into};
 use super::record::{Delivery, SendOutcome, State};
 use super::request::NotificationRequest;
 use super::{Shared, bump, consumer_of};
