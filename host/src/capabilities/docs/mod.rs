@@ -8,7 +8,7 @@
 //! - **Documents** are JSON objects, validated on the way in: bad JSON, a non-object, a
 //!   field name the stores cannot keep (empty, starting with `$`, holding `.` or NUL, at
 //!   any depth) or a top-level `_` field other than `_id` is an `error` naming what is
-//!   wrong. `_id` is the id argument; the host keeps `_rev` and `_updated_ms`, and neither
+//!   wrong. `_id` is the id argument; the host keeps `_rev` and `_updated_us`, and neither
 //!   is shown to the plugin.
 //! - **find** takes an equality filter (`{"symbol": "BTCUSDT", "tier": 2}`: scalar values
 //!   only) and returns the most recently written first, at most `limit`, itself capped
@@ -52,8 +52,17 @@ impl Default for DocsConfig {
     }
 }
 
-/// The host-kept write time `find` orders by.
-const UPDATED: &str = "_updated_ms";
+/// The host-kept write time `find` orders by, in microseconds: two upserts of one call
+/// land in the same millisecond, and "newest first" must still put the later one first.
+const UPDATED: &str = "_updated_us";
+
+/// Now, in microseconds since the Unix epoch.
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
 /// The backend's revision counter.
 const REV: &str = "_rev";
 
@@ -184,7 +193,7 @@ impl Granted {
         check_field_names(&Value::Object(doc.clone()), "")
             .map_err(|e| CapError::refused(format!("docs: document `{id}`: {e}")))?;
         doc.insert("_id".into(), Value::String(id.to_string()));
-        doc.insert(UPDATED.into(), crate::util::now_ms().into());
+        doc.insert(UPDATED.into(), now_us().into());
         Ok(doc)
     }
 
