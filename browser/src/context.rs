@@ -22,8 +22,9 @@ use tokio::sync::Semaphore;
 use crate::cookies::StoredCookie;
 use crate::error::{BrowserError, cdp};
 use crate::launch::Live;
-use crate::page::{PageEntry, PageLease};
-use crate::pool::{PoolInner, lock};
+use crate::page::{PageEntry, PageHome, PageLease, PageOwner};
+use crate::slots::PoolInner;
+use crate::sync::lock;
 
 /// What an account's context is made of.
 #[derive(Debug, Clone, Default)]
@@ -87,7 +88,7 @@ pub struct AccountContext {
 impl fmt::Debug for AccountContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccountContext")
-            .field("key", &self.inner.key)
+            .field("key", &self.inner.home.key)
             .field("slot", &self.inner.slot)
             .field("proxy", &self.inner.proxy)
             .finish()
@@ -95,16 +96,18 @@ impl fmt::Debug for AccountContext {
 }
 
 pub(crate) struct CtxInner {
-    pub(crate) pool: Arc<PoolInner>,
-    pub(crate) key: String,
+    /// What the context's pages share with it (pool, account key, idle pages, closed flag).
+    home: PageHome,
     pub(crate) proxy: Option<ProxySpec>,
     slot: usize,
     permits: Arc<Semaphore>,
     state: tokio::sync::Mutex<CtxState>,
-    /// Pages returned by dropped leases, ready for the next lease. A std mutex: `Drop` of a lease
-    /// must be able to push without awaiting.
-    pub(crate) idle: Mutex<Vec<PageEntry>>,
-    pub(crate) closed: AtomicBool,
+}
+
+impl PageOwner for CtxInner {
+    fn home(&self) -> &PageHome {
+        &self.home
+    }
 }
 
 struct CtxState {
@@ -145,14 +148,16 @@ impl AccountContext {
         let permits = Arc::new(Semaphore::new(pool.cfg.pages_per_account));
         Ok(AccountContext {
             inner: Arc::new(CtxInner {
-                pool,
-                key: spec.key,
+                home: PageHome {
+                    pool,
+                    key: spec.key,
+                    idle: Mutex::new(Vec::new()),
+                    closed: AtomicBool::new(false),
+                },
                 proxy: spec.proxy,
                 slot,
                 permits,
                 state: tokio::sync::Mutex::new(state),
-                idle: Mutex::new(Vec::new()),
-                closed: AtomicBool::new(false),
             }),
         })
     }
@@ -171,11 +176,11 @@ impl AccountContext {
         let entry = inner
             .retrying(|live: Arc<Live>, id: BrowserContextId| async move {
                 loop {
-                    let next = lock(&inner.idle).pop();
+                    let next = lock(&inner.home.idle).pop();
                     match next {
                         Some(e)
                             if Arc::ptr_eq(&e.live, &live)
-                                && e.reusable(inner.pool.cfg.page_max_uses) =>
+                                && e.reusable(inner.home.pool.cfg.page_max_uses) =>
                         {
                             return Ok(e);
                         }
@@ -184,7 +189,7 @@ impl AccountContext {
                     }
                 }
                 PageEntry::create(
-                    &inner.pool,
+                    &inner.home.pool,
                     &live,
                     &id,
                     inner.proxy.as_ref().and_then(|p| p.credentials.as_ref()),
@@ -207,10 +212,11 @@ impl AccountContext {
                     let get = GetCookiesParams {
                         browser_context_id: Some(id.clone()),
                     };
-                    let res = tokio::time::timeout(inner.pool.cfg.request_timeout, b.execute(get))
-                        .await
-                        .map_err(|_| BrowserError::Timeout("reading cookies".into()))?
-                        .map_err(|e| cdp("reading cookies", e))?;
+                    let res =
+                        tokio::time::timeout(inner.home.pool.cfg.request_timeout, b.execute(get))
+                            .await
+                            .map_err(|_| BrowserError::Timeout("reading cookies".into()))?
+                            .map_err(|e| cdp("reading cookies", e))?;
                     Ok(res
                         .result
                         .cookies
@@ -234,7 +240,7 @@ impl AccountContext {
             .retrying_locked(
                 &mut st,
                 |live: Arc<Live>, id: BrowserContextId| async move {
-                    set_in(&inner.pool, &live, &id, params).await
+                    set_in(&inner.home.pool, &live, &id, params).await
                 },
             )
             .await?;
@@ -258,7 +264,7 @@ impl AccountContext {
                     let clear = ClearCookiesParams {
                         browser_context_id: Some(id.clone()),
                     };
-                    tokio::time::timeout(inner.pool.cfg.request_timeout, b.execute(clear))
+                    tokio::time::timeout(inner.home.pool.cfg.request_timeout, b.execute(clear))
                         .await
                         .map_err(|_| BrowserError::Timeout("clearing cookies".into()))?
                         .map_err(|e| cdp("clearing cookies", e))?;
@@ -272,24 +278,24 @@ impl AccountContext {
 
     /// Disposes the context (and its pages) in the browser.
     pub async fn close(self) {
-        self.inner.closed.store(true, Ordering::SeqCst);
-        let idle = std::mem::take(&mut *lock(&self.inner.idle));
+        self.inner.home.closed.store(true, Ordering::SeqCst);
+        let idle = std::mem::take(&mut *lock(&self.inner.home.idle));
         drop(idle);
         let st = self.inner.state.lock().await;
         if !st.live.is_gone() {
             let b = st.live.browser.read().await;
             match tokio::time::timeout(
-                self.inner.pool.cfg.request_timeout,
+                self.inner.home.pool.cfg.request_timeout,
                 b.dispose_browser_context(st.id.clone()),
             )
             .await
             {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    tracing::debug!(key = %self.inner.key, error = %e, "disposing a browser context")
+                    tracing::debug!(key = %self.inner.home.key, error = %e, "disposing a browser context")
                 }
                 Err(_) => {
-                    tracing::debug!(key = %self.inner.key, "disposing a browser context timed out")
+                    tracing::debug!(key = %self.inner.home.key, "disposing a browser context timed out")
                 }
             }
         }
@@ -317,15 +323,15 @@ impl CtxInner {
         F: Fn(Arc<Live>, BrowserContextId) -> Fut,
         Fut: std::future::Future<Output = Result<T, BrowserError>>,
     {
-        if self.closed.load(Ordering::SeqCst) || self.pool.is_shut() {
+        if self.home.closed.load(Ordering::SeqCst) || self.home.pool.is_shut() {
             return Err(BrowserError::Gone);
         }
         self.ensure_current(st).await?;
         match op(st.live.clone(), st.id.clone()).await {
             Ok(v) => Ok(v),
             Err(e) => {
-                if st.live.is_gone() || !st.live.check(Some(self.pool.probe_timeout())).await {
-                    tracing::warn!(key = %self.key, "browser died under the context; re-creating it");
+                if st.live.is_gone() || !st.live.check(Some(self.home.pool.probe_timeout())).await {
+                    tracing::warn!(key = %self.home.key, "browser died under the context; re-creating it");
                     self.ensure_current(st).await?;
                     op(st.live.clone(), st.id.clone()).await
                 } else {
@@ -342,13 +348,13 @@ impl CtxInner {
         if !st.live.is_gone() && st.live.check(None).await {
             return Ok(());
         }
-        let live = self.pool.ensure_live(self.slot).await?;
+        let live = self.home.pool.ensure_live(self.slot).await?;
         let params = to_params(&st.known)?;
-        let id = create_in(&self.pool, &live, self.proxy.as_ref(), &params).await?;
+        let id = create_in(&self.home.pool, &live, self.proxy.as_ref(), &params).await?;
         // Pages of the old browser are useless now.
-        let stale = std::mem::take(&mut *lock(&self.idle));
+        let stale = std::mem::take(&mut *lock(&self.home.idle));
         drop(stale);
-        tracing::info!(key = %self.key, generation = live.generation, cookies = st.known.len(), "context re-created after a browser restart");
+        tracing::info!(key = %self.home.key, generation = live.generation, cookies = st.known.len(), "context re-created after a browser restart");
         st.live = live;
         st.id = id;
         Ok(())
@@ -357,8 +363,8 @@ impl CtxInner {
 
 impl Drop for CtxInner {
     fn drop(&mut self) {
-        self.pool.release(self.slot);
-        if self.closed.load(Ordering::SeqCst) {
+        self.home.pool.release(self.slot);
+        if self.home.closed.load(Ordering::SeqCst) {
             return;
         }
         // Dropped without close(): dispose in the background when a runtime is there.

@@ -76,11 +76,11 @@ impl Live {
 
     /// Sets `flag` and wakes `notify` when the renderer of `target` crashes.
     pub(crate) fn watch_crash(&self, target: &str, flag: Arc<AtomicBool>, notify: Arc<Notify>) {
-        crate::pool::lock(&self.crash_watch).insert(target.to_string(), (flag, notify));
+        crate::sync::lock(&self.crash_watch).insert(target.to_string(), (flag, notify));
     }
 
     pub(crate) fn unwatch_crash(&self, target: &str) {
-        crate::pool::lock(&self.crash_watch).remove(target);
+        crate::sync::lock(&self.crash_watch).remove(target);
     }
 
     pub(crate) fn mark_gone(&self) {
@@ -217,7 +217,7 @@ pub(crate) async fn launch(cfg: &PoolConfig, slot: usize) -> Result<Live, Browse
             tokio::spawn(async move {
                 while let Some(ev) = crashes.next().await {
                     tracing::warn!(slot, status = %ev.status, code = ev.error_code, "a page's renderer crashed; the page will be replaced");
-                    let hit = crate::pool::lock(&watch).get(ev.target_id.inner()).cloned();
+                    let hit = crate::sync::lock(&watch).get(ev.target_id.inner()).cloned();
                     if let Some((flag, notify)) = hit {
                         flag.store(true, Ordering::SeqCst);
                         notify.notify_waiters();

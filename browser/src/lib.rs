@@ -7,8 +7,9 @@
 //! - [`config`] — [`PoolConfig`], [`Sandbox`] and their validation.
 //! - `launch` — one Chromium process (flags, profile directory `<root>/<pid>-<slot>-<generation>`,
 //!   handler task, liveness check, stop).
-//! - [`pool`] — [`BrowserPool`]: slots, context placement, the supervisor that relaunches a dead
-//!   browser with backoff, shutdown.
+//! - [`pool`] — [`BrowserPool`]: start, contexts, shutdown; its state below it in `slots`
+//!   (slots, context placement, the supervisor that relaunches a dead browser with backoff).
+//! - `sync` — the poison-tolerant mutex lock every file uses.
 //! - [`context`] — [`AccountContext`]: one browser context per account with its proxy and
 //!   cookies, ≤ `pages_per_account` pages, transparent re-creation after a browser restart.
 //! - [`page`] — [`PageLease`]: navigate/scroll and capture, DOM helpers for the login form,
@@ -46,6 +47,8 @@ mod intercept;
 mod launch;
 pub mod page;
 pub mod pool;
+mod slots;
+mod sync;
 
 pub use capture::{Capture, CapturedResponse, Expect, is_login_url, operation};
 pub use config::{PoolConfig, Sandbox};

@@ -8,8 +8,8 @@
 //! returns the page to its context; it is closed instead after `page_max_uses` navigations, a
 //! renderer crash, or a step that timed out (its state is then unknown).
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chromiumoxide::Page;
@@ -22,11 +22,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 
 use crate::capture::{Capture, Expect, Recorder, is_login_url};
-use crate::context::CtxInner;
 use crate::error::{BrowserError, cdp, is_connection_error};
 use crate::intercept;
 use crate::launch::Live;
-use crate::pool::{PoolInner, lock};
+use crate::slots::PoolInner;
+use crate::sync::lock;
 
 /// How often a step re-checks the page's URL and the capture, besides being woken by events.
 const TICK: Duration = Duration::from_millis(50);
@@ -141,17 +141,36 @@ impl Drop for PageEntry {
     }
 }
 
+/// What a context shares with its pages: where a returned page goes, and whether the
+/// context still takes pages back.
+pub(crate) struct PageHome {
+    pub(crate) pool: Arc<PoolInner>,
+    /// The account's key, for logs.
+    pub(crate) key: String,
+    /// Pages returned by dropped leases, ready for the next lease. A std mutex: `Drop` of a
+    /// lease must be able to push without awaiting.
+    pub(crate) idle: Mutex<Vec<PageEntry>>,
+    pub(crate) closed: AtomicBool,
+}
+
+/// The context a lease belongs to, as its pages see it. A lease holds its owner, so the
+/// context outlives its leased pages; the owner's own type (`context::CtxInner`) stays
+/// above this file.
+pub(crate) trait PageOwner: Send + Sync {
+    fn home(&self) -> &PageHome;
+}
+
 /// One page of an account context, held by one run. Drop it to give the page back.
 pub struct PageLease {
     entry: Option<PageEntry>,
-    ctx: Arc<CtxInner>,
+    ctx: Arc<dyn PageOwner>,
     _permit: OwnedSemaphorePermit,
 }
 
 impl std::fmt::Debug for PageLease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PageLease")
-            .field("account", &self.ctx.key)
+            .field("account", &self.ctx.home().key)
             .field("uses", &self.entry.as_ref().map(|e| e.uses))
             .finish()
     }
@@ -162,17 +181,21 @@ impl Drop for PageLease {
         let Some(entry) = self.entry.take() else {
             return;
         };
-        if !self.ctx.closed.load(Ordering::SeqCst)
-            && entry.reusable(self.ctx.pool.cfg.page_max_uses)
+        if !self.ctx.home().closed.load(Ordering::SeqCst)
+            && entry.reusable(self.ctx.home().pool.cfg.page_max_uses)
         {
-            lock(&self.ctx.idle).push(entry);
+            lock(&self.ctx.home().idle).push(entry);
         }
         // Else the entry drops here and its page is closed.
     }
 }
 
 impl PageLease {
-    pub(crate) fn new(entry: PageEntry, ctx: Arc<CtxInner>, permit: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn new(
+        entry: PageEntry,
+        ctx: Arc<dyn PageOwner>,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
         PageLease {
             entry: Some(entry),
             ctx,
@@ -195,7 +218,7 @@ impl PageLease {
     }
 
     fn cfg(&self) -> &crate::config::PoolConfig {
-        &self.ctx.pool.cfg
+        &self.ctx.home().pool.cfg
     }
 
     /// Turns a failed command into `Gone` when the browser turns out to be dead.
@@ -205,7 +228,10 @@ impl PageLease {
         };
         if entry.live.is_gone()
             || (is_connection_error(&e)
-                && !entry.live.check(Some(self.ctx.pool.probe_timeout())).await)
+                && !entry
+                    .live
+                    .check(Some(self.ctx.home().pool.probe_timeout()))
+                    .await)
         {
             return BrowserError::Gone;
         }

@@ -39,7 +39,7 @@ pub struct Config {
     /// The x-scraper worker: X's URLs, accounts and proxies files, browser, limits.
     pub scraper: crate::scraper::config::ScraperConfig,
     /// Caps and per-call budgets of the capabilities lent to plugins (`kv`, `docs`, ...).
-    pub capabilities: crate::capabilities::CapabilitiesConfig,
+    pub capabilities: crate::capabilities::settings::CapabilitiesConfig,
     /// Log output.
     pub log: LogConfig,
     /// The folder relative paths resolve against (the config file's). Not a config key.

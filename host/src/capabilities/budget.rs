@@ -77,6 +77,47 @@ impl CallBudget {
     }
 }
 
+/// Bytes an answer moves back into the plugin, for the per-call budget.
+pub trait Moved {
+    fn moved(&self) -> usize;
+}
+
+impl Moved for () {
+    fn moved(&self) -> usize {
+        0
+    }
+}
+impl Moved for bool {
+    fn moved(&self) -> usize {
+        1
+    }
+}
+impl Moved for i64 {
+    fn moved(&self) -> usize {
+        8
+    }
+}
+impl Moved for Vec<u8> {
+    fn moved(&self) -> usize {
+        self.len()
+    }
+}
+impl Moved for String {
+    fn moved(&self) -> usize {
+        self.len()
+    }
+}
+impl<T: Moved> Moved for Option<T> {
+    fn moved(&self) -> usize {
+        self.as_ref().map_or(0, Moved::moved)
+    }
+}
+impl<T: Moved> Moved for Vec<T> {
+    fn moved(&self) -> usize {
+        self.iter().map(Moved::moved).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,65 +12,11 @@
 
 use std::future::Future;
 
+use super::budget::Moved;
+use super::error::CapError;
 use super::services::Granted;
 use crate::runtime::deadline::wait;
 use crate::runtime::state::StoreState;
-
-/// Why a capability operation produced no answer.
-#[derive(Debug)]
-pub enum CapError {
-    /// The plugin's fault or an expected refusal; the message is shown to it as is.
-    Refused(String),
-    /// The backend failed; logged in full, shown to the plugin as a stable message.
-    Backend(anyhow::Error),
-}
-
-impl CapError {
-    pub fn refused(message: impl Into<String>) -> CapError {
-        CapError::Refused(message.into())
-    }
-}
-
-/// Bytes an answer moves back into the plugin, for the per-call budget.
-pub trait Moved {
-    fn moved(&self) -> usize;
-}
-
-impl Moved for () {
-    fn moved(&self) -> usize {
-        0
-    }
-}
-impl Moved for bool {
-    fn moved(&self) -> usize {
-        1
-    }
-}
-impl Moved for i64 {
-    fn moved(&self) -> usize {
-        8
-    }
-}
-impl Moved for Vec<u8> {
-    fn moved(&self) -> usize {
-        self.len()
-    }
-}
-impl Moved for String {
-    fn moved(&self) -> usize {
-        self.len()
-    }
-}
-impl<T: Moved> Moved for Option<T> {
-    fn moved(&self) -> usize {
-        self.as_ref().map_or(0, Moved::moved)
-    }
-}
-impl<T: Moved> Moved for Vec<T> {
-    fn moved(&self) -> usize {
-        self.iter().map(Moved::moved).sum()
-    }
-}
 
 /// Run one capability call of `state`'s plugin: `pick` finds the plugin's granted state
 /// for the capability (none: not granted), `bytes_in` is what the plugin sends, and `op`

@@ -17,14 +17,17 @@ pub mod budget;
 pub mod call;
 pub mod config;
 pub mod docs;
+pub mod error;
 pub mod kv;
 pub mod log;
 pub mod notify;
 pub mod prices;
-mod services;
+pub mod services;
+pub mod settings;
 pub mod wasi;
 
-pub use services::{CapabilitiesConfig, Granted, Services};
+pub use services::{Granted, Services};
+pub use settings::CapabilitiesConfig;
 
 /// The WIT package version this host implements.
 pub const WIT_VERSION: &str = "0.1.0";
@@ -44,10 +47,10 @@ pub fn linker_for(engine: &Engine, kind: Kind) -> Result<Linker<StoreState>> {
         let l = &mut linker;
         crate::bindings::config::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
             .map_err(anyhow::Error::from)?;
-        kv::add_to_linker(l)?;
-        docs::add_to_linker(l)?;
-        notify::add_to_linker(l)?;
-        prices::add_to_linker(l)?;
+        kv::host::add_to_linker(l)?;
+        docs::host::add_to_linker(l)?;
+        notify::host::add_to_linker(l)?;
+        prices::host::add_to_linker(l)?;
     }
     Ok(linker)
 }

@@ -12,52 +12,12 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 
 use super::budget::BudgetConfig;
 use super::{docs, kv, notify, prices};
 use crate::config::{Config, Grants};
 use crate::documents::Documents;
 use crate::storage::Store;
-
-/// `[capabilities]`: caps and budgets of the capabilities lent to plugins.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CapabilitiesConfig {
-    /// Most capability host calls (`kv`, `docs`, `notify`, `prices`) one plugin call may make.
-    pub max_host_calls: u32,
-    /// Most bytes those host calls may move in and out during one plugin call.
-    pub max_bytes_moved: u64,
-    /// `[capabilities.kv]`
-    pub kv: kv::KvConfig,
-    /// `[capabilities.docs]`
-    pub docs: docs::DocsConfig,
-    /// `[capabilities.prices]`
-    pub prices: prices::PricesConfig,
-}
-
-impl Default for CapabilitiesConfig {
-    fn default() -> Self {
-        let budget = BudgetConfig::default();
-        CapabilitiesConfig {
-            max_host_calls: budget.max_host_calls,
-            max_bytes_moved: budget.max_bytes_moved,
-            kv: Default::default(),
-            docs: Default::default(),
-            prices: Default::default(),
-        }
-    }
-}
-
-impl CapabilitiesConfig {
-    /// The per-call budget.
-    pub fn budget(&self) -> BudgetConfig {
-        BudgetConfig {
-            max_host_calls: self.max_host_calls,
-            max_bytes_moved: self.max_bytes_moved,
-        }
-    }
-}
 
 /// What the capabilities of one host run on.
 #[derive(Clone, Default)]

@@ -19,8 +19,8 @@ use tokio::sync::watch;
 
 use super::Shared;
 use super::log::{NOTIFICATIONS, notification_doc};
-use super::plan::{self, NO_TARGET, Planned, RenderError, Start};
-use super::record::{DELIVERIES, Delivery, NewDelivery, State};
+use super::plan::{self, Planned, RenderError, Start};
+use super::record::{DELIVERIES, Delivery, NO_TARGET, NewDelivery, State};
 use super::request::{NotificationRequest, Priority};
 use crate::documents::{Write, WriteOutcome};
 use crate::storage::{NOTIFY_REQUESTS, StreamEntry};

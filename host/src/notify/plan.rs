@@ -10,7 +10,7 @@
 
 use super::config::NotifyConfig;
 use super::prefs::Preferences;
-use super::record::{ParseMode, Part};
+use super::record::{NO_TARGET, ParseMode, Part};
 use super::request::{NotificationRequest, Priority};
 use crate::bindings::types;
 use crate::runtime::CallError;
@@ -40,9 +40,6 @@ pub struct Planned {
     pub target: String,
     pub start: Start,
 }
-
-/// The target shown for a delivery that has no address.
-pub const NO_TARGET: &str = "-";
 
 /// Plan a request against the user's preferences (if any).
 pub fn plan(

@@ -26,6 +26,9 @@ use super::config::{OnAmbiguous, RetryConfig};
 use super::request::Priority;
 use crate::documents::Doc;
 
+/// The target shown for a delivery that has no address.
+pub const NO_TARGET: &str = "-";
+
 /// The collection of delivery records.
 pub const DELIVERIES: &str = "deliveries";
 

@@ -213,7 +213,7 @@ pub async fn replay(docs: &Arc<dyn Documents>, id: &str) -> Result<Result<Delive
             "the request itself was invalid; fix it and POST it to /api/v1/notifications".into(),
         )));
     }
-    if d.target == super::plan::NO_TARGET {
+    if d.target == super::record::NO_TARGET {
         return Ok(Err(ReplayError::NotReplayable(format!(
             "the user had no {} address; set it in the preferences and send the notification again with a new id",
             d.channel

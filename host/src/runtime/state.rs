@@ -31,7 +31,7 @@ pub struct PluginContext {
     /// `[plugins.grants.<name>]`.
     pub grants: Grants,
     /// What the grants give it: its kv namespace, collections, notify source, budget.
-    pub caps: crate::capabilities::Granted,
+    pub caps: crate::capabilities::services::Granted,
 }
 
 /// The data of one `wasmtime::Store`.

@@ -3,6 +3,7 @@
 use crate::bindings::docs::Host;
 use crate::capabilities::call::run;
 use crate::runtime::state::StoreState;
+use wasmtime::component::{HasSelf, Linker};
 
 impl Host for StoreState {
     fn upsert(
@@ -62,4 +63,10 @@ impl Host for StoreState {
             |d| d.delete(&collection, &id),
         )
     }
+}
+
+/// Add `impressox:plugin/docs` to a linker.
+pub fn add_to_linker(linker: &mut Linker<StoreState>) -> anyhow::Result<()> {
+    crate::bindings::docs::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
+        .map_err(anyhow::Error::from)
 }

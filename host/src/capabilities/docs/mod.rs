@@ -20,37 +20,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use wasmtime::component::{HasSelf, Linker};
 
-use super::call::CapError;
+use super::error::CapError;
 use crate::documents::{Doc, Documents, Filter, Order, Query, Write, WriteOutcome};
-use crate::runtime::state::StoreState;
 
-mod host;
+pub mod config;
+pub(super) mod host;
 
-/// `[capabilities.docs]`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DocsConfig {
-    /// Largest document, in bytes of JSON.
-    pub max_document_bytes: usize,
-    /// Most documents one `find` may ask for.
-    pub max_find_limit: u32,
-    /// Longest id, in bytes.
-    pub max_id_bytes: usize,
-}
-
-impl Default for DocsConfig {
-    fn default() -> Self {
-        DocsConfig {
-            max_document_bytes: 1024 * 1024,
-            max_find_limit: 1000,
-            max_id_bytes: 256,
-        }
-    }
-}
+pub use config::DocsConfig;
 
 /// The host-kept write time `find` orders by, in microseconds: two upserts of one call
 /// land in the same millisecond, and "newest first" must still put the later one first.
@@ -336,12 +314,6 @@ fn check_field_names(v: &Value, path: &str) -> Result<(), String> {
         _ => {}
     }
     Ok(())
-}
-
-/// Add `impressox:plugin/docs` to a linker.
-pub fn add_to_linker(linker: &mut Linker<StoreState>) -> anyhow::Result<()> {
-    crate::bindings::docs::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
-        .map_err(anyhow::Error::from)
 }
 
 #[cfg(test)]

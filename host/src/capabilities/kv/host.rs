@@ -4,6 +4,7 @@
 use crate::bindings::kv::Host;
 use crate::capabilities::call::run;
 use crate::runtime::state::StoreState;
+use wasmtime::component::{HasSelf, Linker};
 
 impl Host for StoreState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
@@ -51,4 +52,10 @@ impl Host for StoreState {
             |kv| kv.incr(&key, by),
         )
     }
+}
+
+/// Add `impressox:plugin/kv` to a linker.
+pub fn add_to_linker(linker: &mut Linker<StoreState>) -> anyhow::Result<()> {
+    crate::bindings::kv::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
+        .map_err(anyhow::Error::from)
 }

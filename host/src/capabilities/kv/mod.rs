@@ -19,36 +19,13 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use wasmtime::component::{HasSelf, Linker};
-
-use super::call::CapError;
-use crate::runtime::state::StoreState;
+use super::error::CapError;
 use crate::storage::{PluginKvRefused, Store};
 
-mod host;
+pub mod config;
+pub(super) mod host;
 
-/// `[capabilities.kv]`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KvConfig {
-    /// Longest key, in bytes.
-    pub max_key_bytes: usize,
-    /// Largest value, in bytes.
-    pub max_value_bytes: usize,
-    /// Most live keys one plugin may hold.
-    pub max_keys: u64,
-}
-
-impl Default for KvConfig {
-    fn default() -> Self {
-        KvConfig {
-            max_key_bytes: 512,
-            max_value_bytes: 1024 * 1024,
-            max_keys: 10_000,
-        }
-    }
-}
+pub use config::KvConfig;
 
 /// The `kv` capability of a host: the store and the caps.
 #[derive(Clone)]
@@ -158,12 +135,6 @@ fn refusal(e: anyhow::Error) -> CapError {
         Some(r) => CapError::refused(format!("kv: {r}")),
         None => CapError::Backend(e),
     }
-}
-
-/// Add `impressox:plugin/kv` to a linker.
-pub fn add_to_linker(linker: &mut Linker<StoreState>) -> anyhow::Result<()> {
-    crate::bindings::kv::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
-        .map_err(anyhow::Error::from)
 }
 
 #[cfg(test)]

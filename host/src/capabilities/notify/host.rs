@@ -4,6 +4,7 @@ use crate::bindings::notify::Host;
 use crate::bindings::types::Notification;
 use crate::capabilities::call::run;
 use crate::runtime::state::StoreState;
+use wasmtime::component::{HasSelf, Linker};
 
 impl Host for StoreState {
     fn enqueue(
@@ -26,4 +27,10 @@ impl Host for StoreState {
             |n| n.enqueue(&request, &channels),
         )
     }
+}
+
+/// Add `impressox:plugin/notify` to a linker.
+pub fn add_to_linker(linker: &mut Linker<StoreState>) -> anyhow::Result<()> {
+    crate::bindings::notify::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
+        .map_err(anyhow::Error::from)
 }

@@ -12,17 +12,14 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{HasSelf, Linker};
-
-use super::call::CapError;
+use super::error::CapError;
 use crate::bindings::types::{Notification, Priority as WitPriority};
 use crate::documents::Documents;
 use crate::notify::request::{NotificationRequest, Priority};
 use crate::notify::service::{Submitted, submit_from};
-use crate::runtime::state::StoreState;
 use crate::storage::Store;
 
-mod host;
+pub(super) mod host;
 
 /// The `notify` capability of a host: where requests are recorded and queued.
 #[derive(Clone)]
@@ -105,10 +102,4 @@ impl Granted {
             ))),
         }
     }
-}
-
-/// Add `impressox:plugin/notify` to a linker.
-pub fn add_to_linker(linker: &mut Linker<StoreState>) -> anyhow::Result<()> {
-    crate::bindings::notify::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
-        .map_err(anyhow::Error::from)
 }

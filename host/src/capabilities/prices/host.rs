@@ -3,6 +3,7 @@
 use crate::bindings::prices::{Host, PricePoint};
 use crate::capabilities::call::run;
 use crate::runtime::state::StoreState;
+use wasmtime::component::{HasSelf, Linker};
 
 impl Host for StoreState {
     fn latest(&mut self, symbol: String) -> wasmtime::Result<Result<Option<PricePoint>, String>> {
@@ -28,4 +29,10 @@ impl Host for StoreState {
             |p| p.recent(&symbol, limit),
         )
     }
+}
+
+/// Add `impressox:plugin/prices` to a linker.
+pub fn add_to_linker(linker: &mut Linker<StoreState>) -> anyhow::Result<()> {
+    crate::bindings::prices::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
+        .map_err(anyhow::Error::from)
 }

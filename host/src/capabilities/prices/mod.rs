@@ -10,29 +10,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-use wasmtime::component::{HasSelf, Linker};
-
-use super::call::CapError;
+use super::error::CapError;
 use crate::bindings::prices::PricePoint;
-use crate::runtime::state::StoreState;
 use crate::storage::Store;
 
-mod host;
+pub mod config;
+pub(super) mod host;
 
-/// `[capabilities.prices]`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PricesConfig {
-    /// Most points one `recent` call returns.
-    pub max_recent: u32,
-}
-
-impl Default for PricesConfig {
-    fn default() -> Self {
-        PricesConfig { max_recent: 1000 }
-    }
-}
+pub use config::PricesConfig;
 
 /// The `prices` capability of a host: the store and when a source's price goes stale.
 #[derive(Clone)]
@@ -139,14 +124,8 @@ fn checked_symbol(symbol: &str) -> Result<String, CapError> {
     Ok(symbol.to_ascii_uppercase())
 }
 
-impl super::call::Moved for PricePoint {
+impl super::budget::Moved for PricePoint {
     fn moved(&self) -> usize {
         self.symbol.len() + self.source.len() + 25
     }
-}
-
-/// Add `impressox:plugin/prices` to a linker.
-pub fn add_to_linker(linker: &mut Linker<StoreState>) -> anyhow::Result<()> {
-    crate::bindings::prices::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
-        .map_err(anyhow::Error::from)
 }
