@@ -1,40 +1,17 @@
 //! The `impressox` binary: plugin new/build/check/run, and `run` with its API and signals.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::harness::*;
-
-fn impressox() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_impressox"));
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn plugin_check_prints_identity_or_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "data_dir = \"d\"\n").unwrap();
-    let out = impressox()
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "plugin",
-            "check",
-            test_artifacts::THRESHOLD,
-        ])
-        .output()
-        .unwrap();
+    let out = plugin_check(&cfg, test_artifacts::THRESHOLD);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -46,16 +23,7 @@ fn plugin_check_prints_identity_or_the_reason() {
     assert!(stdout.contains("wit version: 0.1.0"), "{stdout}");
     assert!(stdout.contains("grants needed: none"), "{stdout}");
 
-    let out = impressox()
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "plugin",
-            "check",
-            test_artifacts::GUEST_WANTS_KV,
-        ])
-        .output()
-        .unwrap();
+    let out = plugin_check(&cfg, test_artifacts::GUEST_WANTS_KV);
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -110,3 +110,50 @@ pub fn event(action: &str) -> impressox_host::bindings::types::Event {
         received_at_ms: 0,
     }
 }
+
+/// The `impressox` binary of this build, without the caller's `RUST_LOG`.
+pub fn impressox() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_impressox"));
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+/// `impressox --config <config> plugin check <file>`: its output.
+pub fn plugin_check(config: &Path, file: &str) -> std::process::Output {
+    impressox()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "plugin",
+            "check",
+            file,
+        ])
+        .output()
+        .unwrap()
+}
+
+/// A loopback port free a moment ago (for a process that binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The admin API of `runtime` with `services`, served on a free loopback port: its base URL
+/// (`http://127.0.0.1:<port>`) and the server task.
+pub async fn serve_api(
+    runtime: Runtime,
+    services: impressox_host::api::Services,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = impressox_host::api::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = impressox_host::api::router_with(runtime, None, None, services);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (base, server)
+}

@@ -366,12 +366,6 @@ async fn missing_parser_is_named_before_anything_is_read() {
     );
 }
 
-fn impressox() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_impressox"));
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
-
 /// Run the binary; stdout on success, panics with stderr otherwise.
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

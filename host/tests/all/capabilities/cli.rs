@@ -3,15 +3,9 @@
 //! `plugin new task|event-handler` scaffolds that use a capability build and run as-is.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use crate::harness::{impressox, plugin_check};
 use impressox_host::storage::{NOTIFY_REQUESTS, Store};
-
-fn impressox() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_impressox"));
-    cmd.env_remove("RUST_LOG");
-    cmd
-}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -22,16 +16,7 @@ fn plugin_check_prints_the_grants_to_paste() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "data_dir = \"d\"\n").unwrap();
-    let out = impressox()
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "plugin",
-            "check",
-            test_artifacts::GUEST_CAPS_PROBE,
-        ])
-        .output()
-        .unwrap();
+    let out = plugin_check(&cfg, test_artifacts::GUEST_CAPS_PROBE);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -51,16 +36,7 @@ fn plugin_check_prints_the_grants_to_paste() {
         "data_dir = \"d\"\n[plugins.grants.caps-probe]\ndocs = [\"things\"]\nkv = true\nnotify = true\nprices = true\n",
     )
     .unwrap();
-    let out = impressox()
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "plugin",
-            "check",
-            test_artifacts::GUEST_CAPS_PROBE,
-        ])
-        .output()
-        .unwrap();
+    let out = plugin_check(&cfg, test_artifacts::GUEST_CAPS_PROBE);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

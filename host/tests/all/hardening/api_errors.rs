@@ -7,7 +7,7 @@ use impressox_host::api::{STORE_UNAVAILABLE, Services};
 use impressox_host::storage::StoreLimits;
 use serde_json::{Value, json};
 
-use crate::harness::host_with;
+use crate::harness::{host_with, serve_api};
 use crate::servers::mongo::MongoServer;
 use crate::servers::redis::RedisServer;
 
@@ -53,23 +53,15 @@ async fn readyz_and_store_errors_answer_a_stable_message_without_the_servers_tex
         .await
         .unwrap();
     let docs = impressox_host::documents::open(&host.config).await.unwrap();
-    let listener = impressox_host::api::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let api = format!("http://{}", listener.local_addr().unwrap());
-    let router = impressox_host::api::router_with(
+    let (api, server) = serve_api(
         host.runtime.clone(),
-        None,
-        None,
         Services {
             store: Some(store),
             docs: Some(docs),
             ..Default::default()
         },
-    );
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    )
+    .await;
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))

@@ -27,14 +27,8 @@ impl Api {
                 .await
                 .unwrap();
         let docs = impressox_host::documents::open(&host.config).await.unwrap();
-        let listener = impressox_host::api::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = impressox_host::api::router_with(
+        let (base, _server) = serve_api(
             host.runtime.clone(),
-            None,
-            None,
             Services {
                 store: Some(store),
                 docs: Some(docs),
@@ -45,8 +39,8 @@ impl Api {
                 },
                 ..Default::default()
             },
-        );
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        )
+        .await;
         Api {
             _host: host,
             base,

@@ -23,14 +23,8 @@ async fn a_patch_that_does_not_name_the_condition_leaves_it_exactly_as_it_was() 
     let store = impressox_host::storage::open(&host.config, StoreLimits::default())
         .await
         .unwrap();
-    let listener = impressox_host::api::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
-    let router = impressox_host::api::router_with(
+    let (base, _server) = serve_api(
         host.runtime.clone(),
-        None,
-        None,
         Services {
             store: Some(store),
             // The rule is created before any feed prices its symbol.
@@ -40,8 +34,9 @@ async fn a_patch_that_does_not_name_the_condition_leaves_it_exactly_as_it_was() 
             },
             ..Default::default()
         },
-    );
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    )
+    .await;
+    let base = format!("{base}/api/v1");
     let http = reqwest::Client::new();
 
     // A level whose shortest decimal form has 17 digits: serde_json's default parser

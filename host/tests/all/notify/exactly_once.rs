@@ -17,19 +17,12 @@ use impressox_host::storage::{NOTIFY_REQUESTS, Store, StoreLimits};
 use serde_json::json;
 
 use super::rig::TG_TOKEN_VAR;
+use crate::harness::free_port;
 use crate::servers::mongo::MongoServer;
 use crate::servers::redis::RedisServer;
 use crate::servers::telegram::TelegramStandIn;
 
 const USERS: usize = 50;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A host's folder: config, plugins, data.
 struct HostDir {
