@@ -181,7 +181,7 @@ impl Granted {
                 )));
             }
         }
-        check_field_names(&Value::Object(doc.clone()), "")
+        check_fields(&doc, "")
             .map_err(|e| CapError::refused(format!("docs: document `{id}`: {e}")))?;
         doc.insert("_id".into(), Value::String(id.to_string()));
         doc.insert(UPDATED.into(), crate::util::now_ms().into());
@@ -301,32 +301,37 @@ fn kind_of(v: &Value) -> &'static str {
 }
 
 /// Field names both stores keep as they are, at any depth; the error names the path.
-fn check_field_names(v: &Value, path: &str) -> Result<(), String> {
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map {
-                let here = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                if k.is_empty() || k.starts_with('$') || k.contains('.') || k.contains('\0') {
-                    return Err(format!(
-                        "field {here:?}: a field name may not be empty, start with `$` or \
-                         hold `.` or NUL"
-                    ));
-                }
-                check_field_names(child, &here)?;
+fn check_fields(map: &serde_json::Map<String, Value>, path: &str) -> Result<(), String> {
+    for (k, child) in map {
+        let here = || {
+            if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
             }
+        };
+        if k.is_empty() || k.starts_with('$') || k.contains('.') || k.contains('\0') {
+            return Err(format!(
+                "field {:?}: a field name may not be empty, start with `$` or hold `.` or NUL",
+                here()
+            ));
         }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                check_field_names(item, &format!("{path}[{i}]"))?;
-            }
-        }
-        _ => {}
+        check_value(child, &here)?;
     }
     Ok(())
+}
+
+fn check_value(v: &Value, here: &dyn Fn() -> String) -> Result<(), String> {
+    match v {
+        Value::Object(map) => check_fields(map, &here()),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_value(item, &|| format!("{}[{i}]", here()))?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Add `impressox:plugin/docs` to a linker.
