@@ -14,6 +14,7 @@ use crate::runtime::Kind;
 use crate::runtime::state::StoreState;
 
 pub mod config;
+pub mod http;
 pub mod log;
 mod pending;
 pub mod wasi;
@@ -26,7 +27,7 @@ pub const ACCEPTED_WIT_VERSIONS: &[&str] = &[WIT_VERSION];
 
 /// The linker for plugins of `kind`: WASI (the same for every kind, see [`wasi`]) and
 /// `log`; tasks and event handlers also get `config` and the capabilities an operator may
-/// grant them (each checked per plugin at load and at every call).
+/// grant them (each checked per plugin at load and at every call), `wasi:http` among them.
 pub fn linker_for(engine: &Engine, kind: Kind) -> Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasi::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
@@ -44,6 +45,7 @@ pub fn linker_for(engine: &Engine, kind: Kind) -> Result<Linker<StoreState>> {
             .map_err(anyhow::Error::from)?;
         crate::bindings::prices::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
             .map_err(anyhow::Error::from)?;
+        http::add_to_linker(l).map_err(anyhow::Error::from)?;
     }
     Ok(linker)
 }
@@ -101,7 +103,7 @@ pub fn policy_for(import: &str) -> ImportPolicy {
         wasi::WasiImport::Linked => ImportPolicy::Always,
         wasi::WasiImport::Http => ImportPolicy::Grant {
             key: "http",
-            implemented: false,
+            implemented: true,
         },
         wasi::WasiImport::Version(why) => ImportPolicy::UnsupportedWasi(why),
         wasi::WasiImport::Unknown => ImportPolicy::Unknown,

@@ -231,8 +231,10 @@ impl Inner {
         {
             return Err(reason);
         }
+        let http = self.http.for_plugin(&info.name, &grants.http)?;
         let ctx = Arc::new(PluginContext {
             name: info.name.clone(),
+            http,
             settings: self
                 .plugins
                 .settings

@@ -85,6 +85,8 @@ pub(crate) struct Inner {
     pub(crate) dir: PathBuf,
     pub(crate) max_file_bytes: u64,
     pub(crate) registry: registry::Registry,
+    /// Plugins' outbound HTTP (`capabilities::http`).
+    pub(crate) http: crate::capabilities::http::Http,
     _ticker: engine::EpochTicker,
 }
 
@@ -147,6 +149,7 @@ impl Runtime {
                 dir: plugin_dir(config)?,
                 max_file_bytes: p.max_file_mib * 1024 * 1024,
                 registry: registry::Registry::default(),
+                http: crate::capabilities::http::Http::new(&p.http),
                 _ticker: ticker,
             }),
         })

@@ -14,6 +14,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::PluginLimiter;
+use crate::capabilities::http::StoreHttp;
 use crate::capabilities::wasi::stdio::{OutputBudget, PluginOutput, Stream};
 use crate::config::Grants;
 
@@ -29,6 +30,8 @@ pub struct PluginContext {
     pub settings: toml::Table,
     /// `[plugins.grants.<name>]`.
     pub grants: Grants,
+    /// Outbound HTTP, when the plugin has an `http` grant (`capabilities::http`).
+    pub http: Option<Arc<crate::capabilities::http::PluginHttp>>,
 }
 
 /// The data of one `wasmtime::Store`.
@@ -42,6 +45,8 @@ pub struct StoreState {
     pub(crate) output: Arc<OutputBudget>,
     wasi: WasiCtx,
     table: ResourceTable,
+    /// `wasi:http` of this store (`capabilities::http`).
+    http: StoreHttp,
 }
 
 impl StoreState {
@@ -58,6 +63,7 @@ impl StoreState {
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
+        let http = StoreHttp::new(plugin.http.clone());
         StoreState {
             plugin,
             limits,
@@ -65,6 +71,7 @@ impl StoreState {
             output,
             wasi,
             table,
+            http,
         }
     }
 
@@ -72,6 +79,7 @@ impl StoreState {
     pub(crate) fn begin_call(&mut self, timeout_ms: u64) {
         self.deadline_ms = super::deadline::coarse_now_ms() + timeout_ms;
         self.output.reset();
+        self.http.begin_call();
     }
 
     /// When the running call must end.
@@ -81,6 +89,13 @@ impl StoreState {
 
     pub(crate) fn table_mut(&mut self) -> &mut ResourceTable {
         &mut self.table
+    }
+
+    /// The store's `wasi:http` state, its resource table and the call's deadline, borrowed
+    /// together (`capabilities::http`).
+    pub(crate) fn http_parts(&mut self) -> (&mut StoreHttp, &mut ResourceTable, Instant) {
+        let deadline = self.deadline();
+        (&mut self.http, &mut self.table, deadline)
     }
 }
 
