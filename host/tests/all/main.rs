@@ -8,6 +8,7 @@ mod documents;
 mod fuzz;
 mod hardening;
 mod harness;
+mod http;
 mod limits;
 mod loading;
 mod market;
