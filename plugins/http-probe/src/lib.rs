@@ -21,7 +21,7 @@ impl Task for HttpProbe {
     const DESCRIPTION: &'static str = "fetches a JSON URL over wasi:http and reports one field";
 
     fn run(run: TaskRun) -> Result<TaskReport, String> {
-        let target = Target::from(&run.args_json, |key| impressox_plugin_sdk::config::get(key))?;
+        let target = Target::from(&run.args_json, impressox_plugin_sdk::config::get)?;
         let response = http::get(&target.url).map_err(|e| format!("GET {}: {e}", target.url))?;
         let report = report(&target, response.status, &response.body);
         match &report {
