@@ -9,6 +9,7 @@ mod documents;
 mod fuzz;
 mod hardening;
 mod harness;
+mod http;
 mod limits;
 mod loading;
 mod market;
