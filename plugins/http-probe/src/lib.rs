@@ -76,6 +76,7 @@ impl Target {
                 }),
             }
         };
+        let url = pick("url")?;
         let field = pick("field")?;
         // An empty field takes the whole document; its key needs a name all the same.
         let key = pick("key").unwrap_or_else(|_| match field.as_str() {
@@ -83,7 +84,7 @@ impl Target {
             f => f.to_string(),
         });
         Ok(Target {
-            url: pick("url")?,
+            url,
             field,
             key,
         })
