@@ -22,7 +22,7 @@ use impressox_host::storage::Store;
 const BODY: &str =
     r#"{"bitcoin":{"usd":97000.5,"usd_24h_change":-1.25,"last_updated_at":1764300000}}"#;
 const WARMUP: usize = 500;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 const PER_ROUND: usize = 2_000;
 
 /// Serve `BODY` at `/price` on a loopback port, on a runtime of its own.
@@ -111,17 +111,30 @@ fn main() {
         assert!(report.data_json.contains("97000.5"));
     };
 
-    let native_rt = tokio::runtime::Builder::new_current_thread()
+    // Native, two ways: a current-thread runtime (everything on the caller's thread, the
+    // fastest a native program can be) and the default multi-thread runtime driven from a
+    // blocking caller, the shape of `#[tokio::main]` and of the plugin path, where the
+    // connection runs on runtime workers and the caller is woken when its answer is in.
+    let current_thread = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
+    let multi_thread = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
         .build()
         .unwrap();
-    let mut native = || {
-        let value = native_rt.block_on(async {
+    let client = || {
+        reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let (ct_client, mt_client) = (client(), client());
+    let fetch_and_keep = |client: &reqwest::Client| {
+        let (client, url, store) = (client.clone(), url.clone(), store.clone());
+        async move {
             let response = client.get(&url).send().await.unwrap();
             assert!(response.status().is_success());
             let body = response.bytes().await.unwrap();
@@ -135,39 +148,48 @@ fn main() {
                 .plugin_kv_set("native", key, text.as_bytes(), None, 10_000)
                 .await
                 .unwrap();
-            value
-        });
-        assert_eq!(value, serde_json::json!(97000.5));
+            assert_eq!(value, serde_json::json!(97000.5));
+        }
     };
+    let mut native_ct = || current_thread.block_on(fetch_and_keep(&ct_client));
+    let mut native_mt = || multi_thread.block_on(fetch_and_keep(&mt_client));
 
-    // Alternate the two, round by round, so drift on a shared machine hits both alike.
+    // Alternate the three, round by round, so drift on a shared machine hits all alike.
     let mut rows = Vec::new();
     for round in 1..=ROUNDS {
-        let n = measure(&mut native);
+        let c = measure(&mut native_ct);
+        let m = measure(&mut native_mt);
         let p = measure(&mut plugin);
-        rows.push((round, n, p));
+        rows.push((round, c, m, p));
     }
+    let cell = |f: &Figures| format!("{:.1} / {:.1} / {:.1}", f.mean_us, f.p50_us, f.p99_us);
     println!(
-        "| round | native reqwest mean / p50 / p99 (µs) | plugin (wasi:http) mean / p50 / p99 (µs) | plugin / native (mean, p99) |"
+        "| round | native, current-thread runtime (µs, mean / p50 / p99) | native, multi-thread runtime | plugin (wasi:http) | plugin / native mean (current, multi) | plugin / native p99 (current, multi) |"
     );
-    println!("|---|---|---|---|");
-    for (round, n, p) in &rows {
+    println!("|---|---|---|---|---|---|");
+    for (round, c, m, p) in &rows {
         println!(
-            "| {round} | {:.1} / {:.1} / {:.1} | {:.1} / {:.1} / {:.1} | {:.2}x, {:.2}x |",
-            n.mean_us,
-            n.p50_us,
-            n.p99_us,
-            p.mean_us,
-            p.p50_us,
-            p.p99_us,
-            p.mean_us / n.mean_us,
-            p.p99_us / n.p99_us
+            "| {round} | {} | {} | {} | {:.2}x, {:.2}x | {:.2}x, {:.2}x |",
+            cell(c),
+            cell(m),
+            cell(p),
+            p.mean_us / c.mean_us,
+            p.mean_us / m.mean_us,
+            p.p99_us / c.p99_us,
+            p.p99_us / m.p99_us,
         );
     }
-    let mut ratios: Vec<f64> = rows.iter().map(|(_, n, p)| p.mean_us / n.mean_us).collect();
-    ratios.sort_by(f64::total_cmp);
+    let median = |f: &dyn Fn(&Figures, &Figures, &Figures) -> f64| {
+        let mut v: Vec<f64> = rows.iter().map(|(_, c, m, p)| f(c, m, p)).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     println!(
-        "\nmedian plugin/native mean ratio over {ROUNDS} rounds of {PER_ROUND} requests: {:.2}x",
-        ratios[ratios.len() / 2]
+        "\nmedians over {ROUNDS} rounds of {PER_ROUND} requests: plugin/native mean {:.2}x \
+         (current-thread), {:.2}x (multi-thread); p99 {:.2}x, {:.2}x",
+        median(&|c, _, p| p.mean_us / c.mean_us),
+        median(&|_, m, p| p.mean_us / m.mean_us),
+        median(&|c, _, p| p.p99_us / c.p99_us),
+        median(&|_, m, p| p.p99_us / m.p99_us),
     );
 }

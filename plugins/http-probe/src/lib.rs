@@ -83,11 +83,7 @@ impl Target {
             "" => "document".to_string(),
             f => f.to_string(),
         });
-        Ok(Target {
-            url,
-            field,
-            key,
-        })
+        Ok(Target { url, field, key })
     }
 }
 
