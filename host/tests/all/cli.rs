@@ -81,24 +81,20 @@ fn plugin_run_calls_a_plugin_on_json_input() {
         r#"{"payload": "{\"e\":\"24hrMiniTicker\",\"E\":1764300000000,\"s\":\"ETHUSDT\",\"c\":\"3500.5\",\"o\":\"3400\",\"h\":\"3600\",\"l\":\"3300\",\"v\":\"1000\",\"q\":\"3500000\"}", "received_ms": 5}"#,
     )
     .unwrap();
-    let out = impressox()
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "plugin",
-            "run",
-            test_artifacts::BINANCE,
-            "--input",
-            input.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = stdout_of(
+        &mut impressox_in(
+            &cfg,
+            &[
+                "plugin",
+                "run",
+                test_artifacts::BINANCE,
+                "--input",
+                input.to_str().unwrap(),
+            ],
+        ),
+        "plugin run",
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     assert_eq!(v["parse"]["ok"]["ticks"][0]["symbol"], "ETHUSDT");
     assert_eq!(v["parse"]["ok"]["ticks"][0]["price"], 3500.5);
 }
@@ -123,24 +119,14 @@ fn bundled_example_inputs_run() {
     ];
     for (name, wasm) in cases {
         let input = root.join("plugins").join(name).join("examples/input.json");
-        let out = impressox()
-            .args([
-                "--config",
-                cfg.to_str().unwrap(),
-                "plugin",
-                "run",
-                wasm,
-                "--input",
-                input.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let stdout = stdout_of(
+            &mut impressox_in(
+                &cfg,
+                &["plugin", "run", wasm, "--input", input.to_str().unwrap()],
+            ),
+            name,
         );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
         assert!(v.get("error").is_none(), "{name}: {v}");
     }
 }
@@ -217,43 +203,28 @@ fn scaffolded_plugin_outside_the_repository_builds_and_loads_without_edits() {
     )
     .unwrap();
     let crate_dir = dir.path().join("my-formatter");
-    let out = impressox()
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "plugin",
-            "new",
-            "notify-formatter",
-            "my-formatter",
-            "--path",
-            crate_dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    stdout_of(
+        &mut impressox_in(
+            &cfg,
+            &[
+                "plugin",
+                "new",
+                "notify-formatter",
+                "my-formatter",
+                "--path",
+                crate_dir.to_str().unwrap(),
+            ],
+        ),
+        "plugin new",
     );
     // Share compiled dependencies between runs; the crate itself is still built from scratch.
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let out = impressox()
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "plugin",
-            "build",
-            crate_dir.to_str().unwrap(),
-        ])
-        .env("CARGO_TARGET_DIR", target.join("scaffold-test"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    stdout_of(
+        impressox_in(&cfg, &["plugin", "build", crate_dir.to_str().unwrap()])
+            .env("CARGO_TARGET_DIR", target.join("scaffold-test")),
+        "plugin build",
     );
     let wasm = dir.path().join("plugins.d/my_formatter.wasm");
     assert!(wasm.exists());

@@ -118,16 +118,27 @@ pub fn impressox() -> std::process::Command {
     cmd
 }
 
+/// `impressox --config <config> <args...>`, ready to run.
+pub fn impressox_in(config: &Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = impressox();
+    cmd.arg("--config").arg(config).args(args);
+    cmd
+}
+
+/// Run `cmd`, which must succeed (a failure panics with `what` and its stderr): its stdout.
+pub fn stdout_of(cmd: &mut std::process::Command, what: &str) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// `impressox --config <config> plugin check <file>`: its output.
 pub fn plugin_check(config: &Path, file: &str) -> std::process::Output {
-    impressox()
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "plugin",
-            "check",
-            file,
-        ])
+    impressox_in(config, &["plugin", "check", file])
         .output()
         .unwrap()
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::harness::{impressox, plugin_check};
+use crate::harness::{impressox_in, plugin_check, stdout_of};
 use impressox_host::storage::{NOTIFY_REQUESTS, Store};
 
 fn root() -> PathBuf {
@@ -47,24 +47,14 @@ fn plugin_check_prints_the_grants_to_paste() {
 }
 
 fn run(cfg: &Path, wasm: &str, input: &Path) -> serde_json::Value {
-    let out = impressox()
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "plugin",
-            "run",
-            wasm,
-            "--input",
-            input.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = stdout_of(
+        &mut impressox_in(
+            cfg,
+            &["plugin", "run", wasm, "--input", input.to_str().unwrap()],
+        ),
+        "plugin run",
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&stdout).unwrap()
 }
 
 #[test]
@@ -141,39 +131,24 @@ fn scaffolded_task_and_event_handler_use_a_capability_and_build_as_is() {
         .join("scaffold-test");
     for (kind, name) in [("task", "my-task"), ("event-handler", "my-handler")] {
         let crate_dir = dir.path().join(name);
-        let out = impressox()
-            .args([
-                "--config",
-                cfg.to_str().unwrap(),
-                "plugin",
-                "new",
-                kind,
-                name,
-                "--path",
-                crate_dir.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        stdout_of(
+            &mut impressox_in(
+                &cfg,
+                &[
+                    "plugin",
+                    "new",
+                    kind,
+                    name,
+                    "--path",
+                    crate_dir.to_str().unwrap(),
+                ],
+            ),
+            "plugin new",
         );
-        let out = impressox()
-            .args([
-                "--config",
-                cfg.to_str().unwrap(),
-                "plugin",
-                "build",
-                crate_dir.to_str().unwrap(),
-            ])
-            .env("CARGO_TARGET_DIR", &target)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        stdout_of(
+            impressox_in(&cfg, &["plugin", "build", crate_dir.to_str().unwrap()])
+                .env("CARGO_TARGET_DIR", &target),
+            "plugin build",
         );
     }
     let plugins = dir.path().join("plugins.d");
