@@ -40,6 +40,10 @@ pub struct Config {
     pub scraper: crate::scraper::config::ScraperConfig,
     /// Caps and per-call budgets of the capabilities lent to plugins (`kv`, `docs`, ...).
     pub capabilities: crate::capabilities::settings::CapabilitiesConfig,
+    /// The events worker as a whole.
+    pub events: crate::events::EventsConfig,
+    /// `[[listeners]]`: streams the events worker consumes, each with its handler.
+    pub listeners: Vec<crate::events::ListenerConfig>,
     /// Log output.
     pub log: LogConfig,
     /// The folder relative paths resolve against (the config file's). Not a config key.
@@ -60,6 +64,8 @@ impl Default for Config {
             notify: Default::default(),
             scraper: Default::default(),
             capabilities: Default::default(),
+            events: Default::default(),
+            listeners: Vec::new(),
             log: LogConfig::default(),
             base_dir: PathBuf::from("."),
         }
@@ -322,6 +328,7 @@ impl Config {
             )
         })?;
         config.base_dir = base_dir;
+        crate::events::config::validate(&mut config.listeners, config.plugins.call_timeout_ms)?;
         config.validate()?;
         Ok(config)
     }

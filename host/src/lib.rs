@@ -14,6 +14,8 @@
 //! - [`net`]: outbound HTTP to user-chosen destinations behind the SSRF guard.
 //! - [`api`]: the admin HTTP API (axum).
 //! - [`workers`]: the background workers (market monitor, notify, scraper, ...).
+//! - [`events`]: the events worker: consumer groups on streams, event-handler plugins,
+//!   dead letters, effects committed with the ack.
 //! - [`cli`]: the `impressox` command line.
 //!
 //! A call goes: [`runtime::PluginHandle`] → the slot's serving version (one atomic load)
@@ -27,6 +29,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod documents;
+pub mod events;
 pub mod input;
 pub mod market;
 pub mod net;

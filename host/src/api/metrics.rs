@@ -103,6 +103,9 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     if let Some(s) = &state.services.scraper {
         s.render_metrics(&mut out).await;
     }
+    if let Some(e) = &state.services.events {
+        events(&mut out, e, &state).await;
+    }
     if let Some(store) = &state.services.store {
         let _ = writeln!(
             out,
@@ -110,8 +113,16 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         );
         let _ = writeln!(out, "# TYPE impressox_stream_length gauge");
         let stream = crate::storage::NOTIFY_REQUESTS;
-        if let Ok(n) = store.stream_len(stream).await {
-            let _ = writeln!(out, "impressox_stream_length{{stream=\"{stream}\"}} {n}");
+        let mut streams = vec![stream];
+        for l in &state.services.listeners {
+            if !streams.contains(&l.stream.as_str()) {
+                streams.push(&l.stream);
+            }
+        }
+        for s in streams {
+            if let Ok(n) = store.stream_len(s).await {
+                let _ = writeln!(out, "impressox_stream_length{{stream=\"{s}\"}} {n}");
+            }
         }
         let _ = writeln!(
             out,
@@ -131,6 +142,89 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The events worker: events by listener and outcome, attempts, handler time, pending
+/// entries per group, event dead letters.
+async fn events(out: &mut String, e: &crate::events::EventsHandle, state: &ApiState) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let _ = writeln!(
+        out,
+        "# HELP impressox_events_total Events settled, by listener and outcome (error: a trap, timeout or limit)."
+    );
+    let _ = writeln!(out, "# TYPE impressox_events_total counter");
+    for l in e.listeners.iter() {
+        for (outcome, n) in l.metrics.outcomes() {
+            let _ = writeln!(
+                out,
+                "impressox_events_total{{listener=\"{}\",outcome=\"{outcome}\"}} {n}",
+                l.cfg.name
+            );
+        }
+    }
+    type Read = fn(&crate::events::metrics::ListenerMetrics) -> f64;
+    let counters: [(&str, &str, Read); 5] = [
+        (
+            "impressox_events_attempts_total",
+            "Handler calls made.",
+            |m| m.attempts.load(Relaxed) as f64,
+        ),
+        (
+            "impressox_events_claimed_total",
+            "Entries taken over from a consumer idle past claim_idle.",
+            |m| m.claimed.load(Relaxed) as f64,
+        ),
+        (
+            "impressox_events_commit_waits_total",
+            "Commits that waited for room on notify:requests.",
+            |m| m.commit_waits.load(Relaxed) as f64,
+        ),
+        (
+            "impressox_events_handler_seconds_sum",
+            "Time in the handler, summed.",
+            |m| m.handler_us.load(Relaxed) as f64 / 1e6,
+        ),
+        (
+            "impressox_events_handler_seconds_count",
+            "Handler calls timed.",
+            |m| m.handler_calls.load(Relaxed) as f64,
+        ),
+    ];
+    for (metric, help, read) in counters {
+        let _ = writeln!(out, "# HELP {metric} {help}");
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        for l in e.listeners.iter() {
+            let _ = writeln!(
+                out,
+                "{metric}{{listener=\"{}\"}} {}",
+                l.cfg.name,
+                read(&l.metrics)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP impressox_events_pending Entries delivered to a listener's group and not acknowledged yet (all hosts)."
+    );
+    let _ = writeln!(out, "# TYPE impressox_events_pending gauge");
+    for l in e.listeners.iter() {
+        if let Ok(n) = l.store.pending_count(&l.cfg.stream, &l.cfg.group).await {
+            let _ = writeln!(
+                out,
+                "impressox_events_pending{{listener=\"{}\"}} {n}",
+                l.cfg.name
+            );
+        }
+    }
+    if let Some(docs) = &state.services.docs
+        && let Ok(dead) = crate::events::dead_letters::count(docs).await
+    {
+        if state.services.notify.is_none() {
+            let _ = writeln!(out, "# HELP impressox_dead_letters Dead letters kept.");
+            let _ = writeln!(out, "# TYPE impressox_dead_letters gauge");
+        }
+        let _ = writeln!(out, "impressox_dead_letters{{kind=\"event\"}} {dead}");
+    }
 }
 
 /// Per-source health and pipeline counters of the market monitor.

@@ -24,6 +24,7 @@ use crate::runtime::Runtime;
 use crate::runtime::watcher::RescanTrigger;
 use crate::storage::Store;
 
+mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod health;
@@ -58,6 +59,10 @@ pub struct Services {
     /// The x-scraper worker, when this process runs it (accounts view, metrics, waking
     /// it for a new target).
     pub scraper: Option<crate::scraper::ScraperHandle>,
+    /// The events worker, when this process runs it (listener metrics).
+    pub events: Option<crate::events::EventsHandle>,
+    /// `[[listeners]]`, so any host's API knows each stream's bound for producers.
+    pub listeners: Vec<crate::events::ListenerConfig>,
     /// `[market]`'s limits on new rules (per user, in all, which symbols); the built-in
     /// defaults when not set from the configuration.
     pub rules: crate::market::rule_limits::RulePolicy,
@@ -225,6 +230,12 @@ pub fn router_with(
             "/dead-letters/{id}/replay",
             axum::routing::post(notifications::replay),
         )
+        .route("/dead-letters/{id}", axum::routing::delete(events::purge))
+        .route(
+            "/streams/{stream}/events",
+            axum::routing::post(events::append),
+        )
+        .route("/listeners", get(events::listeners))
         .route(
             "/users/{user_id}/preferences",
             get(preferences::get).put(preferences::put),

@@ -84,8 +84,12 @@ pub async fn get(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterQuery {
+    /// `notifications` or `events`; both when absent.
+    source: Option<String>,
     channel: Option<String>,
     user_id: Option<String>,
+    /// Events of this stream only (implies `source=events`).
+    stream: Option<String>,
     reason: Option<String>,
     limit: Option<usize>,
 }
@@ -101,15 +105,53 @@ pub async fn dead_letters(
             "`limit`: between 1 and 500",
         ));
     }
-    let items = service::dead_letters(
-        state.docs()?,
-        q.channel.as_deref(),
-        q.user_id.as_deref(),
-        q.reason.as_deref(),
-        limit,
-    )
-    .await
-    .map_err(ApiError::store)?;
+    let (notifications, events) = match q.source.as_deref() {
+        None => (
+            q.stream.is_none(),
+            q.channel.is_none() && q.user_id.is_none(),
+        ),
+        Some("notifications") => (true, false),
+        Some("events") => (false, true),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                format!("`source`: `notifications` or `events`, not `{other}`"),
+            ));
+        }
+    };
+    let docs = state.docs()?;
+    let mut items = Vec::new();
+    if notifications {
+        items = service::dead_letters(
+            docs,
+            q.channel.as_deref(),
+            q.user_id.as_deref(),
+            q.reason.as_deref(),
+            limit,
+        )
+        .await
+        .map_err(ApiError::store)?;
+    }
+    if events {
+        let list = crate::events::dead_letters::list(docs, q.stream.as_deref(), limit)
+            .await
+            .map_err(ApiError::store)?;
+        items.extend(
+            list.iter()
+                .filter(|d| {
+                    q.reason
+                        .as_deref()
+                        .is_none_or(|r| d.get("reason").and_then(Value::as_str) == Some(r))
+                })
+                .map(crate::events::dead_letters::view),
+        );
+        // Newest first across both kinds (RFC 3339 times in UTC sort as text).
+        items.sort_by(|a, b| {
+            let t = |v: &Value| v["dead_at"].as_str().unwrap_or_default().to_string();
+            t(b).cmp(&t(a))
+        });
+        items.truncate(limit);
+    }
     Ok(Json(json!({"dead_letters": items})))
 }
 
@@ -117,6 +159,9 @@ pub async fn replay(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if super::events::is_event_dead_letter(&id) {
+        return super::events::replay(&state, &id).await;
+    }
     match service::replay(state.docs()?, &id)
         .await
         .map_err(ApiError::store)?

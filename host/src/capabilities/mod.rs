@@ -17,6 +17,7 @@ pub mod budget;
 pub mod call;
 pub mod config;
 pub mod docs;
+pub mod effects;
 pub mod error;
 pub mod http;
 pub mod kv;

@@ -99,12 +99,32 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             None
         };
+        let events = if config
+            .workers
+            .enabled
+            .iter()
+            .any(|w| w == crate::events::WORKER)
+        {
+            Some(
+                crate::events::EventsWorker::start(
+                    &config,
+                    runtime.clone(),
+                    store.clone(),
+                    docs.clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         let services = crate::api::Services {
             store: Some(store.clone()),
             market: market.as_ref().map(|m| m.handle.clone()),
             docs: Some(docs.clone()),
             notify: notify.as_ref().map(|n| n.handle.clone()),
             scraper: scraper.as_ref().map(|s| s.handle.clone()),
+            events: events.as_ref().map(|e| e.handle.clone()),
+            listeners: config.listeners.clone(),
             scraper_defaults: Some(crate::scraper::worker::target_defaults(&config.scraper)),
             rules: crate::market::rule_limits::RulePolicy::from_config(&config.market),
         };
@@ -115,6 +135,11 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
             crate::api::serve(config.api.listen, router, shutdown).await?;
         } else {
             shutdown.await;
+        }
+        // Events first: its handlers enqueue notifications the notify worker delivers.
+        if let Some(e) = events {
+            tracing::info!("shutting down: stopping the events worker");
+            e.stop().await;
         }
         if let Some(s) = scraper {
             tracing::info!(

@@ -80,6 +80,11 @@ impl PluginHandle {
         self.slot.current()
     }
 
+    /// Whether calls fail fast until a new file or a reload (the circuit breaker).
+    pub fn is_quarantined(&self) -> bool {
+        self.slot.stats.quarantined.load(Ordering::Acquire)
+    }
+
     /// Run `f` on an instance of the serving version, under the call limits.
     pub(crate) fn call<R: OutputSize>(
         &self,

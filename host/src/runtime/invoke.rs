@@ -92,6 +92,34 @@ impl PluginHandle {
         })
     }
 
+    /// Handle one event, collecting the call's `kv` writes and `notify` enqueues instead
+    /// of applying them (`capabilities::effects`), for the caller to commit with the
+    /// event's ack. A failed call's effects are dropped with it: none comes back.
+    pub fn handle_event_collecting(
+        &self,
+        event: &Event,
+    ) -> (
+        Result<Outcome, CallError>,
+        crate::capabilities::effects::Effects,
+    ) {
+        let mut effects = Default::default();
+        let outcome = self.call(Some(Kind::EventHandler), |b, store| match b {
+            KindBindings::EventHandler(b) => {
+                store.data_mut().effects = Some(Default::default());
+                let outcome = b
+                    .impressox_plugin_handle_event()
+                    .call_handle(&mut *store, event);
+                effects = store.data_mut().effects.take().unwrap_or_default();
+                outcome
+            }
+            _ => unreachable!("kind checked by call"),
+        });
+        if outcome.is_err() {
+            effects = Default::default();
+        }
+        (outcome, effects)
+    }
+
     /// The serving version's own `info`.
     pub fn info(&self) -> Result<PluginInfo, CallError> {
         self.call(None, |b, store| b.info(store))

@@ -50,6 +50,9 @@ pub struct StoreState {
     table: ResourceTable,
     /// `wasi:http` of this store (`capabilities::http`).
     http: StoreHttp,
+    /// While set, `kv` writes and `notify` enqueues of the running call are collected
+    /// here instead of applied (`capabilities::effects`: an event handler's call).
+    pub(crate) effects: Option<crate::capabilities::effects::Effects>,
 }
 
 impl StoreState {
@@ -76,6 +79,7 @@ impl StoreState {
             wasi,
             table,
             http,
+            effects: None,
         }
     }
 
@@ -85,6 +89,7 @@ impl StoreState {
         self.output.reset();
         self.budget.reset();
         self.http.begin_call();
+        self.effects = None;
     }
 
     /// When the running call must end.

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    MarketCommit, PluginKvRefused, PricePoint, Store, StoreLimits, StreamEntry, StreamFull,
-    StreamStats,
+    EventCommit, KvOp, MarketCommit, PluginKvRefused, PricePoint, Store, StoreLimits, StreamEntry,
+    StreamFull, StreamStats,
 };
 use crate::util::now_ms;
 
@@ -53,8 +53,32 @@ const PLUGIN_KV_ROWS: TableDefinition<&str, u64> = TableDefinition::new("plugin_
 
 #[derive(Serialize, Deserialize)]
 struct StoredEntry {
+    /// The idempotency key ("" for an event appended without one).
     key: String,
     body: String,
+    /// An event's fields as its producer wrote them (`append_event`); absent for the
+    /// entries the host enqueues, whose fields are `key` and `body`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fields: Option<Vec<(String, String)>>,
+}
+
+impl StoredEntry {
+    fn into_entry(self, seq: u64, deliveries: u64) -> StreamEntry {
+        let fields = self.fields.unwrap_or_else(|| {
+            vec![
+                ("key".into(), self.key.clone()),
+                ("body".into(), self.body.clone()),
+            ]
+        });
+        StreamEntry {
+            id: seq.to_string(),
+            key: self.key,
+            body: self.body,
+            deliveries,
+            fields,
+            malformed: None,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -146,58 +170,20 @@ impl EmbeddedStore {
         stream: &str,
         items: &[(String, String)],
     ) -> Result<Vec<Option<String>>> {
-        let mut out = Vec::with_capacity(items.len());
-        if items.is_empty() {
-            return Ok(out);
-        }
-        let mut idem = tx.open_table(IDEMPOTENCY)?;
-        let mut seqs = tx.open_table(STREAM_SEQ)?;
-        let mut entries = tx.open_table(STREAM)?;
-        let mut fresh = std::collections::HashSet::new();
-        for (key, _) in items {
-            if idem.get((stream, key.as_str()))?.is_none() {
-                fresh.insert(key.as_str());
-            }
-        }
-        let wanted = fresh.len() as u64;
-        let maxlen = self.limits.stream_maxlen.max(1) as u64;
-        let fits = |len: u64| len == 0 || len + wanted <= maxlen;
-        if wanted > 0 && !fits(stream_len_in(&entries, stream)?) {
-            let held_by = trim_acknowledged(
-                &mut entries,
-                &tx.open_table(GROUPS)?,
-                &tx.open_table(PENDING)?,
-                stream,
-            )?;
-            let len = stream_len_in(&entries, stream)?;
-            if !fits(len) {
-                return Err(StreamFull {
-                    stream: stream.to_string(),
-                    len,
-                    maxlen,
-                    held_by,
-                }
-                .into());
-            }
-        }
-        let mut seq = seqs.get(stream)?.map(|v| v.value()).unwrap_or(0);
-        let now = now_ms();
-        for (key, body) in items {
-            if idem.get((stream, key.as_str()))?.is_some() {
-                out.push(None);
-                continue;
-            }
-            idem.insert((stream, key.as_str()), now)?;
-            seq += 1;
-            let stored = StoredEntry {
-                key: key.clone(),
-                body: body.clone(),
-            };
-            entries.insert((stream, seq), serde_json::to_vec(&stored)?.as_slice())?;
-            out.push(Some(seq.to_string()));
-        }
-        seqs.insert(stream, seq)?;
-        Ok(out)
+        let items: Vec<(Option<&str>, StoredEntry)> = items
+            .iter()
+            .map(|(key, body)| {
+                (
+                    Some(key.as_str()),
+                    StoredEntry {
+                        key: key.clone(),
+                        body: body.clone(),
+                        fields: None,
+                    },
+                )
+            })
+            .collect();
+        append(tx, stream, items, self.limits.stream_maxlen as u64)
     }
 
     /// Count a refusal at the bound, passing every result through.
@@ -267,12 +253,7 @@ impl EmbeddedStore {
                 p.deliveries += 1;
                 p.delivered_ms = now;
                 pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
-                out.push(StreamEntry {
-                    id: seq.to_string(),
-                    key: e.key,
-                    body: e.body,
-                    deliveries: p.deliveries,
-                });
+                out.push(e.into_entry(seq, p.deliveries));
             }
         }
         tx.commit()?;
@@ -312,18 +293,79 @@ impl EmbeddedStore {
                 };
                 pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
                 newest = seq;
-                out.push(StreamEntry {
-                    id: seq.to_string(),
-                    key: entry.key,
-                    body: entry.body,
-                    deliveries: 1,
-                });
+                out.push(entry.into_entry(seq, 1));
             }
             groups.insert((stream, group), newest)?;
         }
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// Append `items` to `stream` inside `tx`, skipping those whose idempotency key (if any)
+/// was seen; all or nothing at `maxlen` entries some group still needs (a [`StreamFull`]
+/// error, and the caller drops `tx`, so no key is recorded).
+fn append(
+    tx: &redb::WriteTransaction,
+    stream: &str,
+    items: Vec<(Option<&str>, StoredEntry)>,
+    maxlen: u64,
+) -> Result<Vec<Option<String>>> {
+    let mut out = Vec::with_capacity(items.len());
+    if items.is_empty() {
+        return Ok(out);
+    }
+    let mut idem = tx.open_table(IDEMPOTENCY)?;
+    let mut seqs = tx.open_table(STREAM_SEQ)?;
+    let mut entries = tx.open_table(STREAM)?;
+    let mut fresh = std::collections::HashSet::new();
+    let mut unkeyed = 0u64;
+    for (key, _) in &items {
+        match key {
+            Some(key) if idem.get((stream, *key))?.is_none() => {
+                fresh.insert(*key);
+            }
+            Some(_) => {}
+            None => unkeyed += 1,
+        }
+    }
+    let wanted = fresh.len() as u64 + unkeyed;
+    let maxlen = maxlen.max(1);
+    let fits = |len: u64| len == 0 || len + wanted <= maxlen;
+    if wanted > 0 && !fits(stream_len_in(&entries, stream)?) {
+        let held_by = trim_acknowledged(
+            &mut entries,
+            &tx.open_table(GROUPS)?,
+            &tx.open_table(PENDING)?,
+            stream,
+        )?;
+        let len = stream_len_in(&entries, stream)?;
+        if !fits(len) {
+            return Err(StreamFull {
+                stream: stream.to_string(),
+                len,
+                maxlen,
+                held_by,
+            }
+            .into());
+        }
+    }
+    let mut seq = seqs.get(stream)?.map(|v| v.value()).unwrap_or(0);
+    let now = now_ms();
+    for (key, stored) in items {
+        if let Some(key) = key {
+            if idem.get((stream, key))?.is_some() {
+                out.push(None);
+                continue;
+            }
+            idem.insert((stream, key), now)?;
+        }
+        seq += 1;
+        entries.insert((stream, seq), serde_json::to_vec(&stored)?.as_slice())?;
+        out.push(Some(seq.to_string()));
+    }
+    seqs.insert(stream, seq)?;
+    Ok(out)
 }
 
 /// Entries in `stream`: its sequences are contiguous (trimming only removes a head).
@@ -708,17 +750,10 @@ impl Store for EmbeddedStore {
         ttl_ms: Option<u64>,
         max_keys: u64,
     ) -> Result<()> {
-        let now = now_ms();
-        let expires = ttl_ms.map_or(0, |ttl| (now as u64).saturating_add(ttl.max(1)));
         let tx = self.db.begin_write()?;
         {
-            let mut t = tx.open_table(PLUGIN_KV)?;
-            let mut rows = tx.open_table(PLUGIN_KV_ROWS)?;
-            let exists = t.get((ns, key))?.is_some();
-            if !exists {
-                make_room(&mut t, &mut rows, ns, now, max_keys)?;
-            }
-            t.insert((ns, key), encode_row(expires, value).as_slice())?;
+            let mut kv = PluginKvTables::open(&tx)?;
+            kv.set(ns, key, value, ttl_ms, max_keys, now_ms())?;
         }
         tx.commit()?;
         Ok(())
@@ -726,56 +761,254 @@ impl Store for EmbeddedStore {
 
     async fn plugin_kv_delete(&self, ns: &str, key: &str) -> Result<bool> {
         let tx = self.db.begin_write()?;
-        let was_live = {
-            let mut t = tx.open_table(PLUGIN_KV)?;
-            let removed = t.remove((ns, key))?;
-            match removed {
-                Some(row) => {
-                    let live = live_value(row.value(), now_ms()).is_some();
-                    drop(row);
-                    let mut rows = tx.open_table(PLUGIN_KV_ROWS)?;
-                    let n = rows.get(ns)?.map_or(0, |v| v.value());
-                    rows.insert(ns, n.saturating_sub(1))?;
-                    live
-                }
-                None => false,
-            }
-        };
+        let was_live = PluginKvTables::open(&tx)?.delete(ns, key, now_ms())?;
         tx.commit()?;
         Ok(was_live)
     }
 
     async fn plugin_kv_incr(&self, ns: &str, key: &str, by: i64, max_keys: u64) -> Result<i64> {
-        let now = now_ms();
         let tx = self.db.begin_write()?;
-        let new = {
-            let mut t = tx.open_table(PLUGIN_KV)?;
-            let mut rows = tx.open_table(PLUGIN_KV_ROWS)?;
-            // (expiry, current value) of a live row; a missing or expired one counts as 0.
-            let current = match t.get((ns, key))? {
-                Some(row) => Some(match live_value(row.value(), now) {
-                    Some(v) => (row_expiry(row.value()), Some(parse_integer(v)?)),
-                    None => (0, None),
-                }),
-                None => None,
-            };
-            let (expires, value) = match current {
-                Some((expires, value)) => (expires, value.unwrap_or(0)),
-                None => {
-                    make_room(&mut t, &mut rows, ns, now, max_keys)?;
-                    (0, 0)
-                }
-            };
-            let new = value
-                .checked_add(by)
-                .ok_or(PluginKvRefused::Overflow { by })?;
-            t.insert(
-                (ns, key),
-                encode_row(expires, new.to_string().as_bytes()).as_slice(),
-            )?;
-            new
-        };
+        let new = PluginKvTables::open(&tx)?.incr(ns, key, by, max_keys, now_ms())?;
         tx.commit()?;
+        Ok(new)
+    }
+
+    async fn append_event(
+        &self,
+        stream: &str,
+        key: Option<&str>,
+        fields: &[(String, String)],
+        maxlen: u64,
+    ) -> Result<Option<String>> {
+        let stored = StoredEntry {
+            key: key.unwrap_or_default().to_string(),
+            body: String::new(),
+            fields: Some(fields.to_vec()),
+        };
+        let tx = self.db.begin_write()?;
+        let appended = append(&tx, stream, vec![(key, stored)], maxlen);
+        let id = self.counted(stream, appended)?.remove(0);
+        tx.commit()?;
+        if id.is_some() {
+            self.appended.notify_waiters();
+        }
+        Ok(id)
+    }
+
+    async fn ensure_group_at(&self, stream: &str, group: &str, at_end: bool) -> Result<()> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut groups = tx.open_table(GROUPS)?;
+            if groups.get((stream, group))?.is_none() {
+                let start = if at_end {
+                    tx.open_table(STREAM_SEQ)?
+                        .get(stream)?
+                        .map_or(0, |v| v.value())
+                } else {
+                    0
+                };
+                groups.insert((stream, group), start)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn touch_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut pending = tx.open_table(PENDING)?;
+            let now = now_ms();
+            for id in ids {
+                let Ok(seq) = id.parse::<u64>() else { continue };
+                let touched = match pending.get((stream, group, seq))? {
+                    Some(v) => {
+                        let mut p: PendingEntry = serde_json::from_slice(v.value())?;
+                        (p.consumer == consumer).then(|| {
+                            p.delivered_ms = now;
+                            p
+                        })
+                    }
+                    None => None,
+                };
+                if let Some(p) = touched {
+                    pending.insert((stream, group, seq), serde_json::to_vec(&p)?.as_slice())?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    async fn pending_count(&self, stream: &str, group: &str) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        let pending = tx.open_table(PENDING)?;
+        let mut n = 0;
+        for item in pending.range((stream, group, 0)..=(stream, group, u64::MAX))? {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn commit_events(&self, commit: &EventCommit) -> Result<()> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let pending = tx.open_table(PENDING)?;
+            let mut stale = Vec::new();
+            for id in &commit.acks {
+                let mine = match id.parse::<u64>() {
+                    Ok(seq) => {
+                        match pending.get((commit.stream.as_str(), commit.group.as_str(), seq))? {
+                            Some(v) => {
+                                serde_json::from_slice::<PendingEntry>(v.value())?.consumer
+                                    == commit.consumer
+                            }
+                            None => false,
+                        }
+                    }
+                    Err(_) => false,
+                };
+                if !mine {
+                    stale.push(id.clone());
+                }
+            }
+            if !stale.is_empty() {
+                return Err(super::StaleAcks { ids: stale }.into());
+            }
+        }
+        let notify = super::NOTIFY_REQUESTS;
+        let ids = self.counted(notify, self.append_once(&tx, notify, &commit.notify))?;
+        {
+            let mut kv = PluginKvTables::open(&tx)?;
+            let now = now_ms();
+            for e in &commit.kv {
+                match &e.op {
+                    KvOp::Set { value, ttl_ms } => {
+                        kv.set(&e.ns, &e.key, value, *ttl_ms, commit.kv_max_keys, now)?
+                    }
+                    KvOp::Delete => {
+                        kv.delete(&e.ns, &e.key, now)?;
+                    }
+                    KvOp::Incr(by) => {
+                        kv.incr(&e.ns, &e.key, *by, commit.kv_max_keys, now)?;
+                    }
+                }
+            }
+            let mut general = tx.open_table(KV)?;
+            for (ns, key) in &commit.forget {
+                general.remove((ns.as_str(), key.as_str()))?;
+            }
+            let stream = commit.stream.as_str();
+            let group = commit.group.as_str();
+            let mut pending = tx.open_table(PENDING)?;
+            for id in &commit.acks {
+                let seq: u64 = id
+                    .parse()
+                    .with_context(|| format!("`{id}` is not an entry id of the embedded store"))?;
+                pending.remove((stream, group, seq))?;
+            }
+            if !commit.acks.is_empty() {
+                trim_acknowledged(
+                    &mut tx.open_table(STREAM)?,
+                    &tx.open_table(GROUPS)?,
+                    &pending,
+                    stream,
+                )?;
+            }
+        }
+        tx.commit()?;
+        if ids.iter().any(Option::is_some) {
+            self.appended.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+/// The two tables of the plugins' `kv` capability, open in one write transaction, so a
+/// single call and an event commit change them the same way.
+struct PluginKvTables<'tx> {
+    values: redb::Table<'tx, (&'static str, &'static str), &'static [u8]>,
+    rows: redb::Table<'tx, &'static str, u64>,
+}
+
+impl<'tx> PluginKvTables<'tx> {
+    fn open(tx: &'tx redb::WriteTransaction) -> Result<PluginKvTables<'tx>> {
+        Ok(PluginKvTables {
+            values: tx.open_table(PLUGIN_KV)?,
+            rows: tx.open_table(PLUGIN_KV_ROWS)?,
+        })
+    }
+
+    fn set(
+        &mut self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        max_keys: u64,
+        now: i64,
+    ) -> Result<()> {
+        let expires = ttl_ms.map_or(0, |ttl| (now as u64).saturating_add(ttl.max(1)));
+        let exists = self.values.get((ns, key))?.is_some();
+        if !exists {
+            make_room(&mut self.values, &mut self.rows, ns, now, max_keys)?;
+        }
+        self.values
+            .insert((ns, key), encode_row(expires, value).as_slice())?;
+        Ok(())
+    }
+
+    /// Whether a live value was removed.
+    fn delete(&mut self, ns: &str, key: &str, now: i64) -> Result<bool> {
+        let removed = self.values.remove((ns, key))?;
+        Ok(match removed {
+            Some(row) => {
+                let live = live_value(row.value(), now).is_some();
+                drop(row);
+                let n = self.rows.get(ns)?.map_or(0, |v| v.value());
+                self.rows.insert(ns, n.saturating_sub(1))?;
+                live
+            }
+            None => false,
+        })
+    }
+
+    fn incr(&mut self, ns: &str, key: &str, by: i64, max_keys: u64, now: i64) -> Result<i64> {
+        // (expiry, current value) of a live row; a missing or expired one counts as 0.
+        let current = match self.values.get((ns, key))? {
+            Some(row) => Some(match live_value(row.value(), now) {
+                Some(v) => (row_expiry(row.value()), Some(parse_integer(v)?)),
+                None => (0, None),
+            }),
+            None => None,
+        };
+        let (expires, value) = match current {
+            Some((expires, value)) => (expires, value.unwrap_or(0)),
+            None => {
+                make_room(&mut self.values, &mut self.rows, ns, now, max_keys)?;
+                (0, 0)
+            }
+        };
+        let new = value
+            .checked_add(by)
+            .ok_or(PluginKvRefused::Overflow { by })?;
+        self.values.insert(
+            (ns, key),
+            encode_row(expires, new.to_string().as_bytes()).as_slice(),
+        )?;
         Ok(new)
     }
 }

@@ -45,7 +45,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, StorageBackend};
 
 pub mod embedded;
+pub mod events;
+mod redis_reply;
 pub mod redis_store;
+
+pub use events::{EventCommit, KvEffect, KvOp, StaleAcks};
 
 /// Stream that fired alerts go to and the notify worker consumes.
 pub const NOTIFY_REQUESTS: &str = "notify:requests";
@@ -72,6 +76,27 @@ pub struct StreamEntry {
     pub body: String,
     /// How many times this entry was handed to a consumer of this group (1 = first).
     pub deliveries: u64,
+    /// Every field of the entry in the order it was written (`key` and `body` for the
+    /// entries the host enqueues; whatever a producer wrote for an event).
+    pub fields: Vec<(String, String)>,
+    /// Why the entry cannot be read as text (a field that is not UTF-8), if so; its
+    /// `fields` then hold a lossy rendering ([`events::text_fields`]).
+    pub malformed: Option<String>,
+}
+
+impl StreamEntry {
+    /// An entry from its raw fields: `key` and `body` are read from them.
+    pub fn from_fields(id: String, raw: Vec<(Vec<u8>, Vec<u8>)>, deliveries: u64) -> StreamEntry {
+        let (fields, malformed) = events::text_fields(raw);
+        StreamEntry {
+            key: events::field_value(&fields, "key"),
+            body: events::field_value(&fields, "body"),
+            id,
+            deliveries,
+            fields,
+            malformed,
+        }
+    }
 }
 
 /// Everything the market monitor persists at one point, written atomically.
@@ -320,6 +345,41 @@ pub trait Store: Send + Sync {
     /// Atomically add `by` to the decimal integer at `key` (missing: 0), keeping its
     /// expiry; returns the new value. A new key counts against `max_keys`.
     async fn plugin_kv_incr(&self, ns: &str, key: &str, by: i64, max_keys: u64) -> Result<i64>;
+
+    // Event streams (`crate::events`): producers' fields as they are, a bound per stream,
+    // and acknowledgements committed with the handlers' effects (`events.rs`).
+
+    /// Append an event with `fields` to `stream`, unless `key` (an idempotency key, if
+    /// any) was used before on it. At `maxlen` entries that some group still needs the
+    /// error is a [`StreamFull`] and nothing is written. Returns the new id, or `None`
+    /// for a duplicate key.
+    async fn append_event(
+        &self,
+        stream: &str,
+        key: Option<&str>,
+        fields: &[(String, String)],
+        maxlen: u64,
+    ) -> Result<Option<String>>;
+    /// Create consumer group `group` on `stream` if it does not exist: before the oldest
+    /// entry (`at_end` false: Redis' `0`), or after the newest (`$`).
+    async fn ensure_group_at(&self, stream: &str, group: &str, at_end: bool) -> Result<()>;
+    /// Tell the stream that `consumer` still works on `ids` (restart their idle time), so
+    /// a long call or a wait before a retry is not taken for a crash and claimed by
+    /// another host. Ids no longer pending for `consumer` are left alone.
+    async fn touch_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<()>;
+    /// Entries of `group` delivered and not acknowledged yet, with any consumer.
+    async fn pending_count(&self, stream: &str, group: &str) -> Result<u64>;
+    /// Acknowledge handled events with their handlers' effects, all or nothing: a `kv`
+    /// refusal ([`PluginKvRefused`]), `notify:requests` at its bound ([`StreamFull`]) or
+    /// an acked entry no longer pending with `commit.consumer` ([`StaleAcks`]) writes
+    /// nothing at all.
+    async fn commit_events(&self, commit: &EventCommit) -> Result<()>;
 }
 
 /// Open the configured backend.

@@ -26,14 +26,12 @@ use anyhow::{Context, Result, anyhow};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamPendingCountReply, StreamReadReply,
-};
+use redis::streams::StreamPendingCountReply;
 use redis::{AsyncCommands, Client, Script, Value};
 
 use super::{
-    MarketCommit, PluginKvRefused, PricePoint, Store, StoreLimits, StreamEntry, StreamFull,
-    StreamStats,
+    EventCommit, KvOp, MarketCommit, PluginKvRefused, PricePoint, Store, StoreLimits, StreamEntry,
+    StreamFull, StreamStats,
 };
 
 const RULES: &str = "market:rules";
@@ -91,6 +89,23 @@ fn enqueue_reply(stream: &str, reply: Vec<String>) -> Result<Vec<Option<String>>
     }
 }
 
+/// One event appended once, within its stream's bound.
+fn append_event_script() -> Script {
+    Script::new(&[STREAMS_LUA, include_str!("redis_lua/append_event.lua")].concat())
+}
+
+/// Handled events acknowledged with their handlers' effects, all or nothing.
+fn commit_events_script() -> Script {
+    Script::new(
+        &[
+            STREAMS_LUA,
+            include_str!("redis_lua/plugin_kv.lua"),
+            include_str!("redis_lua/commit_events.lua"),
+        ]
+        .concat(),
+    )
+}
+
 /// Take or renew a lease: set when free or already ours.
 const ACQUIRE_LEASE: &str = r"
 local cur = redis.call('GET', KEYS[1])
@@ -141,6 +156,9 @@ pub struct RedisStore {
     plugin_kv_set: Script,
     plugin_kv_incr: Script,
     plugin_kv_delete: Script,
+    append_event: Script,
+    commit_events: Script,
+    touch_pending: Script,
     stats: StreamStats,
 }
 
@@ -168,6 +186,9 @@ impl RedisStore {
             plugin_kv_set: plugin_kv_script(include_str!("redis_lua/plugin_kv_set.lua")),
             plugin_kv_incr: plugin_kv_script(include_str!("redis_lua/plugin_kv_incr.lua")),
             plugin_kv_delete: Script::new(include_str!("redis_lua/plugin_kv_delete.lua")),
+            append_event: append_event_script(),
+            commit_events: commit_events_script(),
+            touch_pending: Script::new(include_str!("redis_lua/touch_pending.lua")),
             stats: StreamStats::default(),
         })
     }
@@ -186,12 +207,16 @@ impl RedisStore {
     }
 
     async fn create_group(&self, stream: &str, group: &str) -> Result<()> {
+        self.create_group_at(stream, group, "0").await
+    }
+
+    async fn create_group_at(&self, stream: &str, group: &str, from: &str) -> Result<()> {
         let mut c = self.conn.clone();
         let r: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(stream)
             .arg(group)
-            .arg("0")
+            .arg(from)
             .arg("MKSTREAM")
             .query_async(&mut c)
             .await;
@@ -210,7 +235,7 @@ impl RedisStore {
         count: usize,
         block_ms: Option<u64>,
         from: &str,
-    ) -> Result<StreamReadReply> {
+    ) -> Result<Vec<StreamEntry>> {
         let mut c = self.blocking_conn().await?;
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
@@ -222,7 +247,7 @@ impl RedisStore {
             cmd.arg("BLOCK").arg(ms);
         }
         cmd.arg("STREAMS").arg(stream).arg(from);
-        let mut result: redis::RedisResult<Option<StreamReadReply>> = cmd.query_async(&mut c).await;
+        let mut result: redis::RedisResult<Value> = cmd.query_async(&mut c).await;
         if matches!(&result, Err(e) if e.code() == Some("NOGROUP")) {
             self.create_group(stream, group).await?;
             result = cmd.query_async(&mut c).await;
@@ -230,7 +255,7 @@ impl RedisStore {
         // Only a connection that answered goes back to the pool.
         let reply = result?;
         self.blocking.lock().push(c);
-        Ok(reply.unwrap_or_default())
+        super::redis_reply::read_group_entries(&reply)
     }
 
     async fn delivery_counts(
@@ -255,13 +280,6 @@ impl RedisStore {
             .into_iter()
             .map(|p| (p.id, p.times_delivered as u64))
             .collect())
-    }
-}
-
-fn field(map: &std::collections::HashMap<String, Value>, name: &str) -> Result<String> {
-    match map.get(name) {
-        Some(v) => redis::from_redis_value_ref::<String>(v).map_err(|e| anyhow!("{e}")),
-        None => Ok(String::new()),
     }
 }
 
@@ -430,21 +448,8 @@ impl Store for RedisStore {
         block_ms: u64,
     ) -> Result<Vec<StreamEntry>> {
         let block = (block_ms > 0).then_some(block_ms);
-        let reply = self
-            .read_group(stream, group, consumer, count, block, ">")
-            .await?;
-        let mut out = Vec::new();
-        for key in reply.keys {
-            for id in key.ids {
-                out.push(StreamEntry {
-                    key: field(&id.map, "key")?,
-                    body: field(&id.map, "body")?,
-                    id: id.id,
-                    deliveries: 1,
-                });
-            }
-        }
-        Ok(out)
+        self.read_group(stream, group, consumer, count, block, ">")
+            .await
     }
 
     async fn read_pending(
@@ -454,21 +459,12 @@ impl Store for RedisStore {
         consumer: &str,
         count: usize,
     ) -> Result<Vec<StreamEntry>> {
-        let reply = self
+        let mut out = self
             .read_group(stream, group, consumer, count, None, "0")
             .await?;
         let counts = self.delivery_counts(stream, group, consumer, count).await?;
-        let mut out = Vec::new();
-        for key in reply.keys {
-            for id in key.ids {
-                let deliveries = counts.get(&id.id).copied().unwrap_or(2);
-                out.push(StreamEntry {
-                    key: field(&id.map, "key")?,
-                    body: field(&id.map, "body")?,
-                    id: id.id,
-                    deliveries,
-                });
-            }
+        for e in &mut out {
+            e.deliveries = counts.get(&e.id).copied().unwrap_or(2);
         }
         Ok(out)
     }
@@ -486,10 +482,15 @@ impl Store for RedisStore {
         let mut cursor = "0-0".to_string();
         // One sweep over the pending list: XAUTOCLAIM returns a cursor until it wraps.
         loop {
-            let opts =
-                StreamAutoClaimOptions::default().count(count.saturating_sub(out.len()).max(1));
-            let r: redis::RedisResult<StreamAutoClaimReply> = c
-                .xautoclaim_options(stream, group, consumer, min_idle_ms, &cursor, opts)
+            let r: redis::RedisResult<Value> = redis::cmd("XAUTOCLAIM")
+                .arg(stream)
+                .arg(group)
+                .arg(consumer)
+                .arg(min_idle_ms)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(count.saturating_sub(out.len()).max(1))
+                .query_async(&mut c)
                 .await;
             let reply = match r {
                 Ok(r) => r,
@@ -499,18 +500,12 @@ impl Store for RedisStore {
                 }
                 Err(e) => return Err(e.into()),
             };
-            for id in reply.claimed {
-                out.push(StreamEntry {
-                    key: field(&id.map, "key")?,
-                    body: field(&id.map, "body")?,
-                    id: id.id,
-                    deliveries: 0,
-                });
-            }
-            if out.len() >= count || reply.next_stream_id == "0-0" {
+            let (next, claimed) = super::redis_reply::autoclaim_entries(&reply)?;
+            out.extend(claimed);
+            if out.len() >= count || next == "0-0" {
                 break;
             }
-            cursor = reply.next_stream_id;
+            cursor = next;
         }
         if !out.is_empty() {
             let counts = self
@@ -669,6 +664,153 @@ impl Store for RedisStore {
             Some("overflow") => Err(PluginKvRefused::Overflow { by }.into()),
             _ => Err(anyhow!(
                 "unexpected answer from the kv incr script: {reply:?}"
+            )),
+        }
+    }
+
+    async fn append_event(
+        &self,
+        stream: &str,
+        key: Option<&str>,
+        fields: &[(String, String)],
+        maxlen: u64,
+    ) -> Result<Option<String>> {
+        let mut c = self.conn.clone();
+        let mut script = self.append_event.key(stream);
+        script
+            .key(key.map(|k| idempotency_key(stream, k)).unwrap_or_default())
+            .arg(self.limits.idempotency_ttl_secs)
+            .arg(maxlen.max(1));
+        for (name, value) in fields {
+            script.arg(name).arg(value);
+        }
+        let reply: Vec<String> = script.invoke_async(&mut c).await?;
+        let result = enqueue_reply(stream, reply).map(|mut ids| ids.pop().flatten());
+        if let Err(e) = &result
+            && StreamFull::find(e).is_some()
+        {
+            self.stats.count_refusal(stream);
+        }
+        result
+    }
+
+    async fn ensure_group_at(&self, stream: &str, group: &str, at_end: bool) -> Result<()> {
+        self.create_group_at(stream, group, if at_end { "$" } else { "0" })
+            .await
+    }
+
+    async fn touch_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        for chunk in ids.chunks(500) {
+            let mut script = self.touch_pending.key(stream);
+            script.arg(group).arg(consumer);
+            for id in chunk {
+                script.arg(id);
+            }
+            let _: i64 = script.invoke_async(&mut c).await?;
+        }
+        Ok(())
+    }
+
+    async fn pending_count(&self, stream: &str, group: &str) -> Result<u64> {
+        let mut c = self.conn.clone();
+        let r: redis::RedisResult<Value> = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(group)
+            .query_async(&mut c)
+            .await;
+        match r {
+            Ok(Value::Array(items)) => Ok(match items.first() {
+                Some(Value::Int(n)) => *n as u64,
+                _ => 0,
+            }),
+            Ok(_) => Ok(0),
+            Err(e) if e.code() == Some("NOGROUP") => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn commit_events(&self, commit: &EventCommit) -> Result<()> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        let notify = super::NOTIFY_REQUESTS;
+        let mut script = self.commit_events.key(&commit.stream);
+        script.key(notify);
+        for (key, _) in &commit.notify {
+            script.key(idempotency_key(notify, key));
+        }
+        for e in &commit.kv {
+            let (value_key, index) = plugin_kv_keys(&e.ns, &e.key);
+            script.key(value_key).key(index);
+        }
+        for (ns, _) in &commit.forget {
+            script.key(kv_key(ns));
+        }
+        script
+            .arg(&commit.group)
+            .arg(self.limits.idempotency_ttl_secs)
+            .arg(self.limits.stream_maxlen.max(1))
+            .arg(commit.kv_max_keys)
+            .arg(commit.acks.len())
+            .arg(commit.notify.len())
+            .arg(commit.kv.len())
+            .arg(commit.forget.len())
+            .arg(&commit.consumer);
+        for id in &commit.acks {
+            script.arg(id);
+        }
+        for (key, body) in &commit.notify {
+            script.arg(key).arg(body);
+        }
+        for e in &commit.kv {
+            match &e.op {
+                KvOp::Set { value, ttl_ms } => script
+                    .arg("set")
+                    .arg(&e.key)
+                    .arg(value.as_slice())
+                    .arg(ttl_ms.map(|t| t.max(1).to_string()).unwrap_or_default()),
+                KvOp::Delete => script.arg("del").arg(&e.key).arg("").arg(""),
+                KvOp::Incr(by) => script.arg("incr").arg(&e.key).arg(*by).arg(""),
+            };
+        }
+        for (_, key) in &commit.forget {
+            script.arg(key);
+        }
+        let mut c = self.conn.clone();
+        let reply: Vec<String> = script.invoke_async(&mut c).await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(()),
+            Some("stale") => Err(super::StaleAcks {
+                ids: reply[1..].to_vec(),
+            }
+            .into()),
+            Some("full") => {
+                self.stats.count_refusal(notify);
+                enqueue_reply(notify, reply).map(|_| ())
+            }
+            Some("kv") => {
+                let by = reply.get(2).and_then(|b| b.parse().ok()).unwrap_or(0);
+                Err(match reply.get(1).map(String::as_str) {
+                    Some("keys") => PluginKvRefused::TooManyKeys {
+                        max: commit.kv_max_keys,
+                    },
+                    Some("nan") => PluginKvRefused::NotAnInteger,
+                    _ => PluginKvRefused::Overflow { by },
+                }
+                .into())
+            }
+            _ => Err(anyhow!(
+                "unexpected answer from the event commit script: {reply:?}"
             )),
         }
     }

@@ -6,6 +6,7 @@ mod cache;
 mod capabilities;
 mod cli;
 mod documents;
+mod events;
 mod fuzz;
 mod hardening;
 mod harness;

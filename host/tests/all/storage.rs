@@ -243,12 +243,254 @@ async fn suite(store: Arc<dyn Store>) {
     assert_eq!(store.stream_len(g).await.unwrap(), 0, "{name}");
 }
 
+/// Event streams: producers' fields in order, idempotent appends within a per-stream
+/// bound, groups from the end, and commits that ack with effects all or nothing.
+async fn event_streams(store: &dyn Store) {
+    use impressox_host::storage::{
+        EventCommit, KvEffect, KvOp, PluginKvRefused, StaleAcks, StreamFull,
+    };
+    let name = store.backend();
+    let s = "ev:stream";
+    let f = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    // A group from the end does not see what came before it.
+    store
+        .append_event(s, None, &f(&[("old", "1")]), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    store.ensure_group_at(s, "late", true).await.unwrap();
+    store.ensure_group_at(s, "g", false).await.unwrap();
+    store
+        .append_event(s, Some("k1"), &f(&[("z", "1"), ("a", "2")]), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .append_event(s, Some("k1"), &f(&[("z", "1")]), 10)
+            .await
+            .unwrap(),
+        None,
+        "{name}"
+    );
+    let late = store.read_new(s, "late", "c", 10, 0).await.unwrap();
+    assert_eq!(late.len(), 1, "{name}");
+    assert_eq!(
+        late[0].fields,
+        f(&[("z", "1"), ("a", "2")]),
+        "{name}: fields in order"
+    );
+    store.ack(s, "late", &[late[0].id.clone()]).await.unwrap();
+    // The bound counts what the slowest group still needs.
+    let err = store
+        .append_event(s, None, &f(&[("x", "1")]), 2)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        StreamFull::find(&err).unwrap().held_by.as_deref(),
+        Some("g"),
+        "{name}"
+    );
+    let got = store.read_new(s, "g", "c", 10, 0).await.unwrap();
+    assert_eq!(got.len(), 2, "{name}");
+    assert_eq!(store.pending_count(s, "g").await.unwrap(), 2, "{name}");
+    store
+        .touch_pending(s, "g", "c", &[got[0].id.clone()])
+        .await
+        .unwrap();
+
+    let kv = |key: &str, op: KvOp| KvEffect {
+        ns: "probe".into(),
+        key: key.into(),
+        op,
+    };
+    let commit = |acks: Vec<String>, effects: Vec<KvEffect>, consumer: &str| EventCommit {
+        stream: s.into(),
+        group: "g".into(),
+        consumer: consumer.into(),
+        acks,
+        kv: effects,
+        notify: vec![("ev-n1".into(), "{}".into())],
+        forget: vec![("events:attempts:test".into(), got[0].id.clone())],
+        kv_max_keys: 2,
+    };
+    store
+        .kv_put("events:attempts:test", &got[0].id, "{}")
+        .await
+        .unwrap();
+    let before = store
+        .stream_len(impressox_host::storage::NOTIFY_REQUESTS)
+        .await
+        .unwrap();
+    // Another consumer's commit is refused: nothing written.
+    let err = store
+        .commit_events(&commit(
+            vec![got[0].id.clone()],
+            vec![kv("a", KvOp::Incr(1))],
+            "other",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        StaleAcks::find(&err).unwrap().ids,
+        vec![got[0].id.clone()],
+        "{name}"
+    );
+    // Over the key cap (three new keys, cap two): nothing at all is written.
+    let over = vec![
+        kv("a", KvOp::Incr(1)),
+        kv(
+            "b",
+            KvOp::Set {
+                value: b"x".to_vec(),
+                ttl_ms: None,
+            },
+        ),
+        kv(
+            "c",
+            KvOp::Set {
+                value: b"y".to_vec(),
+                ttl_ms: Some(60_000),
+            },
+        ),
+    ];
+    let err = store
+        .commit_events(&commit(vec![got[0].id.clone()], over, "c"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            PluginKvRefused::find(&err),
+            Some(PluginKvRefused::TooManyKeys { max: 2 })
+        ),
+        "{name}: {err:#}"
+    );
+    assert_eq!(
+        store.plugin_kv_get("probe", "a").await.unwrap(),
+        None,
+        "{name}: no partial write"
+    );
+    assert_eq!(
+        store.pending_count(s, "g").await.unwrap(),
+        2,
+        "{name}: not acked"
+    );
+    assert_eq!(
+        store
+            .stream_len(impressox_host::storage::NOTIFY_REQUESTS)
+            .await
+            .unwrap(),
+        before,
+        "{name}"
+    );
+    // Incrementing text: refused, nothing written.
+    store
+        .plugin_kv_set("probe", "t", b"text", None, 10)
+        .await
+        .unwrap();
+    let err = store
+        .commit_events(&commit(
+            vec![got[0].id.clone()],
+            vec![kv("a", KvOp::Incr(1)), kv("t", KvOp::Incr(1))],
+            "c",
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            PluginKvRefused::find(&err),
+            Some(PluginKvRefused::NotAnInteger)
+        ),
+        "{name}: {err:#}"
+    );
+    assert_eq!(
+        store.plugin_kv_get("probe", "a").await.unwrap(),
+        None,
+        "{name}"
+    );
+    store.plugin_kv_delete("probe", "t").await.unwrap();
+    // Within the cap: applied, acked, the attempt record forgotten, the notification queued.
+    let ok = vec![
+        kv("a", KvOp::Incr(2)),
+        kv("a", KvOp::Incr(3)),
+        kv(
+            "b",
+            KvOp::Set {
+                value: b"x".to_vec(),
+                ttl_ms: None,
+            },
+        ),
+        kv("b", KvOp::Delete),
+    ];
+    store
+        .commit_events(&commit(vec![got[0].id.clone()], ok.clone(), "c"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.plugin_kv_get("probe", "a").await.unwrap().as_deref(),
+        Some(&b"5"[..]),
+        "{name}"
+    );
+    assert_eq!(
+        store.plugin_kv_get("probe", "b").await.unwrap(),
+        None,
+        "{name}"
+    );
+    assert_eq!(store.pending_count(s, "g").await.unwrap(), 1, "{name}");
+    assert_eq!(
+        store
+            .kv_get("events:attempts:test", &got[0].id)
+            .await
+            .unwrap(),
+        None,
+        "{name}"
+    );
+    assert_eq!(
+        store
+            .stream_len(impressox_host::storage::NOTIFY_REQUESTS)
+            .await
+            .unwrap(),
+        before + 1,
+        "{name}"
+    );
+    // Sent again (an answer lost on the way): refused as stale, applied once only.
+    let err = store
+        .commit_events(&commit(vec![got[0].id.clone()], ok, "c"))
+        .await
+        .unwrap_err();
+    assert!(StaleAcks::find(&err).is_some(), "{name}");
+    assert_eq!(
+        store.plugin_kv_get("probe", "a").await.unwrap().as_deref(),
+        Some(&b"5"[..]),
+        "{name}"
+    );
+    // The last entry: acked with no effects; every group is done, so the stream is empty.
+    store
+        .commit_events(&EventCommit {
+            stream: s.into(),
+            group: "g".into(),
+            consumer: "c".into(),
+            acks: vec![got[1].id.clone()],
+            kv_max_keys: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.stream_len(s).await.unwrap(), 0, "{name}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_passes_the_suite_and_keeps_state_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db/impressox.redb");
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&path, limits()).unwrap());
     suite(store.clone()).await;
+    event_streams(store.as_ref()).await;
     drop(store);
     let again = EmbeddedStore::open(&path, limits()).unwrap();
     assert!(again.get_rule("a").await.unwrap().is_some());
@@ -274,7 +516,8 @@ async fn redis_store_passes_the_suite() {
     let redis = RedisServer::start();
     let store: Arc<dyn Store> =
         Arc::new(RedisStore::connect(&redis.url(), limits()).await.unwrap());
-    suite(store).await;
+    suite(store.clone()).await;
+    event_streams(store.as_ref()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

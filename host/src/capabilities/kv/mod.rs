@@ -86,7 +86,13 @@ impl Granted {
             .map_err(refusal)
     }
 
-    pub async fn set(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), CapError> {
+    /// The plugin's namespace (its name).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Refuse a `set` the caps do not allow, saying why.
+    pub fn check_set(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), CapError> {
         self.check_key(key)?;
         if value.len() > self.config.max_value_bytes {
             return Err(CapError::refused(format!(
@@ -102,6 +108,16 @@ impl Granted {
                  leave the ttl out for a key that does not expire"
             )));
         }
+        Ok(())
+    }
+
+    /// The cap on live keys, which a commit of collected effects applies.
+    pub fn max_keys(&self) -> u64 {
+        self.config.max_keys
+    }
+
+    pub async fn set(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), CapError> {
+        self.check_set(key, value, ttl_ms)?;
         self.store
             .plugin_kv_set(&self.namespace, key, value, ttl_ms, self.config.max_keys)
             .await
@@ -114,6 +130,29 @@ impl Granted {
             .plugin_kv_delete(&self.namespace, key)
             .await
             .map_err(refusal)
+    }
+
+    /// `incr` on a value the call already read: the new value, or the refusal the store
+    /// would give (for collected effects, whose increments are committed later).
+    pub fn incr_of(&self, key: &str, current: Option<&[u8]>, by: i64) -> Result<i64, CapError> {
+        let value = match current {
+            None => 0,
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    CapError::refused(format!(
+                        "kv incr of {key:?}: {}",
+                        PluginKvRefused::NotAnInteger
+                    ))
+                })?,
+        };
+        value.checked_add(by).ok_or_else(|| {
+            CapError::refused(format!(
+                "kv incr of {key:?}: {}",
+                PluginKvRefused::Overflow { by }
+            ))
+        })
     }
 
     pub async fn incr(&self, key: &str, by: i64) -> Result<i64, CapError> {

@@ -19,13 +19,35 @@ impl Host for StoreState {
             + request.body.len()
             + request.data_json.len()
             + channels.iter().map(String::len).sum::<usize>();
-        run(
+        let Some(mut fx) = self.effects.take() else {
+            return run(
+                self,
+                "notify.enqueue",
+                |c| c.notify.as_ref(),
+                bytes,
+                |n| n.enqueue(&request, &channels),
+            );
+        };
+        // An event handler's call: checked now, enqueued with the event's ack.
+        let mut prepared = None;
+        let answer = run(
             self,
             "notify.enqueue",
             |c| c.notify.as_ref(),
             bytes,
-            |n| n.enqueue(&request, &channels),
-        )
+            |n| {
+                let prepared = &mut prepared;
+                async move {
+                    *prepared = Some((n.prepare(&request, &channels).await?, n.source()));
+                    Ok(())
+                }
+            },
+        );
+        if let (Ok(Ok(())), Some((req, source))) = (&answer, prepared) {
+            fx.notify(req, source);
+        }
+        self.effects = Some(fx);
+        answer
     }
 }
 

@@ -84,6 +84,39 @@ impl Granted {
         Ok(req)
     }
 
+    /// The notification's `source`: `plugin:<name>`.
+    pub fn source(&self) -> String {
+        format!("plugin:{}", self.plugin)
+    }
+
+    /// The request for a call whose effects are committed later (an event handler's):
+    /// validated, and refused now if its id was used for different content, so the
+    /// commit has nothing left to refuse but the stream's bound.
+    pub async fn prepare(
+        &self,
+        n: &Notification,
+        channels: &[String],
+    ) -> Result<NotificationRequest, CapError> {
+        let req = self.request(n, channels)?;
+        let known = self
+            .docs
+            .get(crate::notify::log::NOTIFICATIONS, &req.id)
+            .await
+            .map_err(CapError::Backend)?;
+        if let Some(existing) = known
+            && existing
+                .get("body_hash")
+                .and_then(serde_json::Value::as_str)
+                != Some(req.body_hash().as_str())
+        {
+            return Err(CapError::refused(format!(
+                "notify: id `{}` was used before for a different notification; use a new id",
+                n.id
+            )));
+        }
+        Ok(req)
+    }
+
     pub async fn enqueue(&self, n: &Notification, channels: &[String]) -> Result<(), CapError> {
         let req = self.request(n, channels)?;
         let source = format!("plugin:{}", self.plugin);

@@ -1,0 +1,184 @@
+//! `impressox run` processes with the events worker on one Redis: killed mid-stream,
+//! two hosts in one group, Redis restarted. The handler counts every event it acks in
+//! `kv` (committed with the ack), so the count must come out exact.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use super::{GROUP, PLUGIN, STREAM};
+use crate::harness::{impressox_in, wait_until};
+use crate::servers::redis::RedisServer;
+
+/// A config for one host on `redis`, its plugin dir holding the probe.
+fn host_config(dir: &Path, redis: &RedisServer, api_port: Option<u16>) -> PathBuf {
+    let plugins = dir.join("plugins.d");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        test_artifacts::GUEST_EVENT_PROBE,
+        plugins.join(format!("{PLUGIN}.wasm")),
+    )
+    .unwrap();
+    let api = match api_port {
+        Some(p) => format!("[api]\nlisten = \"127.0.0.1:{p}\"\n"),
+        None => "[api]\nenabled = false\n".into(),
+    };
+    let text = format!(
+        "data_dir = \"data\"\n{api}[plugins]\ndir = \"plugins.d\"\ncall_timeout_ms = 500\n\
+         [plugins.grants.{PLUGIN}]\nkv = true\n\
+         [storage]\nbackend = \"redis\"\nredis_url = \"{}\"\n\
+         [workers]\nenabled = [\"events\"]\n\
+         [[listeners]]\nstream = \"{STREAM}\"\ngroup = \"{GROUP}\"\nplugin = \"{PLUGIN}\"\n\
+         batch = 64\nbackoff = \"50ms\"\nclaim_idle = \"2s\"\nmax_attempts = 10\n",
+        redis.url()
+    );
+    let path = dir.join("impressox.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(config: &Path, consumer: &str) -> Child {
+    impressox_in(config, &["run"])
+        .env("IMPRESSOX__EVENTS__CONSUMER", consumer)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Append `n` events that each count `total` once, through Redis itself (a producer
+/// that is not the host), in pipelined batches.
+fn publish(redis: &RedisServer, n: usize) {
+    // The group first, from the stream's start, as the listener would create it.
+    let _ = redis.raw_command(&["XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM"]);
+    for chunk in 0..n.div_ceil(500) {
+        let count = 500.min(n - chunk * 500);
+        let script = format!(
+            "for i = 1, {count} do redis.call('XADD', KEYS[1], '*', 'incr', 'total', 'seq', ARGV[1] .. '-' .. i) end return {count}"
+        );
+        redis.raw_command(&["EVAL", &script, "1", STREAM, &chunk.to_string()]);
+    }
+}
+
+fn total(redis: &RedisServer) -> u64 {
+    let reply = redis.raw_command(&["GET", &format!("plugin-kv:{{{PLUGIN}}}:k:total")]);
+    // "$4\r\n2000\r\n" or "$-1\r\n"
+    reply
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn pending(redis: &RedisServer) -> u64 {
+    // "*4\r\n:<count>\r\n..."; a missing group is an error line, which counts as none.
+    let reply = redis.raw_command(&["XPENDING", STREAM, GROUP]);
+    reply
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().trim_start_matches(':').parse().ok())
+        .unwrap_or(0)
+}
+
+fn xlen(redis: &RedisServer) -> u64 {
+    redis
+        .raw_command(&["XLEN", STREAM])
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn killed_twice_mid_stream_every_event_is_counted_once_and_nothing_stays_pending() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = host_config(dir.path(), &redis, None);
+    publish(&redis, 10_000);
+    for kill_at in [2_000, 6_000] {
+        let mut child = spawn(&config, "crashy");
+        assert!(
+            wait_until(Duration::from_secs(60), || total(&redis) >= kill_at),
+            "the host stopped counting at {}",
+            total(&redis)
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    // The same consumer comes back: it takes up what it held, then the rest.
+    let mut child = spawn(&config, "crashy");
+    let done = wait_until(Duration::from_secs(60), || {
+        total(&redis) >= 10_000 && pending(&redis) == 0
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(done, "total {} pending {}", total(&redis), pending(&redis));
+    assert_eq!(total(&redis), 10_000);
+    assert_eq!(xlen(&redis), 0, "acknowledged entries are trimmed");
+}
+
+#[test]
+fn two_hosts_in_one_group_share_the_events_and_count_each_once() {
+    let redis = RedisServer::start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ports = (
+        crate::servers::redis::free_port(),
+        crate::servers::redis::free_port(),
+    );
+    let mut hosts = vec![
+        spawn(&host_config(a.path(), &redis, Some(ports.0)), "host-a"),
+        spawn(&host_config(b.path(), &redis, Some(ports.1)), "host-b"),
+    ];
+    std::thread::sleep(Duration::from_millis(1500));
+    publish(&redis, 6_000);
+    let done = wait_until(Duration::from_secs(60), || {
+        total(&redis) >= 6_000 && pending(&redis) == 0
+    });
+    let acked = |port: u16| -> u64 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let text = rt.block_on(async {
+            match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        });
+        text.lines()
+            .find(|l| l.starts_with("impressox_events_total{") && l.contains("outcome=\"ack\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (acked_a, acked_b) = (acked(ports.0), acked(ports.1));
+    for h in &mut hosts {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    assert!(done, "total {} pending {}", total(&redis), pending(&redis));
+    assert_eq!(total(&redis), 6_000);
+    assert_eq!(acked_a + acked_b, 6_000, "a {acked_a} b {acked_b}");
+    assert!(
+        acked_a > 0 && acked_b > 0,
+        "both hosts took a share: a {acked_a} b {acked_b}"
+    );
+}
+
+#[test]
+fn a_redis_restart_mid_stream_loses_nothing_and_doubles_nothing() {
+    let mut redis = RedisServer::start_persistent();
+    let dir = tempfile::tempdir().unwrap();
+    let config = host_config(dir.path(), &redis, None);
+    publish(&redis, 5_000);
+    let mut child = spawn(&config, "steady");
+    assert!(wait_until(Duration::from_secs(60), || total(&redis) >= 1_000));
+    redis.restart();
+    let done = wait_until(Duration::from_secs(90), || {
+        total(&redis) >= 5_000 && pending(&redis) == 0
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(done, "total {} pending {}", total(&redis), pending(&redis));
+    assert_eq!(total(&redis), 5_000);
+}
