@@ -45,6 +45,7 @@ pub use call::{CallError, PluginHandle};
 pub use instance::CallLimits;
 pub use kind::Kind;
 pub use loader::{Checked, LoadOutcome};
+pub(crate) use loader::valid_name as valid_plugin_name;
 pub use registry::{PluginStatus, State};
 
 use crate::config::{Config, PluginsConfig};
