@@ -131,7 +131,7 @@ impl Default for PluginsConfig {
             debounce_ms: 50,
             compile_cache: true,
             idle_instances: 8,
-            idle_memory_mib: 64,
+            idle_memory_mib: 32,
             recycle_after_calls: 100_000,
             grants: BTreeMap::new(),
             settings: BTreeMap::new(),

@@ -7,7 +7,8 @@
 //! A build is kept under `<target>/release/componentize/`, keyed by a hash of the project's
 //! files (its WIT inside) and the pinned toolchain files: the tools' output differs from
 //! build to build, so reusing one also keeps the compiled-code cache's key (the `.wasm`'s
-//! SHA-256) stable. Shared by the tests (`super`) and the `guests` benchmark.
+//! SHA-256) stable. A file no run used for 14 days is deleted. Shared by the tests
+//! (`super`) and the `guests` benchmark.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,12 +33,48 @@ fn impressox() -> std::process::Command {
 
 /// `<target>/release/componentize`: builds and compiled code kept between runs.
 pub fn cache_dir() -> PathBuf {
+    static SWEPT: OnceLock<()> = OnceLock::new();
     let dir = Path::new(env!("CARGO_BIN_EXE_impressox"))
         .parent()
         .unwrap()
         .join("componentize");
     std::fs::create_dir_all(&dir).unwrap();
+    SWEPT.get_or_init(|| sweep(&dir));
     dir
+}
+
+/// Files of the cache unused for this long are deleted (each is 12-37 MB; every edit of a
+/// guest's sources makes new ones).
+const UNUSED_FOR: std::time::Duration = std::time::Duration::from_secs(14 * 86_400);
+
+/// Delete what no run used for [`UNUSED_FOR`] (a use marks a file, see [`mark_used`]).
+fn sweep(dir: &Path) {
+    let Some(cutoff) = std::time::SystemTime::now().checked_sub(UNUSED_FOR) else {
+        return;
+    };
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "wasm" || e == "cwasm")
+                && meta.modified().is_ok_and(|m| m < cutoff)
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
+/// Note that a cached file was used now, so [`sweep`] keeps it.
+pub fn mark_used(path: &Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
 }
 
 fn cache_home() -> PathBuf {
@@ -241,6 +278,7 @@ pub fn build_with(
     let lock = lock_for(&cached);
     let _once = lock.lock().unwrap_or_else(|e| e.into_inner());
     if cached.is_file() {
+        mark_used(&cached);
         return cached;
     }
     let (mut cmd, built) = command();

@@ -91,6 +91,7 @@ pub fn link_compiled(config: &Config, wasm: &Path) {
             );
         }
     }
+    mark_used(&entry);
     let ours = config
         .data_dir()
         .join("cache/compiled")
