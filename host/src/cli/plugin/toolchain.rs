@@ -36,6 +36,14 @@ pub const COMPONENTIZE_JS: Pinned = Pinned {
     version: "0.23.0",
 };
 
+/// What componentize-js 0.23.0 imports without declaring it: `npm install` places it by
+/// accident of hoisting, `npm ci` from a lock file not at all, so projects name it.
+pub const PREVIEW2_SHIM: Pinned = Pinned {
+    tool: "",
+    package: "@bytecodealliance/preview2-shim",
+    version: "0.25.0",
+};
+
 /// componentize-py for the project in `dir`.
 pub fn componentize_py(dir: &Path) -> Result<PathBuf> {
     let t = COMPONENTIZE_PY;
@@ -74,8 +82,8 @@ pub fn componentize_js(dir: &Path) -> Result<PathBuf> {
     }
     bail!(
         "{tool} is not installed (looked in {dir}/node_modules/.bin and PATH). Install the \
-         pinned version: `npm install --prefix {dir}` (its package.json pins {package} \
-         {version}), or `npm install -g {package}@{version}`",
+         pinned version into the project: `npm install --prefix {dir}` (its package.json pins \
+         {package} {version})",
         tool = t.tool,
         dir = dir.display(),
         package = t.package,
@@ -116,7 +124,10 @@ pub fn warn_unless_pinned(path: &Path, pinned: Pinned) {
 /// The command that installs the pinned version.
 pub fn install_hint(pinned: Pinned) -> String {
     if pinned.package.starts_with('@') {
-        format!("npm install {}@{}", pinned.package, pinned.version)
+        format!(
+            "npm install {}@{} {}@{}",
+            pinned.package, pinned.version, PREVIEW2_SHIM.package, PREVIEW2_SHIM.version
+        )
     } else {
         format!("pip install {}=={}", pinned.package, pinned.version)
     }
@@ -156,11 +167,10 @@ mod tests {
         let npm =
             std::fs::read_to_string(root.join("host/tests/all/componentize/npm/package.json"))
                 .unwrap();
-        let js = format!(
-            "\"{}\": \"{}\"",
-            COMPONENTIZE_JS.package, COMPONENTIZE_JS.version
-        );
-        assert!(npm.contains(&js), "{js}");
+        for pinned in [COMPONENTIZE_JS, PREVIEW2_SHIM] {
+            let js = format!("\"{}\": \"{}\"", pinned.package, pinned.version);
+            assert!(npm.contains(&js), "{js}");
+        }
     }
 
     #[test]
@@ -171,7 +181,8 @@ mod tests {
         );
         assert_eq!(
             install_hint(COMPONENTIZE_JS),
-            "npm install @bytecodealliance/componentize-js@0.23.0"
+            "npm install @bytecodealliance/componentize-js@0.23.0 \
+             @bytecodealliance/preview2-shim@0.25.0"
         );
     }
 }

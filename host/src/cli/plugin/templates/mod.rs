@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::project::{Lang, MANIFEST, Manifest};
-use super::toolchain::{COMPONENTIZE_JS, COMPONENTIZE_PY};
+use super::toolchain::{COMPONENTIZE_JS, COMPONENTIZE_PY, PREVIEW2_SHIM};
 use crate::runtime::Kind;
 
 mod rust;
@@ -215,6 +215,7 @@ fn package_json(name: &str, kind: Kind, raw: &str) -> String {
         },
         "devDependencies": {
             COMPONENTIZE_JS.package: COMPONENTIZE_JS.version,
+            PREVIEW2_SHIM.package: PREVIEW2_SHIM.version,
         },
     });
     let mut text = serde_json::to_string_pretty(&value).expect("JSON serializes");
