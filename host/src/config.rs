@@ -117,6 +117,8 @@ pub struct PluginsConfig {
     pub grants: BTreeMap<String, Grants>,
     /// Free-form settings per plugin name, readable through the `config` interface.
     pub settings: BTreeMap<String, toml::Table>,
+    /// Outbound HTTP of tasks and event handlers (`wasi:http`): timeouts and limits.
+    pub http: crate::capabilities::http::config::HttpConfig,
 }
 
 impl Default for PluginsConfig {
@@ -135,6 +137,7 @@ impl Default for PluginsConfig {
             recycle_after_calls: 100_000,
             grants: BTreeMap::new(),
             settings: BTreeMap::new(),
+            http: Default::default(),
         }
     }
 }
@@ -147,7 +150,9 @@ pub struct Grants {
     pub kv: bool,
     /// Document collections the `docs` interface may touch.
     pub docs: Vec<String>,
-    /// Hosts outbound HTTP may reach.
+    /// Hosts outbound HTTP may reach: `[scheme://]host[:port]`, `https` and its default
+    /// port unless written out, `*.example.com` for subdomains, `:*` for any port
+    /// (`capabilities::http::allow`).
     pub http: Vec<String>,
     /// The `notify` interface.
     pub notify: bool,
@@ -336,6 +341,13 @@ impl Config {
         }
         if p.quarantine_after == 0 {
             bail!("[plugins] quarantine_after must be at least 1");
+        }
+        p.http.validate()?;
+        // A grant that does not parse is refused at start-up, not at the plugin's load.
+        for (name, grant) in &p.grants {
+            if let Err(why) = crate::capabilities::http::allow::AllowList::parse(&grant.http) {
+                bail!("[plugins.grants.{name}] http: {why}");
+            }
         }
         for worker in &self.workers.enabled {
             if !crate::workers::KNOWN.contains(&worker.as_str()) {

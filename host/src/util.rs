@@ -20,6 +20,15 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Now, in microseconds since the Unix epoch (0 if the clock is before it): for stamps that
+/// must order two writes of one millisecond.
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
 /// RFC 3339 (UTC, millisecond precision) for a time since the epoch.
 pub fn rfc3339(time: SystemTime) -> String {
     let ms = time

@@ -45,11 +45,15 @@
 //! - host interfaces: [`log`] (always available), [`config`], and the capabilities
 //!   [`kv`], [`docs`], [`notify`], [`prices`] that an operator must grant (tasks and event
 //!   handlers only; a pure plugin that calls one is refused at load).
+//! - [`http`]: outbound HTTP over the standard `wasi:http`, to the hosts an operator
+//!   grants (tasks and event handlers only).
 //! - one trait per kind, below, and its export macro.
 //! - `bindings`: the raw `wit-bindgen` output; plugin code should not need it.
 
 #[doc(hidden)]
 pub mod bindings;
+
+pub mod http;
 
 #[doc(hidden)]
 pub use wit_bindgen;

@@ -93,6 +93,7 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             h.count()
         );
     }
+    state.runtime.inner.services.http().render_metrics(&mut out);
     if let Some(m) = &state.services.market {
         market(&mut out, m);
     }

@@ -18,6 +18,7 @@ pub mod call;
 pub mod config;
 pub mod docs;
 pub mod error;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod notify;
@@ -37,7 +38,7 @@ pub const ACCEPTED_WIT_VERSIONS: &[&str] = &[WIT_VERSION];
 
 /// The linker for plugins of `kind`: WASI (the same for every kind, see [`wasi`]) and
 /// `log`; tasks and event handlers also get `config` and the capabilities an operator may
-/// grant them (each checked per plugin at load and at every call).
+/// grant them (each checked per plugin at load and at every call), `wasi:http` among them.
 pub fn linker_for(engine: &Engine, kind: Kind) -> Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasi::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
@@ -51,6 +52,7 @@ pub fn linker_for(engine: &Engine, kind: Kind) -> Result<Linker<StoreState>> {
         docs::host::add_to_linker(l)?;
         notify::host::add_to_linker(l)?;
         prices::host::add_to_linker(l)?;
+        http::host::add_to_linker(l).map_err(anyhow::Error::from)?;
     }
     Ok(linker)
 }
@@ -108,7 +110,7 @@ pub fn policy_for(import: &str) -> ImportPolicy {
         wasi::WasiImport::Linked => ImportPolicy::Always,
         wasi::WasiImport::Http => ImportPolicy::Grant {
             key: "http",
-            implemented: false,
+            implemented: true,
         },
         wasi::WasiImport::Version(why) => ImportPolicy::UnsupportedWasi(why),
         wasi::WasiImport::Unknown => ImportPolicy::Unknown,

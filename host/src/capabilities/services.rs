@@ -7,14 +7,15 @@
 //! state — its kv namespace, its collections, its notify source — which lives in the
 //! plugin's context for as long as that version serves. A runtime built without services
 //! ([`Services::none`]) serves the pure kinds; a task or event handler that imports a
-//! granted capability is refused there at load, saying so.
+//! granted store capability is refused there at load, saying so. Outbound HTTP needs no
+//! store, so every runtime has it (its limits and counters are the runtime's).
 
 use std::sync::Arc;
 
 use anyhow::Result;
 
 use super::budget::BudgetConfig;
-use super::{docs, kv, notify, prices};
+use super::{docs, http, kv, notify, prices};
 use crate::config::{Config, Grants};
 use crate::documents::Documents;
 use crate::storage::Store;
@@ -23,6 +24,7 @@ use crate::storage::Store;
 #[derive(Clone, Default)]
 pub struct Services {
     budget: BudgetConfig,
+    http: Arc<http::Http>,
     kv: Option<kv::Service>,
     docs: Option<docs::Service>,
     notify: Option<notify::Service>,
@@ -34,6 +36,7 @@ impl Services {
     pub fn none(config: &Config) -> Services {
         Services {
             budget: config.capabilities.budget(),
+            http: Arc::new(http::Http::new(&config.plugins.http)),
             ..Default::default()
         }
     }
@@ -43,6 +46,7 @@ impl Services {
         let caps = &config.capabilities;
         Services {
             budget: caps.budget(),
+            http: Arc::new(http::Http::new(&config.plugins.http)),
             kv: Some(kv::Service::new(caps.kv, store.clone())),
             docs: Some(docs::Service::new(caps.docs, documents.clone())),
             notify: Some(notify::Service::new(store.clone(), documents)),
@@ -67,8 +71,13 @@ impl Services {
         Ok(Services::new(config, store, documents))
     }
 
+    /// Outbound HTTP: its per-plugin counters are rendered on `/metrics`.
+    pub fn http(&self) -> &http::Http {
+        &self.http
+    }
+
     /// Plugin `name`'s state from its grants. Refused when a grant cannot be honoured: an
-    /// invalid collection name, or (with `require_backends`) a capability the component
+    /// invalid collection name or `http` entry, or (with `require_backends`) a capability the component
     /// imports and was granted but this host has no backend for.
     pub fn grant(
         &self,
@@ -103,8 +112,10 @@ impl Services {
             (Some(service), false) => Some(service.grant(name, &grants.docs)?),
             _ => None,
         };
+        let http = self.http.for_plugin(name, &grants.http)?;
         Ok(Granted {
             budget: self.budget,
+            http,
             kv: self
                 .kv
                 .as_ref()
@@ -129,6 +140,7 @@ impl Services {
 #[derive(Default)]
 pub struct Granted {
     pub budget: BudgetConfig,
+    pub http: Option<Arc<http::PluginHttp>>,
     pub kv: Option<kv::Granted>,
     pub docs: Option<docs::Granted>,
     pub notify: Option<notify::Granted>,
@@ -139,6 +151,7 @@ impl std::fmt::Debug for Granted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Granted")
             .field("budget", &self.budget)
+            .field("http", &self.http.is_some())
             .field("kv", &self.kv.is_some())
             .field("docs", &self.docs.is_some())
             .field("notify", &self.notify.is_some())

@@ -217,6 +217,24 @@ impl Outbound {
     /// A guarded client resolving through `lookup` (tests: a resolver that changes its
     /// answer, as a rebinding DNS server does).
     pub fn with_lookup(policy: &OutboundPolicy, lookup: Arc<dyn Lookup>) -> Result<Outbound> {
+        Self::build(policy, lookup, None)
+    }
+
+    /// A guarded client whose followed redirects must also pass `hop` (a plugin's
+    /// allow-list: a granted host must not redirect it to one that is not).
+    pub fn with_hop_check(
+        policy: &OutboundPolicy,
+        lookup: Arc<dyn Lookup>,
+        hop: HopCheck,
+    ) -> Result<Outbound> {
+        Self::build(policy, lookup, Some(hop))
+    }
+
+    fn build(
+        policy: &OutboundPolicy,
+        lookup: Arc<dyn Lookup>,
+        hop: Option<HopCheck>,
+    ) -> Result<Outbound> {
         let proxy = match policy.proxy.as_deref().filter(|p| !p.is_empty()) {
             Some(p) => Some(parse_proxy(p)?),
             None => None,
@@ -236,7 +254,7 @@ impl Outbound {
             .dns_resolver(Arc::new(VettingResolver {
                 guard: guard.clone(),
             }))
-            .redirect(redirect_policy(guard.clone(), policy.max_redirects));
+            .redirect(redirect_policy(guard.clone(), policy.max_redirects, hop));
         builder = match &proxy {
             Some(url) => builder.proxy(
                 reqwest::Proxy::all(url.clone()).context("[proxy] is not a usable proxy URL")?,
@@ -286,10 +304,17 @@ impl Outbound {
 /// The guard's verdict inside a failed send, if the guard caused it (the resolver's
 /// refusal travels up as the source of reqwest's connect error).
 pub fn guard_error(err: &reqwest::Error) -> Option<&GuardError> {
+    source_of::<GuardError>(err)
+}
+
+/// The first error of type `T` in `err`'s chain of sources (`err` included).
+pub fn source_of<'a, T: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
-        if let Some(g) = e.downcast_ref::<GuardError>() {
-            return Some(g);
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
         }
         source = e.source();
     }
@@ -310,9 +335,16 @@ fn parse_proxy(p: &str) -> Result<Url> {
     Ok(url)
 }
 
+/// A rule of the caller's that every followed redirect must pass; the error says why not.
+pub type HopCheck = Arc<dyn Fn(&Url) -> Result<(), String> + Send + Sync>;
+
 /// No redirects, or up to `max` with each hop's scheme and literal host re-checked
-/// (a name is checked by the resolver when the hop connects).
-fn redirect_policy(guard: Arc<Guard>, max: usize) -> reqwest::redirect::Policy {
+/// (a name is checked by the resolver when the hop connects), and `hop` when given.
+fn redirect_policy(
+    guard: Arc<Guard>,
+    max: usize,
+    hop: Option<HopCheck>,
+) -> reqwest::redirect::Policy {
     if max == 0 {
         return reqwest::redirect::Policy::none();
     }
@@ -320,12 +352,22 @@ fn redirect_policy(guard: Arc<Guard>, max: usize) -> reqwest::redirect::Policy {
         if attempt.previous().len() > max {
             return attempt.error(format!("more than {max} redirects"));
         }
-        match guard.check_literal(attempt.url()) {
-            Ok(()) => attempt.follow(),
-            Err(refused) => attempt.error(GuardError::Refused(refused)),
+        if let Err(refused) = guard.check_literal(attempt.url()) {
+            return attempt.error(GuardError::Refused(refused));
         }
+        if let Some(hop) = &hop
+            && let Err(why) = hop(attempt.url())
+        {
+            return attempt.error(RedirectRefused(why));
+        }
+        attempt.follow()
     })
 }
+
+/// A redirect the caller's [`HopCheck`] refused (found in a send error's sources).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("redirect refused: {0}")]
+pub struct RedirectRefused(pub String);
 
 #[cfg(test)]
 mod tests {

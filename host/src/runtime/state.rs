@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limiter::PluginLimiter;
 use crate::capabilities::budget::CallBudget;
+use crate::capabilities::http::StoreHttp;
 use crate::capabilities::wasi::stdio::{OutputBudget, PluginOutput, Stream};
 use crate::config::Grants;
 
@@ -47,6 +48,8 @@ pub struct StoreState {
     pub(crate) budget: CallBudget,
     wasi: WasiCtx,
     table: ResourceTable,
+    /// `wasi:http` of this store (`capabilities::http`).
+    http: StoreHttp,
 }
 
 impl StoreState {
@@ -63,6 +66,7 @@ impl StoreState {
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
+        let http = StoreHttp::new(plugin.caps.http.clone());
         StoreState {
             budget: CallBudget::new(plugin.caps.budget),
             plugin,
@@ -71,6 +75,7 @@ impl StoreState {
             output,
             wasi,
             table,
+            http,
         }
     }
 
@@ -79,6 +84,7 @@ impl StoreState {
         self.deadline_ms = super::deadline::coarse_now_ms() + timeout_ms;
         self.output.reset();
         self.budget.reset();
+        self.http.begin_call();
     }
 
     /// When the running call must end.
@@ -88,6 +94,13 @@ impl StoreState {
 
     pub(crate) fn table_mut(&mut self) -> &mut ResourceTable {
         &mut self.table
+    }
+
+    /// The store's `wasi:http` state, its resource table and the call's deadline, borrowed
+    /// together (`capabilities::http`).
+    pub(crate) fn http_parts(&mut self) -> (&mut StoreHttp, &mut ResourceTable, Instant) {
+        let deadline = self.deadline();
+        (&mut self.http, &mut self.table, deadline)
     }
 }
 

@@ -11,6 +11,7 @@ mod documents;
 mod fuzz;
 mod hardening;
 mod harness;
+mod http;
 mod languages;
 mod limits;
 mod loading;

@@ -149,6 +149,16 @@ fn coin_ticks(
     };
     // Quote currencies are the keys without an underscore (`usd`, `eur`, `btc`).
     for (currency, value) in fields.iter().filter(|(k, _)| !k.contains('_')) {
+        // A symbol is made of the id's letters and digits and the currency code; a key
+        // that gives none (fuzzing found `{" ": {" ": 1}}`) would be a tick for no symbol.
+        let currency_ok =
+            !currency.is_empty() && currency.chars().all(|c| c.is_ascii_alphanumeric());
+        if !currency_ok || !id.chars().any(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!(
+                "`{id}.{currency}`: no symbol can be made of this coin id and currency \
+                 (letters and digits expected)"
+            ));
+        }
         let price = value
             .as_f64()
             .filter(|p| p.is_finite() && *p > 0.0)
@@ -213,6 +223,13 @@ mod tests {
         assert_eq!(symbol_for("avalanche-2", "usd"), "AVAXUSDT");
         assert_eq!(symbol_for("foo-coin", "usd"), "FOOCOINUSD");
         assert_eq!(symbol_for("foo-coin", "eur"), "FOOCOINEUR");
+    }
+
+    #[test]
+    fn keys_that_make_no_symbol_are_errors() {
+        assert!(err(r#"{" ": {" ": 1}}"#).contains("no symbol"));
+        assert!(err(r#"{"bitcoin": {"u sd": 1}}"#).contains("no symbol"));
+        assert!(err(r#"{"--": {"usd": 1}}"#).contains("no symbol"));
     }
 
     #[test]

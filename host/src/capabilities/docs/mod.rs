@@ -34,13 +34,6 @@ pub use config::DocsConfig;
 /// land in the same millisecond, and "newest first" must still put the later one first.
 const UPDATED: &str = "_updated_us";
 
-/// Now, in microseconds since the Unix epoch.
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
 /// The backend's revision counter.
 const REV: &str = "_rev";
 
@@ -168,10 +161,10 @@ impl Granted {
                 )));
             }
         }
-        check_field_names(&Value::Object(doc.clone()), "")
+        check_fields(&doc, "")
             .map_err(|e| CapError::refused(format!("docs: document `{id}`: {e}")))?;
         doc.insert("_id".into(), Value::String(id.to_string()));
-        doc.insert(UPDATED.into(), now_us().into());
+        doc.insert(UPDATED.into(), crate::util::now_us().into());
         Ok(doc)
     }
 
@@ -288,32 +281,37 @@ fn kind_of(v: &Value) -> &'static str {
 }
 
 /// Field names both stores keep as they are, at any depth; the error names the path.
-fn check_field_names(v: &Value, path: &str) -> Result<(), String> {
-    match v {
-        Value::Object(map) => {
-            for (k, child) in map {
-                let here = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                if k.is_empty() || k.starts_with('$') || k.contains('.') || k.contains('\0') {
-                    return Err(format!(
-                        "field {here:?}: a field name may not be empty, start with `$` or \
-                         hold `.` or NUL"
-                    ));
-                }
-                check_field_names(child, &here)?;
+fn check_fields(map: &serde_json::Map<String, Value>, path: &str) -> Result<(), String> {
+    for (k, child) in map {
+        let here = || {
+            if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
             }
+        };
+        if k.is_empty() || k.starts_with('$') || k.contains('.') || k.contains('\0') {
+            return Err(format!(
+                "field {:?}: a field name may not be empty, start with `$` or hold `.` or NUL",
+                here()
+            ));
         }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                check_field_names(item, &format!("{path}[{i}]"))?;
-            }
-        }
-        _ => {}
+        check_value(child, &here)?;
     }
     Ok(())
+}
+
+fn check_value(v: &Value, here: &dyn Fn() -> String) -> Result<(), String> {
+    match v {
+        Value::Object(map) => check_fields(map, &here()),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_value(item, &|| format!("{}[{i}]", here()))?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

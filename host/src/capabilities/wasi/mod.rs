@@ -20,7 +20,7 @@
 //! | `wasi:io/*` | streams and `poll`, every wait bounded by the call's deadline ([`io`]) |
 //! | `wasi:filesystem/*` | linked with no preopened directory: nothing to open |
 //! | `wasi:sockets/*` | linked, every socket refused (`access-denied`), no name lookup |
-//! | `wasi:http/*` | tasks and event handlers with an `http` grant only (refused for pure kinds) |
+//! | `wasi:http/types`, `outgoing-handler` | tasks and event handlers with an `http` grant only: requests to the granted hosts, through the SSRF guard, within the call's deadline and `[plugins.http]` limits (`capabilities::http`); refused for pure kinds |
 //!
 //! Versions: this host implements WASI 0.2.12 and serves every 0.2.x import up to it
 //! (wasmtime's semver matching: a 0.2.9 import is served by 0.2.12). An import of a newer
@@ -74,6 +74,10 @@ const LINKED: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The `wasi:http` interfaces a granted plugin may import (a plugin makes requests; it
+/// does not serve them, so `incoming-handler` is not among them).
+const HTTP_INTERFACES: &[&str] = &["types", "outgoing-handler"];
+
 /// How this host answers one `wasi:*` import.
 #[derive(Debug, PartialEq, Eq)]
 pub enum WasiImport {
@@ -97,7 +101,13 @@ pub fn classify(import: &str) -> WasiImport {
         return WasiImport::Unknown;
     };
     if package == "http" {
-        return WasiImport::Http;
+        if !HTTP_INTERFACES.contains(&interface) {
+            return WasiImport::Unknown;
+        }
+        return match served(version) {
+            Ok(()) => WasiImport::Http,
+            Err(why) => WasiImport::Version(why),
+        };
     }
     let Some((_, interfaces)) = LINKED.iter().find(|(p, _)| *p == package) else {
         return WasiImport::Unknown;
@@ -217,6 +227,14 @@ mod tests {
             classify("wasi:http/outgoing-handler@0.2.10"),
             WasiImport::Http
         );
+        assert_eq!(
+            classify("wasi:http/incoming-handler@0.2.10"),
+            WasiImport::Unknown
+        );
+        assert!(matches!(
+            classify("wasi:http/types@0.3.0"),
+            WasiImport::Version(_)
+        ));
         assert_eq!(classify("wasi:keyvalue/store@0.2.0"), WasiImport::Unknown);
         assert_eq!(classify("wasi:clocks/timezone@0.2.12"), WasiImport::Unknown);
     }

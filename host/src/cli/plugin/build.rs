@@ -164,7 +164,7 @@ fn build_guest(dir: &Path, manifest: &Manifest, kind: Kind) -> Result<PathBuf> {
                 .arg(&wit)
                 .args(["--world-name", world])
                 // Without these the component imports wasi:http, which pure kinds refuse
-                // (and no kind is granted yet).
+                // and tasks need a grant for; fetch() from JavaScript is not offered yet.
                 .args(["-d", "http", "-d", "fetch-event"])
                 .arg("-o")
                 .arg(&partial);

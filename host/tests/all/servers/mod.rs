@@ -19,6 +19,8 @@
 //!   challenge, TOTP), per-account budgets, bans, locks and their redirects.
 //! - [`http_proxy::HttpProxy`]: a forward HTTP proxy to the loopback stand-ins that counts what
 //!   it forwards, can demand credentials and can go down.
+//! - [`json_origin::JsonOrigin`]: a small JSON API for plugins' outbound HTTP, with redirects,
+//!   large and chunked bodies and a route that never answers.
 //! - [`chromium`]: the Debian Chromium binary, a process-wide limit of two browser tests at a
 //!   time, and `--dump-dom`.
 //!
@@ -31,6 +33,7 @@ pub mod binance_ws;
 pub mod chromium;
 pub mod coingecko_http;
 pub mod http_proxy;
+pub mod json_origin;
 pub mod mongo;
 pub mod redis;
 pub mod smtp;

@@ -151,8 +151,8 @@ fn guest_files(kind: Kind, name: &str, lang: Lang) -> Vec<(String, String)> {
             )
         }
         _ => {
-            // JavaScript. Pure kinds may not import wasi:http, which componentize-js adds unless its
-            // http and fetch-event features are off; tasks may not yet either.
+            // JavaScript. Pure kinds may not import wasi:http, which componentize-js adds
+            // unless its http and fetch-event features are off (as `plugin build` does).
             let raw = format!(
                 "componentize-js {source} --wit wit --world-name {world} -d http -d fetch-event -o {out}"
             );
