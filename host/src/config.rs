@@ -111,8 +111,12 @@ pub struct PluginsConfig {
     pub debounce_ms: u64,
     /// Keep compiled code on disk under `data_dir/cache/compiled`.
     pub compile_cache: bool,
-    /// Idle instances kept per plugin for reuse.
+    /// Idle instances kept per plugin for reuse, at most.
     pub idle_instances: usize,
+    /// Linear memory the idle instances of one plugin may hold together, in MiB: a large
+    /// guest (CPython, SpiderMonkey: tens of MiB each) keeps fewer than `idle_instances`.
+    /// One idle instance is always kept (when `idle_instances` > 0).
+    pub idle_memory_mib: u64,
     /// Recycle an instance after this many calls (guest memory only grows).
     pub recycle_after_calls: u64,
     /// Capabilities granted per plugin name.
@@ -135,6 +139,7 @@ impl Default for PluginsConfig {
             debounce_ms: 50,
             compile_cache: true,
             idle_instances: 8,
+            idle_memory_mib: 32,
             recycle_after_calls: 100_000,
             grants: BTreeMap::new(),
             settings: BTreeMap::new(),

@@ -3,7 +3,8 @@
 //! - `cargo demo`: build the bundled plugins for wasm32-wasip2, copy them into
 //!   `config/plugins.d`, and run the host with `config/default.toml` until Ctrl-C.
 //! - `cargo test-all`: what CI runs — formatting, clippy with `-D warnings` on the host
-//!   and on the guests' wasm target, and every test.
+//!   and on the guests' wasm target, and every test; first it installs what the tests
+//!   need (test servers, componentize-py and componentize-js at pinned versions).
 //!
 //! Plain `std::process::Command` calls, so the steps read like the shell commands they are.
 
@@ -158,17 +159,15 @@ fn ensure_test_servers() -> Result<(), String> {
     install(false).or_else(|_| install(true))
 }
 
-/// The Python servers the tests start (SecantusDB for MongoDB's protocol, aiosmtpd), in a
-/// virtualenv under ~/.cache/impressox/venv, rebuilt when the pinned requirements change.
+/// The Python servers the tests start (SecantusDB for MongoDB's protocol, aiosmtpd) and
+/// componentize-py (which builds the Python plugins the tests load), in a virtualenv under
+/// ~/.cache/impressox/venv, rebuilt when the pinned requirements change.
 fn ensure_python_venv() -> Result<PathBuf, String> {
     let requirements = root().join("host/tests/all/servers/python/requirements.txt");
     let wanted = std::fs::read(&requirements)
         .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
     let stamp_value = format!("{:016x}", fnv1a(&wanted));
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let venv = home.join(".cache/impressox/venv");
+    let venv = cache_home().join("venv");
     let stamp = venv.join(".requirements-stamp");
     if venv.join("bin/secantusd-py").is_file()
         && std::fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_value)
@@ -192,10 +191,66 @@ fn ensure_python_venv() -> Result<PathBuf, String> {
         .arg(&requirements);
     run(
         pip,
-        "installing the Python test servers (SecantusDB, aiosmtpd)",
+        "installing the Python test servers (SecantusDB, aiosmtpd) and componentize-py",
     )?;
     std::fs::write(&stamp, stamp_value).map_err(|e| e.to_string())?;
     Ok(venv)
+}
+
+/// componentize-js (and its dependencies, exactly as locked) for the JavaScript plugins the
+/// tests build, in ~/.cache/impressox/npm, reinstalled when the pinned files change. Node.js
+/// and npm come from Debian's packages when missing and we may install them.
+fn ensure_npm_toolchain() -> Result<PathBuf, String> {
+    let pinned = root().join("host/tests/all/componentize/npm");
+    let files = ["package.json", "package-lock.json"];
+    let mut wanted = Vec::new();
+    for f in files {
+        let path = pinned.join(f);
+        wanted.extend(
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        );
+    }
+    let stamp_value = format!("{:016x}", fnv1a(&wanted));
+    let dir = cache_home().join("npm");
+    let stamp = dir.join(".lock-stamp");
+    if dir.join("node_modules/.bin/componentize-js").is_file()
+        && std::fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_value)
+    {
+        return Ok(dir);
+    }
+    if !on_path("node") || !on_path("npm") {
+        let root_user = std::env::var("USER").is_ok_and(|u| u == "root") || is_root_by_proc();
+        if !root_user || !on_path("apt-get") {
+            return Err(
+                "the tests build JavaScript plugins with componentize-js, which needs \
+                 Node.js 18+ and npm: install them (apt-get install -y nodejs npm) and run again"
+                    .into(),
+            );
+        }
+        let mut apt = Command::new("apt-get");
+        apt.args(["install", "-y", "-qq", "nodejs", "npm"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run(apt, "installing Node.js and npm")?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for f in files {
+        std::fs::copy(pinned.join(f), dir.join(f)).map_err(|e| e.to_string())?;
+    }
+    let mut npm = Command::new("npm");
+    npm.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir);
+    run(npm, "installing componentize-js (npm ci)")?;
+    std::fs::write(&stamp, stamp_value).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// `~/.cache/impressox`, where the test toolchains live between runs.
+fn cache_home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join(".cache/impressox")
 }
 
 /// A small stable hash (FNV-1a), enough to notice an edited requirements file.
@@ -228,6 +283,7 @@ fn test() -> Result<(), String> {
     run(target, "installing the wasm32-wasip2 target")?;
     ensure_test_servers()?;
     let venv = ensure_python_venv()?;
+    let npm = ensure_npm_toolchain()?;
 
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
@@ -271,5 +327,6 @@ fn test() -> Result<(), String> {
     let mut tests = cargo();
     tests.args(["test", "--release", "--workspace"]);
     tests.env("IMPRESSOX_TEST_VENV", &venv);
+    tests.env("IMPRESSOX_TEST_NPM", &npm);
     run(tests, "cargo test --release --workspace")
 }

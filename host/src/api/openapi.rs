@@ -24,6 +24,7 @@ pub async fn document() -> Json<Value> {
                         "loaded_at": {"type": ["string", "null"], "format": "date-time"},
                         "compiled_from_cache": {"type": ["boolean", "null"]},
                         "calls": {"type": "integer"}, "errors": {"type": "integer"},
+                        "idle_instances": {"type": ["integer", "null"]}, "idle_memory_bytes": {"type": ["integer", "null"]},
                         "last_error": {"type": ["string", "null"]}, "last_load_error": {"type": ["string", "null"]},
                         "p50_us": {"type": ["number", "null"]}, "p99_us": {"type": ["number", "null"]}}},
                 "RuleSpec": {"type": "object", "required": ["user_id", "symbol", "condition"], "additionalProperties": false,

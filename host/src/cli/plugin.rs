@@ -2,19 +2,26 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::runtime::{Kind, Runtime};
+use crate::runtime::Runtime;
 
+mod build;
+mod new;
+mod project;
 mod templates;
+mod toolchain;
+
+use project::Lang;
 
 #[derive(Subcommand, Debug)]
 pub enum PluginCommand {
-    /// Scaffold a plugin crate that builds as-is.
+    /// Scaffold a plugin project that builds as-is: a Rust crate, or a Python or
+    /// JavaScript project with the host's WIT and a pinned toolchain.
     New {
         /// feed-parser, rule-processor, scrape-parser, notify-formatter, task or event-handler.
         kind: String,
@@ -23,13 +30,18 @@ pub enum PluginCommand {
         /// Where to create it; defaults to ./<name>.
         #[arg(long)]
         path: Option<PathBuf>,
-        /// The impressox-plugin-sdk crate to depend on; defaults to this host's source tree.
+        /// The impressox-plugin-sdk crate a Rust plugin depends on; defaults to this
+        /// host's source tree.
         #[arg(long, env = "IMPRESSOX_SDK_PATH")]
         sdk: Option<PathBuf>,
+        /// The language: rust (cargo), python (componentize-py) or js (componentize-js).
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
     },
-    /// Build a plugin crate for wasm32-wasip2 and copy the .wasm into `[plugins] dir`.
+    /// Build a plugin project (Rust for wasm32-wasip2, Python with componentize-py,
+    /// JavaScript with componentize-js) and copy the .wasm into `[plugins] dir`.
     Build {
-        /// The plugin crate; defaults to the current directory.
+        /// The project folder; defaults to the current directory.
         dir: Option<PathBuf>,
         /// Copy into this folder instead of `[plugins] dir`.
         #[arg(long)]
@@ -59,127 +71,13 @@ pub fn dispatch(config: &Config, cmd: PluginCommand, config_given: bool) -> Resu
             name,
             path,
             sdk,
-        } => new(&kind, &name, path, sdk),
-        PluginCommand::Build { dir, out } => build(config, dir, out),
+            lang,
+        } => new::new(&kind, &name, path, sdk, lang),
+        PluginCommand::Build { dir, out } => build::build(config, dir, out),
         PluginCommand::Check { file } => check(&Scratch::new(config, config_given)?.config, &file),
         PluginCommand::Run { file, input } => {
             run_once(&Scratch::new(config, config_given)?.config, &file, &input)
         }
-    }
-}
-
-fn new(kind: &str, name: &str, path: Option<PathBuf>, sdk: Option<PathBuf>) -> Result<ExitCode> {
-    let kind = Kind::from_world(kind).ok_or_else(|| {
-        anyhow!(
-            "unknown plugin kind `{kind}`; one of: {}",
-            Kind::ALL
-                .iter()
-                .map(|k| k.world())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    {
-        bail!("plugin name `{name}` is not valid: use a-z, 0-9, `-` and `_`");
-    }
-    let dir = path.unwrap_or_else(|| PathBuf::from(name));
-    if dir.join("Cargo.toml").exists() {
-        bail!(
-            "{} already holds a Cargo.toml; choose another --path",
-            dir.display()
-        );
-    }
-    let sdk = match sdk {
-        Some(p) => p,
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk"),
-    };
-    let sdk = sdk.canonicalize().with_context(|| {
-        format!(
-            "the plugin SDK is not at {}; pass --sdk PATH to impressox-plugin-sdk",
-            sdk.display()
-        )
-    })?;
-    std::fs::create_dir_all(dir.join("src"))?;
-    for (file, text) in templates::files(kind, name, &sdk) {
-        std::fs::write(dir.join(file), text)?;
-    }
-    println!("created {kind} plugin `{name}` in {}", dir.display());
-    println!("next: impressox plugin build {}", dir.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Build with cargo, find the component among cargo's artifacts, copy it atomically.
-fn build(config: &Config, dir: Option<PathBuf>, out: Option<PathBuf>) -> Result<ExitCode> {
-    let dir = dir.unwrap_or_else(|| PathBuf::from("."));
-    let manifest = dir.join("Cargo.toml");
-    if !manifest.exists() {
-        bail!("no Cargo.toml in {}", dir.display());
-    }
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--message-format=json-render-diagnostics",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("failed to run cargo")?;
-    if !output.status.success() {
-        bail!("cargo build failed (is the target installed? `rustup target add wasm32-wasip2`)");
-    }
-    let mut wasm = Vec::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if msg["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let is_cdylib = msg["target"]["crate_types"]
-            .as_array()
-            .is_some_and(|k| k.iter().any(|k| k == "cdylib"));
-        if !is_cdylib
-            || !msg["manifest_path"]
-                .as_str()
-                .is_some_and(|p| same_file(Path::new(p), &manifest))
-        {
-            continue;
-        }
-        for f in msg["filenames"].as_array().into_iter().flatten() {
-            if let Some(f) = f.as_str().filter(|f| f.ends_with(".wasm")) {
-                wasm.push(PathBuf::from(f));
-            }
-        }
-    }
-    let Some(artifact) = wasm.pop() else {
-        bail!(
-            "cargo built no .wasm component for {}; is it a cdylib crate?",
-            manifest.display()
-        );
-    };
-    let dest_dir = out.unwrap_or_else(|| config.plugin_dir());
-    std::fs::create_dir_all(&dest_dir)?;
-    let file_name = artifact
-        .file_name()
-        .ok_or_else(|| anyhow!("artifact without a file name"))?;
-    let dest = dest_dir.join(file_name);
-    copy_atomically(&artifact, &dest)?;
-    println!("{}", dest.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
     }
 }
 

@@ -163,7 +163,7 @@ impl PluginHandle {
                 instance.calls += 1;
                 if instance.calls < limits.recycle_after_calls {
                     let mut idle = loaded.idle.lock();
-                    if idle.len() < limits.idle_instances {
+                    if super::instance::keep_idle(&idle, &instance, limits) {
                         idle.push(instance);
                     }
                 }

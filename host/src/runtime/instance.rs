@@ -24,8 +24,11 @@ pub struct CallLimits {
     pub max_output_bytes: usize,
     /// Consecutive failures that quarantine a plugin.
     pub quarantine_after: u32,
-    /// Idle instances kept per version.
+    /// Idle instances kept per version, at most.
     pub idle_instances: usize,
+    /// Linear memory the idle instances of one version may hold together, in bytes (one
+    /// is kept whatever its size).
+    pub idle_memory_bytes: usize,
     /// Calls after which an instance is replaced by a fresh one.
     pub recycle_after_calls: u64,
 }
@@ -54,6 +57,25 @@ impl Instance {
             calls: 0,
         })
     }
+
+    /// Bytes of linear memory this instance holds (all its memories; they never shrink).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.store.data().limits.used()
+    }
+}
+
+/// Whether an idle pool holding `idle` takes `instance` back: at most `idle_instances`,
+/// and within `idle_memory_bytes` together, except that an empty pool always takes one (a
+/// plugin called one call at a time then never instantiates per call, however large).
+pub(crate) fn keep_idle(idle: &[Box<Instance>], instance: &Instance, limits: &CallLimits) -> bool {
+    if idle.len() >= limits.idle_instances {
+        return false;
+    }
+    if idle.is_empty() {
+        return true;
+    }
+    let held: usize = idle.iter().map(|i| i.memory_bytes()).sum();
+    held.saturating_add(instance.memory_bytes()) <= limits.idle_memory_bytes
 }
 
 /// A store with the memory cap and a deadline armed.

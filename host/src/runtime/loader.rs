@@ -427,7 +427,8 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// The rule for plugin names: what grants and settings are keyed by, and file names.
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

@@ -44,6 +44,7 @@ pub mod watcher;
 pub use call::{CallError, PluginHandle};
 pub use instance::CallLimits;
 pub use kind::Kind;
+pub(crate) use loader::valid_name as valid_plugin_name;
 pub use loader::{Checked, LoadOutcome};
 pub use registry::{PluginStatus, State};
 
@@ -145,6 +146,7 @@ impl Runtime {
             max_output_bytes: p.max_output_bytes as usize,
             quarantine_after: p.quarantine_after,
             idle_instances: p.idle_instances,
+            idle_memory_bytes: (p.idle_memory_mib * 1024 * 1024) as usize,
             recycle_after_calls: p.recycle_after_calls.max(1),
         };
         let ticker = engine::EpochTicker::start(engine.clone());

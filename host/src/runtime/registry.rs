@@ -125,6 +125,10 @@ pub struct PluginStatus {
     pub consecutive_failures: u32,
     pub swaps: u64,
     pub instances_created: u64,
+    /// Instances kept idle for reuse now, and the linear memory they hold together
+    /// (`[plugins] idle_instances`, `idle_memory_mib`).
+    pub idle_instances: Option<usize>,
+    pub idle_memory_bytes: Option<u64>,
     pub last_error: Option<String>,
     pub last_load_error: Option<String>,
     pub p50_us: Option<f64>,
@@ -230,6 +234,8 @@ impl Registry {
                 consecutive_failures: 0,
                 swaps: 0,
                 instances_created: 0,
+                idle_instances: None,
+                idle_memory_bytes: None,
                 last_error: None,
                 last_load_error: Some(error.clone()),
                 p50_us: None,
@@ -255,6 +261,11 @@ fn slot_status(slot: &Slot) -> Option<PluginStatus> {
     } else {
         State::Active
     };
+    let (idle_instances, idle_memory_bytes) = {
+        let idle = loaded.idle.lock();
+        let bytes: usize = idle.iter().map(|i| i.memory_bytes()).sum();
+        (idle.len(), bytes as u64)
+    };
     Some(PluginStatus {
         name: slot.name.clone(),
         version: Some(loaded.version.clone()),
@@ -273,6 +284,8 @@ fn slot_status(slot: &Slot) -> Option<PluginStatus> {
         consecutive_failures: st.consecutive_failures.load(Ordering::Relaxed),
         swaps: st.swaps.load(Ordering::Relaxed),
         instances_created: st.instances_created.load(Ordering::Relaxed),
+        idle_instances: Some(idle_instances),
+        idle_memory_bytes: Some(idle_memory_bytes),
         last_error: st.last_error.lock().clone(),
         last_load_error: st.last_load_error.lock().clone(),
         p50_us: st.latency.quantile_ns(0.50).map(|ns| ns as f64 / 1000.0),

@@ -20,7 +20,11 @@ pub fn config_in(dir: &Path, extra: &str) -> Config {
          quarantine_after = 3\nmax_output_bytes = 1048576\ndebounce_ms = 30\n{extra}"
     );
     std::fs::write(&path, text).unwrap();
-    Config::load_with_env(Some(&path), &[]).unwrap()
+    let config = Config::load_with_env(Some(&path), &[]).unwrap();
+    // One compile-cache key for every test host, so large guests compile once per run
+    // (crate::componentize).
+    crate::componentize::seed_compile_key(&config.data_dir());
+    config
 }
 
 pub fn host() -> TestHost {

@@ -1,16 +1,19 @@
 //! Integration tests of the host, against real `.wasm` components built by
-//! `test-artifacts` (the bundled plugins and the misbehaving test guests).
+//! `test-artifacts` (the bundled plugins and the misbehaving test guests), and Python and
+//! JavaScript ones built by `componentize`.
 
 mod api;
 mod cache;
 mod capabilities;
 mod cli;
+mod componentize;
 mod documents;
 mod events;
 mod fuzz;
 mod hardening;
 mod harness;
 mod http;
+mod languages;
 mod limits;
 mod loading;
 mod market;

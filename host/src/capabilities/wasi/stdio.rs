@@ -2,6 +2,11 @@
 //! plugin's name and the stream (`print!` in Rust, `print()` in Python and `console.log`
 //! in JavaScript all land here).
 //!
+//! A line is logged when its newline arrives, not at each write or flush: CPython writes
+//! `print("a", "b")` as four writes, each flushed, and SpiderMonkey flushes before the
+//! newline. A line still open when a later call writes is logged first (so calls never
+//! share a line), and one still open when the stream is dropped is logged then.
+//!
 //! Writes never block and are always accepted; what a call writes past its byte budget is
 //! dropped, with one warning per call, so a chatty or hostile guest cannot flood the log.
 
@@ -27,6 +32,8 @@ const WRITE_PERMIT: usize = 64 * 1024;
 pub struct OutputBudget {
     remaining: AtomicUsize,
     warned: AtomicBool,
+    /// Counts calls, so a stream knows an open line belongs to an earlier one.
+    call: AtomicUsize,
 }
 
 impl OutputBudget {
@@ -42,6 +49,7 @@ impl OutputBudget {
         self.remaining
             .store(OUTPUT_BUDGET_PER_CALL, Ordering::Relaxed);
         self.warned.store(false, Ordering::Relaxed);
+        self.call.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Take up to `n` bytes; returns how many may be logged.
@@ -100,6 +108,7 @@ impl PluginOutput {
             out: self.clone(),
             line: Vec::new(),
             cut: false,
+            line_call: 0,
         }
     }
 }
@@ -126,10 +135,18 @@ struct LineLogger {
     line: Vec<u8>,
     /// The current line passed `MAX_LINE`; the rest of it is dropped.
     cut: bool,
+    /// The call the open line was written in.
+    line_call: usize,
 }
 
 impl LineLogger {
     fn push(&mut self, mut bytes: &[u8]) {
+        let call = self.out.budget.call.load(Ordering::Relaxed);
+        if call != self.line_call {
+            // What an earlier call left open is its own line.
+            self.flush_partial();
+            self.line_call = call;
+        }
         while !bytes.is_empty() {
             let (chunk, newline) = match bytes.iter().position(|&b| b == b'\n') {
                 Some(i) => (&bytes[..i], true),
@@ -203,7 +220,7 @@ impl OutputStream for LineLogger {
     }
 
     fn flush(&mut self) -> StreamResult<()> {
-        self.flush_partial();
+        // Lines end at their newline; flushes come between the pieces of one.
         Ok(())
     }
 
@@ -223,12 +240,12 @@ impl AsyncWrite for LineLogger {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.get_mut().flush_partial();
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.poll_flush(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.get_mut().flush_partial();
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -253,6 +270,25 @@ mod tests {
         assert_eq!(l.line.len(), MAX_LINE);
         l.push(b"\n");
         assert!(!l.cut && l.line.is_empty());
+    }
+
+    #[test]
+    fn a_line_written_in_pieces_and_flushed_between_is_one_line() {
+        let budget = Arc::new(OutputBudget::new());
+        let mut l = logger(budget.clone());
+        // CPython's `print("formatted", "n-1")`: each piece written and flushed.
+        for piece in [&b"formatted"[..], b" ", b"n-1"] {
+            l.push(piece);
+            OutputStream::flush(&mut l).unwrap();
+        }
+        assert_eq!(l.line, b"formatted n-1");
+        l.push(b"\n");
+        assert!(l.line.is_empty());
+        // A line left open is logged before the next call's first write.
+        l.push(b"progress");
+        budget.reset();
+        l.push(b"next");
+        assert_eq!(l.line, b"next");
     }
 
     #[test]

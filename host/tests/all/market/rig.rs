@@ -76,6 +76,17 @@ impl Rig {
     }
 
     pub async fn start_with(storage: &str, redis: Option<RedisServer>, market: &str) -> Rig {
+        Self::start_prepared(storage, redis, market, |_| {}).await
+    }
+
+    /// [`Rig::start_with`], with `prepare` run on the host after the bundled plugins are
+    /// loaded and before the monitor starts (to load more plugins, say).
+    pub async fn start_prepared(
+        storage: &str,
+        redis: Option<RedisServer>,
+        market: &str,
+        prepare: impl FnOnce(&TestHost),
+    ) -> Rig {
         let market = any_symbol_unless_set(market);
         let host = host_with(&format!("{storage}\n{market}"));
         for (artifact, file) in [
@@ -86,6 +97,7 @@ impl Rig {
         ] {
             host.load(artifact, file);
         }
+        prepare(&host);
         std::fs::create_dir_all(host.config.data_dir()).unwrap();
         let store = impressox_host::storage::open(&host.config, StoreLimits::default())
             .await
