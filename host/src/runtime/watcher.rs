@@ -184,6 +184,10 @@ fn debounce_loop(
             .min()
             .unwrap_or(Duration::from_secs(3600));
         match events.recv_timeout(wait) {
+            // Reads are not changes: the loader opening a file to hash it would otherwise
+            // schedule another load of it, forever (a refused file logged its refusal
+            // twenty times a second).
+            Ok(Ok(event)) if matches!(event.kind, notify::EventKind::Access(_)) => {}
             Ok(Ok(event)) => {
                 for path in event.paths {
                     if is_plugin_file(&path) {

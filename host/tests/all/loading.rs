@@ -204,3 +204,39 @@ fn pathdiff(path: &std::path::Path, base: &std::path::Path) -> std::path::PathBu
     }
     out
 }
+
+/// Found with the events worker: the loader reading a file raised an access event, which
+/// the watcher took for a change and loaded again, forever — a refused file was logged
+/// twenty times a second (and every good file re-hashed as often).
+#[test]
+fn a_refused_file_is_tried_once_not_in_a_loop_of_its_own_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins.d");
+    std::fs::create_dir_all(&plugins).unwrap();
+    // A task that imports `kv` without the grant: refused at every load.
+    std::fs::copy(
+        test_artifacts::GUEST_WANTS_KV,
+        plugins.join("wants-kv.wasm"),
+    )
+    .unwrap();
+    let config = dir.path().join("impressox.toml");
+    std::fs::write(
+        &config,
+        "data_dir = \"data\"\n[api]\nenabled = false\n[plugins]\ndir = \"plugins.d\"\ndebounce_ms = 20\n",
+    )
+    .unwrap();
+    let mut child = impressox_in(&config, &["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let refusals = log.matches("plugin file refused").count();
+    assert!(
+        (1..=2).contains(&refusals),
+        "{refusals} refusals in 2 s:\n{log}"
+    );
+}

@@ -4,6 +4,7 @@
 //! exactly once with the ack, malformed entries, trimming and the bound; and, with
 //! `impressox` processes, crashes, two hosts on one group and a Redis restart.
 
+mod api;
 mod processes;
 mod worker;
 
@@ -61,6 +62,28 @@ impl Events {
             rt,
             worker: Some(worker),
         }
+    }
+
+    /// Serve the admin API of this host on a free port; its base URL.
+    pub fn serve_api(&self) -> String {
+        let services = impressox_host::api::Services {
+            store: Some(self.host.store.clone()),
+            docs: Some(self.host.docs.clone()),
+            events: self.worker.as_ref().map(|w| w.handle.clone()),
+            listeners: self.host.config.listeners.clone(),
+            ..Default::default()
+        };
+        let router =
+            impressox_host::api::router_with(self.host.runtime.clone(), None, None, services);
+        let listener = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        self.rt.spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        base
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -25,7 +25,7 @@ fn host_config(dir: &Path, redis: &RedisServer, api_port: Option<u16>) -> PathBu
     };
     let text = format!(
         "data_dir = \"data\"\n{api}[plugins]\ndir = \"plugins.d\"\ncall_timeout_ms = 500\n\
-         [plugins.grants.{PLUGIN}]\nkv = true\n\
+         [plugins.grants.{PLUGIN}]\nkv = true\nnotify = true\n\
          [storage]\nbackend = \"redis\"\nredis_url = \"{}\"\n\
          [workers]\nenabled = [\"events\"]\n\
          [[listeners]]\nstream = \"{STREAM}\"\ngroup = \"{GROUP}\"\nplugin = \"{PLUGIN}\"\n\
@@ -37,13 +37,32 @@ fn host_config(dir: &Path, redis: &RedisServer, api_port: Option<u16>) -> PathBu
     path
 }
 
-fn spawn(config: &Path, consumer: &str) -> Child {
-    impressox_in(config, &["run"])
-        .env("IMPRESSOX__EVENTS__CONSUMER", consumer)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+/// An `impressox run` process, killed when dropped (a failing test leaves none behind).
+struct Host(Child);
+
+impl Host {
+    /// SIGKILL: no shutdown at all.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(config: &Path, consumer: &str) -> Host {
+    Host(
+        impressox_in(config, &["run"])
+            .env("IMPRESSOX__EVENTS__CONSUMER", consumer)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Append `n` events that each count `total` once, through Redis itself (a producer
@@ -102,16 +121,14 @@ fn killed_twice_mid_stream_every_event_is_counted_once_and_nothing_stays_pending
             "the host stopped counting at {}",
             total(&redis)
         );
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
     }
     // The same consumer comes back: it takes up what it held, then the rest.
     let mut child = spawn(&config, "crashy");
     let done = wait_until(Duration::from_secs(60), || {
         total(&redis) >= 10_000 && pending(&redis) == 0
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     assert!(done, "total {} pending {}", total(&redis), pending(&redis));
     assert_eq!(total(&redis), 10_000);
     assert_eq!(xlen(&redis), 0, "acknowledged entries are trimmed");
@@ -153,8 +170,7 @@ fn two_hosts_in_one_group_share_the_events_and_count_each_once() {
     };
     let (acked_a, acked_b) = (acked(ports.0), acked(ports.1));
     for h in &mut hosts {
-        let _ = h.kill();
-        let _ = h.wait();
+        h.kill();
     }
     assert!(done, "total {} pending {}", total(&redis), pending(&redis));
     assert_eq!(total(&redis), 6_000);
@@ -177,8 +193,7 @@ fn a_redis_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     let done = wait_until(Duration::from_secs(90), || {
         total(&redis) >= 5_000 && pending(&redis) == 0
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     assert!(done, "total {} pending {}", total(&redis), pending(&redis));
     assert_eq!(total(&redis), 5_000);
 }

@@ -1,0 +1,263 @@
+//! Events worker benchmarks (issue 14): events pre-loaded into a Redis stream, consumed by
+//! the events worker through a real handler component (`event-probe`), side by side with
+//! two peers on the same Redis in the same run:
+//! - redis-py: a consumer-group loop as a competent Python user writes it (XREADGROUP COUNT
+//!   256, one pipelined XACK per batch; `bench/peers/redis_py_consumer.py`);
+//! - BullMQ: a Worker with concurrency 100 on jobs added in bulk
+//!   (`bench/peers/bullmq_worker.mjs`).
+//!
+//! Two workloads: `ack` (the handler only acks) and `kv` (each event increments a counter:
+//! ours in `kv` committed with the ack; redis-py an INCR in the MULTI/EXEC of its XACK;
+//! BullMQ an INCR in the processor, which it cannot make atomic with the completion).
+//!
+//! Run: `cargo bench -p impressox-host --bench events`. `BENCH_EVENTS=N` (default 200000)
+//! sets the events per run. The peers are installed on first use: redis-py into
+//! `~/.cache/impressox/bench-venv`, BullMQ into `~/.cache/impressox/bench-npm` (from the
+//! committed lock). Figures go to docs/BENCHMARKS.md.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[path = "common/redis.rs"]
+mod redis;
+
+use impressox_host::capabilities::Services;
+use impressox_host::config::Config;
+use impressox_host::events::EventsWorker;
+use impressox_host::runtime::Runtime;
+use impressox_host::storage::StoreLimits;
+use redis::Redis;
+
+/// The same allocator as the `impressox` binary (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const PLUGIN: &str = "event-probe";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// One raw command over redis-cli (set-up only; not timed).
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Append `n` entries to `stream` (fields `seq` and, for the kv workload, `incr`).
+fn preload(port: u16, stream: &str, n: usize, with_kv: bool) {
+    let extra = if with_kv { ", 'incr', 'total'" } else { "" };
+    for chunk in 0..n.div_ceil(5000) {
+        let count = 5000.min(n - chunk * 5000);
+        let script = format!(
+            "for i = 1, {count} do redis.call('XADD', KEYS[1], '*', 'seq', ARGV[1] .. '-' .. i{extra}) end return {count}"
+        );
+        redis_cli(port, &["EVAL", &script, "1", stream, &chunk.to_string()]);
+    }
+}
+
+/// Ours: the events worker with one listener (batch 256) until every event is acked.
+fn ours(port: u16, n: usize, with_kv: bool) -> f64 {
+    let stream = if with_kv {
+        "bench:ours-kv"
+    } else {
+        "bench:ours"
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "data_dir = \"data\"\n[plugins]\ndir = \"plugins.d\"\n\
+         [plugins.grants.{PLUGIN}]\nkv = true\n\
+         [capabilities.kv]\nmax_keys = 1000\n\
+         [storage]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}\"\n\
+         [events]\nconsumer = \"bench\"\n\
+         [[listeners]]\nstream = \"{stream}\"\ngroup = \"g\"\nplugin = \"{PLUGIN}\"\n\
+         batch = 256\nconcurrency = 2\nmaxlen = {}\n",
+        n + 1
+    );
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load_with_env(Some(&path), &[]).unwrap();
+    std::fs::create_dir_all(config.plugin_dir()).unwrap();
+    std::fs::copy(
+        test_artifacts::GUEST_EVENT_PROBE,
+        config.plugin_dir().join(format!("{PLUGIN}.wasm")),
+    )
+    .unwrap();
+    preload(port, stream, n, with_kv);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (store, docs) = rt.block_on(async {
+        let store = impressox_host::storage::open(&config, StoreLimits::default())
+            .await
+            .unwrap();
+        let docs = impressox_host::documents::open(&config).await.unwrap();
+        (store, docs)
+    });
+    let runtime =
+        Runtime::with_services(&config, Services::new(&config, store.clone(), docs.clone()))
+            .unwrap();
+    runtime
+        .load_file(&config.plugin_dir().join(format!("{PLUGIN}.wasm")))
+        .unwrap();
+    let started = Instant::now();
+    let worker = rt
+        .block_on(EventsWorker::start(&config, runtime, store.clone(), docs))
+        .unwrap();
+    let metrics = worker.handle.listeners[0].metrics.clone();
+    while metrics.acked.load(Ordering::Relaxed) < n as u64 {
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "ours did not finish"
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    rt.block_on(worker.stop());
+    if with_kv {
+        let total = redis_cli(port, &["GET", &format!("plugin-kv:{{{PLUGIN}}}:k:total")]);
+        assert_eq!(total, n.to_string(), "every increment exactly once");
+    }
+    secs
+}
+
+/// The redis-py loop; (seconds, redis-py version).
+fn redis_py(port: u16, n: usize, with_kv: bool) -> Option<(f64, String)> {
+    let venv = dirs_home().join(".cache/impressox/bench-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let ok = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .ok()?
+            .success()
+            && Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", "-r"])
+                .arg(repo_root().join("bench/peers/requirements.txt"))
+                .status()
+                .ok()?
+                .success();
+        if !ok {
+            eprintln!("redis-py could not be installed; skipping that peer");
+            return None;
+        }
+    }
+    let stream = if with_kv { "bench:py-kv" } else { "bench:py" };
+    preload(port, stream, n, false);
+    let mut cmd = Command::new(python);
+    cmd.arg(repo_root().join("bench/peers/redis_py_consumer.py"))
+        .args([&port.to_string(), stream, "g", &n.to_string()]);
+    if with_kv {
+        cmd.arg("--kv");
+    }
+    parse_peer(cmd.output().ok()?, "redis_py")
+}
+
+/// The BullMQ worker; (seconds, BullMQ version).
+fn bullmq(port: u16, n: usize, with_kv: bool) -> Option<(f64, String)> {
+    let dir = dirs_home().join(".cache/impressox/bench-npm");
+    std::fs::create_dir_all(&dir).ok()?;
+    for f in ["package.json", "package-lock.json", "bullmq_worker.mjs"] {
+        std::fs::copy(repo_root().join("bench/peers").join(f), dir.join(f)).ok()?;
+    }
+    if !dir.join("node_modules/bullmq").exists() {
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .ok()?
+            .success();
+        if !ok {
+            eprintln!("BullMQ could not be installed; skipping that peer");
+            return None;
+        }
+    }
+    let queue = if with_kv { "bench-kv" } else { "bench" };
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("bullmq_worker.mjs"))
+        .args([&port.to_string(), queue, &n.to_string()])
+        .current_dir(&dir);
+    if with_kv {
+        cmd.arg("--kv");
+    }
+    parse_peer(cmd.output().ok()?, "bullmq")
+}
+
+fn parse_peer(out: std::process::Output, version_key: &str) -> Option<(f64, String)> {
+    if !out.status.success() {
+        eprintln!("peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.lines().last()?).ok()?;
+    Some((v["seconds"].as_f64()?, v[version_key].as_str()?.to_string()))
+}
+
+fn dirs_home() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let Some(server) = Redis::start() else {
+        eprintln!("redis-server is not installed; skipping");
+        return;
+    };
+    let port = server.1;
+    let redis_version = redis_cli(port, &["INFO", "server"])
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:").map(str::to_string))
+        .unwrap_or_default();
+    println!("events through a handler plugin, {n} events pre-loaded, Redis {redis_version}");
+    println!(
+        "{:<44} {:>10} {:>12} {:>8}",
+        "run", "seconds", "events/s", "vs ours"
+    );
+    for with_kv in [false, true] {
+        let label = if with_kv { "kv effect" } else { "ack only" };
+        let ours_s = ours(port, n, with_kv);
+        let rate = |s: f64| n as f64 / s;
+        println!(
+            "{:<44} {:>10.3} {:>12.0} {:>8}",
+            format!("ours ({label}, batch 256)"),
+            ours_s,
+            rate(ours_s),
+            "1.00x"
+        );
+        if let Some((s, v)) = redis_py(port, n, with_kv) {
+            println!(
+                "{:<44} {:>10.3} {:>12.0} {:>7.2}x",
+                format!("redis-py {v} ({label}, COUNT 256)"),
+                s,
+                rate(s),
+                rate(ours_s) / rate(s)
+            );
+        }
+        if let Some((s, v)) = bullmq(port, n, with_kv) {
+            println!(
+                "{:<44} {:>10.3} {:>12.0} {:>7.2}x",
+                format!("BullMQ {v} ({label}, concurrency 100)"),
+                s,
+                rate(s),
+                rate(ours_s) / rate(s)
+            );
+        }
+    }
+    let _ = Arc::new(());
+}
