@@ -117,6 +117,7 @@ impl Listener {
             }
             not_ready_logged = false;
             let mut batch: Vec<Held> = Vec::new();
+            let read_started = Instant::now();
             let gathered = self
                 .gather(
                     &mut batch,
@@ -142,6 +143,10 @@ impl Listener {
             if batch.is_empty() {
                 continue;
             }
+            ListenerMetrics::add(
+                &self.metrics.read_us,
+                read_started.elapsed().as_micros() as u64,
+            );
             {
                 let mut h = held.lock();
                 for item in &batch {
@@ -391,7 +396,13 @@ impl Listener {
             }
             dead_acks.push(item);
         }
-        for item in self.commit(acks, dead_acks, stop).await {
+        let commit_started = Instant::now();
+        let retry = self.commit(acks, dead_acks, stop).await;
+        ListenerMetrics::add(
+            &self.metrics.commit_us,
+            commit_started.elapsed().as_micros() as u64,
+        );
+        for item in retry {
             let due = item.attempts.as_ref().map_or(0, |a| a.due_ms);
             waiting.insert((due, item.entry.id.clone()), item);
         }
@@ -424,42 +435,54 @@ impl Listener {
             .collect();
         let lanes = self.cfg.concurrency.min(events.len()).max(1);
         let per_lane = events.len().div_ceil(lanes);
-        let mut tasks = Vec::with_capacity(lanes);
-        let mut rest = events;
-        while !rest.is_empty() {
-            let tail = rest.split_off(per_lane.min(rest.len()));
-            let lane = std::mem::replace(&mut rest, tail);
-            let handle = handle.clone();
-            let metrics = self.metrics.clone();
-            tasks.push(tokio::task::spawn_blocking(move || {
-                lane.iter()
-                    .map(|event| {
-                        let started = Instant::now();
-                        let (outcome, fx) = handle.handle_event_collecting(event);
-                        ListenerMetrics::add(&metrics.attempts, 1);
-                        ListenerMetrics::add(
-                            &metrics.handler_us,
-                            started.elapsed().as_micros() as u64,
-                        );
-                        ListenerMetrics::add(&metrics.handler_calls, 1);
-                        settle(outcome, fx)
+        let handle = handle.clone();
+        let metrics = self.metrics.clone();
+        // The lanes are plain threads, outside any tokio runtime: a handler's store calls
+        // then wait on the plugin I/O runtime directly (`runtime::deadline::wait`) instead
+        // of on a thread spawned per call, which a runtime's blocking thread would need.
+        let joined = tokio::task::spawn_blocking(move || {
+            std::thread::scope(|scope| {
+                let lanes: Vec<_> = events
+                    .chunks(per_lane)
+                    .map(|lane| {
+                        let (handle, metrics) = (&handle, &metrics);
+                        scope.spawn(move || {
+                            lane.iter()
+                                .map(|event| {
+                                    let started = Instant::now();
+                                    let (outcome, fx) = handle.handle_event_collecting(event);
+                                    ListenerMetrics::add(&metrics.attempts, 1);
+                                    ListenerMetrics::add(
+                                        &metrics.handler_us,
+                                        started.elapsed().as_micros() as u64,
+                                    );
+                                    ListenerMetrics::add(&metrics.handler_calls, 1);
+                                    settle(outcome, fx)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                lanes
+                    .into_iter()
+                    .flat_map(|l| match l.join() {
+                        Ok(settled) => settled,
+                        // A panic in the call path is a host bug; the events are retried
+                        // later rather than lost.
+                        Err(_) => (0..per_lane).map(|_| Settled::Deferred).collect(),
                     })
                     .collect::<Vec<_>>()
-            }));
-        }
-        let mut out = Vec::with_capacity(calls.len());
-        for t in tasks {
-            match t.await {
-                Ok(lane) => out.extend(lane),
-                // A panic in the call path is a host bug; the events are retried later
-                // rather than lost.
-                Err(e) => {
-                    tracing::error!(worker = "events", listener = %self.cfg.name, error = %e,
-                        "events: a handler lane failed");
-                    out.extend((0..per_lane).map(|_| Settled::Deferred));
-                }
+            })
+        })
+        .await;
+        let mut out = match joined {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::error!(worker = "events", listener = %self.cfg.name, error = %e,
+                    "events: the handler lanes failed");
+                Vec::new()
             }
-        }
+        };
         out.truncate(calls.len());
         while out.len() < calls.len() {
             out.push(Settled::Deferred);

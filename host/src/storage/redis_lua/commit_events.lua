@@ -18,11 +18,26 @@ local a = 10
 local acks = {}
 for i = 1, n_ack do acks[i] = ARGV[a]; a = a + 1 end
 
--- 0. Every acked entry must still be pending with this consumer.
+-- 0. Every acked entry must still be pending with this consumer: one XPENDING over the
+-- range of the batch, for this consumer only, then a lookup per id.
 local stale = {'stale'}
-for i = 1, n_ack do
-  local p = redis.call('XPENDING', KEYS[1], group, acks[i], acks[i], 1)
-  if not (p[1] and p[1][2] == ARGV[9]) then stale[#stale + 1] = acks[i] end
+if n_ack > 0 then
+  local lo, hi = acks[1], acks[1]
+  for i = 2, n_ack do
+    if id_before(acks[i], lo) then lo = acks[i] end
+    if id_before(hi, acks[i]) then hi = acks[i] end
+  end
+  local mine = {}
+  for _, p in ipairs(redis.call('XPENDING', KEYS[1], group, lo, hi, n_ack * 4 + 64, ARGV[9])) do
+    mine[p[1]] = true
+  end
+  for i = 1, n_ack do
+    if not mine[acks[i]] then
+      -- Not in the listing (which a long range may have cut short): ask for it alone.
+      local p = redis.call('XPENDING', KEYS[1], group, acks[i], acks[i], 1)
+      if not (p[1] and p[1][2] == ARGV[9]) then stale[#stale + 1] = acks[i] end
+    end
+  end
 end
 if #stale > 1 then return stale end
 local idem, keys, bodies = {}, {}, {}

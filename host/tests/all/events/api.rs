@@ -8,7 +8,10 @@ use crate::capabilities::Backend;
 
 #[test]
 fn events_go_in_through_the_api_and_dead_letters_come_back_out_of_it() {
-    let ev = Events::start(&Backend::Embedded, "max_attempts = 1\nmaxlen = 50\nbatch = 16\n");
+    let ev = Events::start(
+        &Backend::Embedded,
+        "max_attempts = 1\nmaxlen = 50\nbatch = 16\n",
+    );
     let base = ev.serve_api();
     let http = reqwest::Client::new();
     let post = |path: String, body: Value| {
