@@ -225,7 +225,7 @@ fn a_refused_file_is_tried_once_not_in_a_loop_of_its_own_reads() {
         "data_dir = \"data\"\n[api]\nenabled = false\n[plugins]\ndir = \"plugins.d\"\ndebounce_ms = 20\n",
     )
     .unwrap();
-    let mut child = impressox_in(&config, &["run"])
+    let child = impressox_in(&config, &["run"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -145,7 +145,7 @@ fn many_events_apply_their_effects_exactly_once_and_leave_nothing_pending() {
         let store = ev.store().clone();
         ev.block_on(async {
             for i in 0..2000 {
-                let action = if i % 10 == 0 { "trap-until" } else { "ack" };
+                let action = if i % 10 == 0 { "retry-until" } else { "ack" };
                 let fields = vec![
                     ("incr".to_string(), "total".to_string()),
                     ("do".to_string(), action.to_string()),
