@@ -61,7 +61,9 @@ impl EventHandler for EventProbe {
             }
             "dead" => Outcome::DeadLetter("asked to dead-letter".into()),
             "trap" => panic!("asked to trap"),
-            "trap-until" if event.attempt < n(&event) => panic!("trap at attempt {}", event.attempt),
+            "trap-until" if event.attempt < n(&event) => {
+                panic!("trap at attempt {}", event.attempt)
+            }
             "spin" => {
                 let mut x: u64 = 0;
                 loop {
@@ -73,9 +75,11 @@ impl EventHandler for EventProbe {
                 Ok(None) => Outcome::Retry("the key is not there yet".into()),
                 Err(e) => Outcome::Retry(format!("kv.get failed: {e}")),
             },
-            "check-attempt" if event.attempt != n(&event) => {
-                Outcome::DeadLetter(format!("attempt {} where {} was expected", event.attempt, n(&event)))
-            }
+            "check-attempt" if event.attempt != n(&event) => Outcome::DeadLetter(format!(
+                "attempt {} where {} was expected",
+                event.attempt,
+                n(&event)
+            )),
             _ => Outcome::Ack,
         }
     }
