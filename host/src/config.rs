@@ -41,9 +41,9 @@ pub struct Config {
     /// Caps and per-call budgets of the capabilities lent to plugins (`kv`, `docs`, ...).
     pub capabilities: crate::capabilities::settings::CapabilitiesConfig,
     /// The events worker as a whole.
-    pub events: crate::events::EventsConfig,
+    pub events: crate::events::config::EventsConfig,
     /// `[[listeners]]`: streams the events worker consumes, each with its handler.
-    pub listeners: Vec<crate::events::ListenerConfig>,
+    pub listeners: Vec<crate::events::config::ListenerConfig>,
     /// Log output.
     pub log: LogConfig,
     /// The folder relative paths resolve against (the config file's). Not a config key.
