@@ -69,6 +69,9 @@ pub struct Services {
     /// `[scraper]`'s defaults for targets created through the API, so an API-only
     /// process stores what the worker would; the built-in defaults when unset.
     pub scraper_defaults: Option<crate::scraper::targets::TargetDefaults>,
+    /// The VAPID public key pages subscribe with (`GET /api/v1/webpush/public-key`), when
+    /// `[notify.webpush] private_key_env` is set.
+    pub webpush_public_key: Option<String>,
 }
 
 impl ApiState {
@@ -240,6 +243,12 @@ pub fn router_with(
             "/users/{user_id}/preferences",
             get(preferences::get).put(preferences::put),
         )
+        .route(
+            "/users/{user_id}/push-subscriptions",
+            axum::routing::post(preferences::add_push_subscription)
+                .delete(preferences::remove_push_subscription),
+        )
+        .route("/webpush/public-key", get(preferences::webpush_public_key))
         .route(
             "/users/{user_id}/telegram-link",
             axum::routing::post(telegram_link::create),

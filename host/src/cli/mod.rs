@@ -13,6 +13,7 @@ use crate::config::{Config, LogFormat};
 mod plugin;
 mod run;
 mod scraper;
+mod webpush;
 
 /// ImpressoX Workers: the host for the background workers of an AI agent for crypto markets.
 #[derive(Parser, Debug)]
@@ -48,6 +49,9 @@ pub enum Command {
     /// The x-scraper's offline tools (no running host needed).
     #[command(subcommand)]
     Scraper(scraper::ScraperCommand),
+    /// Web Push tools: `keygen` prints a new VAPID key pair.
+    #[command(subcommand)]
+    Webpush(webpush::WebpushCommand),
 }
 
 /// Entry point of the binary.
@@ -71,6 +75,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(cmd) => plugin::dispatch(&config, cmd, cli.config.is_some()),
         Command::Plugins { url } => plugin::list_remote(&config, url),
         Command::Scraper(cmd) => scraper::dispatch(&config, cmd),
+        Command::Webpush(cmd) => webpush::dispatch(&config, cmd),
     }
 }
 

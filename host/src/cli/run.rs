@@ -127,6 +127,9 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
             listeners: config.listeners.clone(),
             scraper_defaults: Some(crate::scraper::worker::target_defaults(&config.scraper)),
             rules: crate::market::rule_limits::RulePolicy::from_config(&config.market),
+            webpush_public_key: crate::notify::webpush::public_key_from_env(
+                &config.notify.webpush.private_key_env,
+            )?,
         };
         let shutdown = shutdown_signal();
         if config.api.enabled {

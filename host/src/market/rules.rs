@@ -7,7 +7,9 @@ use crate::bindings::types as wit;
 use crate::util::{now_ms, parse_rfc3339_ms, rfc3339_ms};
 
 /// Channels a rule may name.
-pub const CHANNELS: &[&str] = &["telegram", "email", "webhook", "console"];
+pub const CHANNELS: &[&str] = &[
+    "telegram", "email", "webhook", "console", "webpush", "discord", "slack",
+];
 
 pub use crate::input::FieldError;
 use crate::input::valid_key;

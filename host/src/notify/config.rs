@@ -1,6 +1,6 @@
 //! `[notify]`: the notify worker's intake, delivery tuning, formatters and channels.
 //!
-//! Secrets (the bot token, SMTP credentials, the webhook signing secret) are never config
+//! Secrets (the bot token, SMTP credentials, the webhook signing secret, the VAPID key) are never config
 //! values: the config names the environment variable that holds them (`*_env`), so they
 //! stay out of files, logs and `GET` answers. A channel whose secret is unset is
 //! "unconfigured": its deliveries become dead letters `channel_unconfigured`, which can be
@@ -49,7 +49,9 @@ pub struct NotifyConfig {
     pub on_ambiguous: BTreeMap<String, OnAmbiguous>,
     /// `[notify.retry]`
     pub retry: RetryConfig,
-    /// `[notify.formatters]`: the notify-formatter plugin per channel.
+    /// `[notify.formatters]`: the notify-formatter plugin per channel. A channel the table
+    /// leaves out keeps its default (so a config written before a channel existed stays valid).
+    #[serde(deserialize_with = "formatters_over_defaults")]
     pub formatters: BTreeMap<String, String>,
     /// `[notify.telegram]`
     pub telegram: TelegramConfig,
@@ -57,6 +59,12 @@ pub struct NotifyConfig {
     pub email: EmailConfig,
     /// `[notify.webhook]`
     pub webhook: WebhookConfig,
+    /// `[notify.webpush]`
+    pub webpush: WebPushConfig,
+    /// `[notify.discord]`
+    pub discord: DiscordConfig,
+    /// `[notify.slack]`
+    pub slack: SlackConfig,
 }
 
 impl Default for NotifyConfig {
@@ -72,20 +80,48 @@ impl Default for NotifyConfig {
             max_in_flight: 256,
             rate_limits: true,
             retention_days: 30,
-            quiet_hours_channels: vec!["telegram".into(), "email".into(), "webhook".into()],
+            quiet_hours_channels: [
+                "telegram", "email", "webhook", "webpush", "discord", "slack",
+            ]
+            .map(String::from)
+            .to_vec(),
             on_ambiguous: BTreeMap::from([("console".to_string(), OnAmbiguous::Retry)]),
             retry: RetryConfig::default(),
-            formatters: BTreeMap::from([
-                ("telegram".to_string(), "telegram-markdown".to_string()),
-                ("email".to_string(), "plain-formatter".to_string()),
-                ("webhook".to_string(), "plain-formatter".to_string()),
-                ("console".to_string(), "plain-formatter".to_string()),
-            ]),
+            formatters: default_formatters(),
             telegram: TelegramConfig::default(),
             email: EmailConfig::default(),
             webhook: WebhookConfig::default(),
+            webpush: WebPushConfig::default(),
+            discord: DiscordConfig::default(),
+            slack: SlackConfig::default(),
         }
     }
+}
+
+/// The bundled formatter of every channel.
+fn default_formatters() -> BTreeMap<String, String> {
+    [
+        ("telegram", "telegram-markdown"),
+        ("email", "plain-formatter"),
+        ("webhook", "plain-formatter"),
+        ("console", "plain-formatter"),
+        ("webpush", "webpush-payload"),
+        ("discord", "discord-message"),
+        ("slack", "slack-mrkdwn"),
+    ]
+    .into_iter()
+    .map(|(c, f)| (c.to_string(), f.to_string()))
+    .collect()
+}
+
+/// `[notify.formatters]` as given, over the defaults.
+fn formatters_over_defaults<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let given = BTreeMap::<String, String>::deserialize(d)?;
+    let mut all = default_formatters();
+    all.extend(given);
+    Ok(all)
 }
 
 /// What to do with a send whose fate is unknown.
@@ -241,6 +277,100 @@ impl Default for WebhookConfig {
     }
 }
 
+/// `[notify.webpush]`: Web Push (RFC 8030) with payload encryption (RFC 8291) and VAPID
+/// (RFC 8292).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebPushConfig {
+    /// The environment variable holding the VAPID private key (base64url of the raw
+    /// 32-byte P-256 key; `impressox webpush keygen` makes one).
+    pub private_key_env: String,
+    /// The VAPID `sub` claim: a `mailto:` or `https:` contact for the push services.
+    pub subject: String,
+    /// How long a push service keeps a message for a browser that is offline (`TTL`).
+    pub ttl_secs: u64,
+    pub timeout_secs: u64,
+    /// Messages per second to one subscription.
+    pub per_subscription_per_sec: f64,
+    /// Messages per second overall.
+    pub global_per_sec: f64,
+    /// As for `[notify.webhook]`: allow endpoints on non-public addresses (tests only).
+    pub allow_private_addresses: bool,
+    /// An `http://` or `https://` proxy every push goes through; empty: direct.
+    pub proxy: String,
+}
+
+impl Default for WebPushConfig {
+    fn default() -> Self {
+        WebPushConfig {
+            private_key_env: "IMPRESSOX_VAPID_PRIVATE_KEY".into(),
+            subject: "mailto:alerts@example.com".into(),
+            ttl_secs: 86_400,
+            timeout_secs: 10,
+            per_subscription_per_sec: 1.0,
+            global_per_sec: 1000.0,
+            allow_private_addresses: false,
+            proxy: String::new(),
+        }
+    }
+}
+
+/// `[notify.discord]`: Discord incoming webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordConfig {
+    pub timeout_secs: u64,
+    /// Messages per `window_secs` to one webhook (Discord: 5 per 2 s).
+    pub per_webhook: f64,
+    pub window_secs: f64,
+    /// Messages per second overall (Discord's global limit is 50 per second).
+    pub global_per_sec: f64,
+    /// As for `[notify.webhook]`: allow webhook URLs on non-public addresses (tests only).
+    pub allow_private_addresses: bool,
+    /// An `http://` or `https://` proxy every request goes through; empty: direct.
+    pub proxy: String,
+}
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        DiscordConfig {
+            timeout_secs: 10,
+            per_webhook: 5.0,
+            window_secs: 2.0,
+            global_per_sec: 45.0,
+            allow_private_addresses: false,
+            proxy: String::new(),
+        }
+    }
+}
+
+/// `[notify.slack]`: Slack incoming webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackConfig {
+    pub timeout_secs: u64,
+    /// Messages per second to one webhook (Slack: 1 per second).
+    pub per_webhook_per_sec: f64,
+    /// Messages per second overall.
+    pub global_per_sec: f64,
+    /// As for `[notify.webhook]`: allow webhook URLs on non-public addresses (tests only).
+    pub allow_private_addresses: bool,
+    /// An `http://` or `https://` proxy every request goes through; empty: direct.
+    pub proxy: String,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        SlackConfig {
+            timeout_secs: 10,
+            per_webhook_per_sec: 1.0,
+            global_per_sec: 50.0,
+            allow_private_addresses: false,
+            proxy: String::new(),
+        }
+    }
+}
+
 /// Longest timeout a channel's send may be given.
 const MAX_SEND_TIMEOUT_SECS: u64 = 3600;
 
@@ -257,6 +387,9 @@ impl NotifyConfig {
             ("[notify.telegram] timeout_secs", self.telegram.timeout_secs),
             ("[notify.webhook] timeout_secs", self.webhook.timeout_secs),
             ("[notify.email] timeout_secs", self.email.timeout_secs),
+            ("[notify.webpush] timeout_secs", self.webpush.timeout_secs),
+            ("[notify.discord] timeout_secs", self.discord.timeout_secs),
+            ("[notify.slack] timeout_secs", self.slack.timeout_secs),
         ] {
             // An hour is far past any real send; the bound also keeps the sums below exact.
             if !(1..=MAX_SEND_TIMEOUT_SECS).contains(&secs) {
@@ -266,7 +399,10 @@ impl NotifyConfig {
         // teloxide pauses 10 s after a 5xx before it answers, inside one send.
         let slowest = (self.telegram.timeout_secs + 10)
             .max(self.webhook.timeout_secs)
-            .max(self.email.timeout_secs);
+            .max(self.email.timeout_secs)
+            .max(self.webpush.timeout_secs)
+            .max(self.discord.timeout_secs)
+            .max(self.slack.timeout_secs);
         if self.lease_secs < 2 * slowest {
             bail!(
                 "[notify] lease_secs ({}) must be at least twice the slowest send ({slowest} s: \
@@ -302,16 +438,30 @@ impl NotifyConfig {
         if !t.api_url.starts_with("http://") && !t.api_url.starts_with("https://") {
             bail!("[notify.telegram] api_url: must be an http(s) URL");
         }
-        let proxy = &self.webhook.proxy;
-        if !proxy.is_empty()
-            && !reqwest::Url::parse(proxy)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        {
-            // The value is not shown: a proxy URL may carry credentials.
-            bail!(
-                "[notify.webhook] proxy: not an http:// or https:// proxy URL with a host \
-                 (empty for direct connections)"
-            );
+        for (section, proxy) in [
+            ("webhook", &self.webhook.proxy),
+            ("webpush", &self.webpush.proxy),
+            ("discord", &self.discord.proxy),
+            ("slack", &self.slack.proxy),
+        ] {
+            if !proxy.is_empty()
+                && !reqwest::Url::parse(proxy)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            {
+                // The value is not shown: a proxy URL may carry credentials.
+                bail!(
+                    "[notify.{section}] proxy: not an http:// or https:// proxy URL with a host \
+                     (empty for direct connections)"
+                );
+            }
+        }
+        let w = &self.webpush;
+        if !(w.subject.starts_with("mailto:") || w.subject.starts_with("https://")) {
+            bail!("[notify.webpush] subject: a mailto: or https: contact (RFC 8292)");
+        }
+        // Push services keep a message at most about four weeks.
+        if w.ttl_secs > 2_419_200 {
+            bail!("[notify.webpush] ttl_secs: at most 2419200 (28 days)");
         }
         for (key, v) in [
             ("telegram.per_chat_per_sec", t.per_chat_per_sec),
@@ -321,6 +471,16 @@ impl NotifyConfig {
             ("email.per_address_per_min", self.email.per_address_per_min),
             ("webhook.per_url_per_sec", self.webhook.per_url_per_sec),
             ("webhook.global_per_sec", self.webhook.global_per_sec),
+            (
+                "webpush.per_subscription_per_sec",
+                w.per_subscription_per_sec,
+            ),
+            ("webpush.global_per_sec", w.global_per_sec),
+            ("discord.per_webhook", self.discord.per_webhook),
+            ("discord.window_secs", self.discord.window_secs),
+            ("discord.global_per_sec", self.discord.global_per_sec),
+            ("slack.per_webhook_per_sec", self.slack.per_webhook_per_sec),
+            ("slack.global_per_sec", self.slack.global_per_sec),
         ] {
             if !(v > 0.0 && v.is_finite()) {
                 bail!("[notify.{key}]: must be a positive number");
@@ -353,6 +513,17 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         NotifyConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn a_formatters_table_keeps_the_defaults_it_leaves_out() {
+        let c: NotifyConfig = toml::from_str(
+            "[formatters]\ntelegram = \"t\"\nemail = \"p\"\nwebhook = \"p\"\nconsole = \"p\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.formatters["telegram"], "t");
+        assert_eq!(c.formatters["webpush"], "webpush-payload");
+        c.validate().unwrap();
     }
 
     #[test]

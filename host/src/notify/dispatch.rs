@@ -193,6 +193,14 @@ async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
         let limits = channel.limits(&d.target);
         loop {
             let now = crate::util::now_ms();
+            // What the receiver said about its own limits comes first (Discord's buckets).
+            let hold = channel.not_before(&d.target);
+            if hold > now {
+                if !wait_unless_draining(&mut draining, hold - now).await {
+                    return hand_back(sh, d, hold);
+                }
+                continue;
+            }
             let verdict = sh.limiter.lock().admit(&limits, now);
             match verdict {
                 Ok(()) => break,
@@ -229,6 +237,9 @@ async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
             limiter.penalize(&l.key, until);
         }
     }
+    if let SendOutcome::Gone(_) = &outcome {
+        forget_gone_target(sh, &d).await;
+    }
     if outcome == SendOutcome::Sent {
         let delay_ms = (crate::util::now_ms() - d.created_ms).max(0) as u64;
         sh.stats.send_delay.record(delay_ms * 1_000_000);
@@ -236,6 +247,28 @@ async fn send_one(sh: &Shared, mut d: Delivery) -> Delivery {
     finish(sh, &mut d, &outcome, started);
     sh.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     d
+}
+
+/// A push service said the subscription is gone: drop it from the user's preferences, so
+/// no later notification is planned for it. A failure is logged and the record still ends
+/// `skipped`; the next send to that subscription meets the same answer and tries again.
+async fn forget_gone_target(sh: &Shared, d: &Delivery) {
+    let Some(sub) = super::webpush::Subscription::from_target(&d.target) else {
+        return;
+    };
+    let removed =
+        super::subscriptions::remove(&sh.log, &d.user_id, &sub.endpoint, crate::util::now_ms())
+            .await;
+    sh.forget_preferences(&d.user_id);
+    match removed {
+        Ok(true) => {
+            tracing::info!(delivery = %d.id, user = %d.user_id, endpoint = %sub.shown(), "notify: a push subscription is gone; removed from the preferences")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(delivery = %d.id, user = %d.user_id, error = %format!("{e:#}"), "notify: removing a gone push subscription failed")
+        }
+    }
 }
 
 /// Sleep `ms` (at least 1); false if the worker started stopping first.
@@ -258,8 +291,10 @@ fn hand_back(sh: &Shared, mut d: Delivery, due_at_ms: i64) -> Delivery {
 
 fn finish(sh: &Shared, d: &mut Delivery, outcome: &SendOutcome, started: i64) {
     let now = crate::util::now_ms();
-    if let SendOutcome::Transient(e) | SendOutcome::Permanent(e) | SendOutcome::Ambiguous(e) =
-        outcome
+    if let SendOutcome::Transient(e)
+    | SendOutcome::Permanent(e)
+    | SendOutcome::Ambiguous(e)
+    | SendOutcome::Gone(e) = outcome
     {
         tracing::info!(delivery = %d.id, channel = %d.channel, outcome = outcome.label(), error = %e, "notify: send failed");
     }

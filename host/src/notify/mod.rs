@@ -1,15 +1,18 @@
 //! The notify worker (SPEC §9): notification requests from `notify:requests` (the market
 //! monitor's alerts, and `POST /api/v1/notifications`) delivered to Telegram, email,
-//! webhooks and the console, each rendered by its notify-formatter plugin, honouring the
+//! webhooks, Web Push, Discord, Slack and the console, each rendered by its notify-formatter plugin, honouring the
 //! user's preferences, rate limits and retries, and never sent twice.
 //!
 //! - `request`: the request JSON and its validation;
 //! - `prefs`, `quiet`: preferences, quiet hours (time zones), mutes;
+//! - `webpush`: push subscriptions and the VAPID key; `subscriptions`: adding and dropping
+//!   one in the stored preferences;
 //! - `plan`: request + preferences → (channel, target) deliveries, rendering;
 //! - `record`: the delivery record and its state machine (where "exactly once" lives);
 //! - `log`: the collections in the document store and the queries over them;
 //! - `limiter`: per-channel rate limits;
-//! - `channels/`: console, telegram, email, webhook;
+//! - `channels/`: console, telegram, email, webhook, webpush, discord, slack (`http`: what
+//!   the ones that POST to a user's URL share);
 //! - `intake`: the consumer-group loop that plans and records deliveries;
 //! - `dispatch`: sends, outcomes, the due-poller (waits, retries, replays) and the sweeper;
 //! - `service`: what the HTTP API asks of the worker;
@@ -47,6 +50,8 @@ pub mod quiet;
 pub mod record;
 pub mod request;
 pub mod service;
+pub mod subscriptions;
+pub mod webpush;
 
 use channels::Channels;
 use config::NotifyConfig;

@@ -2,6 +2,8 @@
 //! later (quiet hours), skipped (muted, disabled) or dead before any send (no address) —
 //! plus rendering through the channel's notify-formatter plugin.
 //!
+//! A channel has one target per user, except `webpush`: one per subscription (browser).
+//!
 //! Channel choice (SPEC §9): `channels` absent → the user's enabled channels; present →
 //! those, where a channel the user has not enabled is skipped (visible as `skipped
 //! channel_disabled`); no preferences and no channels → `console`. Quiet hours hold
@@ -82,7 +84,8 @@ pub fn plan(
     let channels = requested.cloned().unwrap_or_else(|| prefs.enabled.clone());
     let mut out = Vec::new();
     for ch in channels {
-        let Some(target) = prefs.address(&ch) else {
+        let targets = prefs.targets(&ch);
+        if targets.is_empty() {
             out.push(Planned {
                 start: Start::Dead {
                     reason: "no_address",
@@ -92,7 +95,7 @@ pub fn plan(
                 target: NO_TARGET.into(),
             });
             continue;
-        };
+        }
         let start = if requested.is_some() && !prefs.enabled.contains(&ch) {
             Start::Skip {
                 reason: "channel_disabled",
@@ -110,11 +113,15 @@ pub fn plan(
         } else {
             Start::Now
         };
-        out.push(Planned {
-            channel: ch,
-            target,
-            start,
-        });
+        // One delivery per target: each browser of a user's web push subscriptions gets
+        // its own record, its own attempts and its own outcome.
+        for target in targets {
+            out.push(Planned {
+                channel: ch.clone(),
+                target,
+                start: start.clone(),
+            });
+        }
     }
     out
 }
@@ -255,6 +262,35 @@ mod tests {
             ]
         );
         let p = plan(&req(Some(&["webhook"])), Some(&u), &cfg, NOW);
+        assert!(matches!(
+            p[0].start,
+            Start::Dead {
+                reason: "no_address",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn each_push_subscription_is_its_own_target() {
+        let cfg = NotifyConfig::default();
+        let key = "BLn9b-VR0ca83knDNZ32dCHGyjJp-1riX9ZTN40MqV8K_LpQmLqxC_DoHvqvFXO_nGdAB4W9dogZb_sM-uV4JbY";
+        let u = prefs(&format!(
+            r#"{{"channels":{{"webpush":{{"subscriptions":[
+                {{"endpoint":"https://push.example/a","keys":{{"p256dh":"{key}","auth":"_ordMnz7uTCmrpBTeUV4Bw"}}}},
+                {{"endpoint":"https://push.example/b","expirationTime":null,"keys":{{"p256dh":"{key}","auth":"_ordMnz7uTCmrpBTeUV4Bw"}}}}]}}}},
+                "enabled":["webpush"]}}"#
+        ));
+        let p = plan(&req(None), Some(&u), &cfg, NOW);
+        assert_eq!(p.len(), 2);
+        assert!(p[0].target.contains("push.example/a") && p[1].target.contains("push.example/b"));
+        assert!(
+            p.iter()
+                .all(|p| p.channel == "webpush" && p.start == Start::Now)
+        );
+        // None left: a dead letter naming the missing address.
+        let none = prefs(r#"{"channels":{"webpush":{"subscriptions":[]}}}"#);
+        let p = plan(&req(Some(&["webpush"])), Some(&none), &cfg, NOW);
         assert!(matches!(
             p[0].start,
             Start::Dead {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::quiet::{self, QuietHours};
+use super::webpush::{MAX_SUBSCRIPTIONS, Subscription, shown_origin};
 use crate::documents::Doc;
 use crate::input::{BodyError, FieldError, parse_json};
 use crate::market::rules::CHANNELS;
@@ -26,6 +27,20 @@ pub struct ChannelAddresses {
     pub webhook: Option<WebhookAddress>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<ConsoleAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webpush: Option<WebPushAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discord: Option<WebhookAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<WebhookAddress>,
+}
+
+/// A user's browsers: one push subscription each, each its own delivery target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebPushAddress {
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +130,28 @@ pub fn check_webhook_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Check a Discord or Slack incoming-webhook URL: a webhook URL whose path carries the
+/// service's own prefix (`/api/webhooks/` for Discord, `/services/` for Slack), so one
+/// pasted into the other channel is caught here rather than at the first send.
+pub fn check_chat_hook_url(url: &str, path_prefixes: &[&str]) -> Result<(), String> {
+    check_webhook_url(url)?;
+    let path = reqwest::Url::parse(url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_default();
+    if !path_prefixes.iter().any(|p| path.starts_with(p)) {
+        return Err(format!(
+            "not an incoming-webhook URL: its path must start with {}",
+            path_prefixes.join(" or ")
+        ));
+    }
+    Ok(())
+}
+
+/// Discord's webhook paths (with or without an API version).
+pub const DISCORD_HOOK_PATHS: &[&str] = &["/api/webhooks/", "/api/v10/webhooks/"];
+/// Slack's incoming-webhook path.
+pub const SLACK_HOOK_PATHS: &[&str] = &["/services/"];
+
 impl Preferences {
     /// Parse a PUT body, naming the field that is wrong. Expired mutes are dropped.
     pub fn parse(bytes: &[u8], now_ms: i64) -> Result<Preferences, FieldError> {
@@ -123,6 +160,7 @@ impl Preferences {
             BodyError::Field(f) => f,
         })?;
         p.validate()?;
+        p.canonicalize();
         p.mutes
             .retain(|m| crate::util::parse_rfc3339_ms(&m.until).is_some_and(|t| t > now_ms));
         Ok(p)
@@ -151,6 +189,39 @@ impl Preferences {
         {
             return Err(bad("channels.webhook.url", msg));
         }
+        if let Some(w) = &self.channels.webpush {
+            if w.subscriptions.len() > MAX_SUBSCRIPTIONS {
+                return Err(bad(
+                    "channels.webpush.subscriptions",
+                    format!("at most {MAX_SUBSCRIPTIONS} (one per browser)"),
+                ));
+            }
+            let mut endpoints = BTreeSet::new();
+            for (i, s) in w.subscriptions.iter().enumerate() {
+                let field = format!("channels.webpush.subscriptions[{i}]");
+                s.checked(&field)?;
+                if !endpoints.insert(&s.endpoint) {
+                    return Err(bad(
+                        &format!("{field}.endpoint"),
+                        "listed twice (one subscription per endpoint)",
+                    ));
+                }
+            }
+        }
+        for (field, hook, paths) in [
+            (
+                "channels.discord.url",
+                &self.channels.discord,
+                DISCORD_HOOK_PATHS,
+            ),
+            ("channels.slack.url", &self.channels.slack, SLACK_HOOK_PATHS),
+        ] {
+            if let Some(h) = hook
+                && let Err(msg) = check_chat_hook_url(&h.url, paths)
+            {
+                return Err(bad(field, msg));
+            }
+        }
         let mut seen = BTreeSet::new();
         for (i, ch) in self.enabled.iter().enumerate() {
             let field = format!("enabled[{i}]");
@@ -163,7 +234,7 @@ impl Preferences {
             if !seen.insert(ch) {
                 return Err(bad(&field, format!("{ch:?} is listed twice")));
             }
-            if ch != "console" && self.address(ch).is_none() {
+            if ch != "console" && self.targets(ch).is_empty() {
                 return Err(bad(
                     &field,
                     format!("{ch:?} is enabled but channels.{ch} gives no address"),
@@ -192,20 +263,64 @@ impl Preferences {
         Ok(())
     }
 
-    /// The delivery target on `channel`: a chat id, an address (lower-cased), a URL, or
-    /// `stdout` for the console.
-    pub fn address(&self, channel: &str) -> Option<String> {
-        match channel {
-            "telegram" => self.channels.telegram.as_ref().map(|t| t.chat_id.clone()),
-            "email" => self
-                .channels
-                .email
-                .as_ref()
-                .map(|e| e.address.to_ascii_lowercase()),
-            "webhook" => self.channels.webhook.as_ref().map(|w| w.url.clone()),
-            "console" => Some("stdout".into()),
-            _ => None,
+    /// Subscriptions in canonical form (validation passed).
+    fn canonicalize(&mut self) {
+        if let Some(w) = &mut self.channels.webpush {
+            for s in &mut w.subscriptions {
+                if let Ok(c) = s.checked("") {
+                    *s = c;
+                }
+            }
         }
+    }
+
+    /// The delivery target on `channel`: a chat id, an address (lower-cased), a URL, or
+    /// `stdout` for the console. For `webpush`, the first subscription (see [`Self::targets`]).
+    pub fn address(&self, channel: &str) -> Option<String> {
+        self.targets(channel).into_iter().next()
+    }
+
+    /// Every delivery target on `channel`: one, except for `webpush`, where each
+    /// subscription (each browser) is its own target.
+    pub fn targets(&self, channel: &str) -> Vec<String> {
+        let c = &self.channels;
+        let one = match channel {
+            "telegram" => c.telegram.as_ref().map(|t| t.chat_id.clone()),
+            "email" => c.email.as_ref().map(|e| e.address.to_ascii_lowercase()),
+            "webhook" => c.webhook.as_ref().map(|w| w.url.clone()),
+            "discord" => c.discord.as_ref().map(|w| w.url.clone()),
+            "slack" => c.slack.as_ref().map(|w| w.url.clone()),
+            "console" => Some("stdout".into()),
+            "webpush" => {
+                return c
+                    .webpush
+                    .as_ref()
+                    .map(|w| w.subscriptions.iter().map(Subscription::target).collect())
+                    .unwrap_or_default();
+            }
+            _ => None,
+        };
+        one.into_iter().collect()
+    }
+
+    /// The preferences as the API shows them: Discord and Slack webhook URLs (whose path is
+    /// the credential) as their origin, and push subscriptions by endpoint origin without
+    /// their keys. A PUT must send those in full again.
+    pub fn redacted(&self) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        for ch in ["discord", "slack"] {
+            if let Some(url) = v["channels"][ch]["url"].as_str().map(shown_origin) {
+                v["channels"][ch]["url"] = url.into();
+            }
+        }
+        if let Some(w) = &self.channels.webpush {
+            v["channels"]["webpush"]["subscriptions"] = w
+                .subscriptions
+                .iter()
+                .map(|s| serde_json::json!({"endpoint": s.shown()}))
+                .collect();
+        }
+        v
     }
 
     /// Is a mute covering `kind` active at `now_ms`?
@@ -306,6 +421,19 @@ mod tests {
                 "mutes[0].kinds[1]",
             ),
             (r#"{"colour":1}"#, "colour"),
+            (
+                r#"{"channels":{"discord":{"url":"https://hooks.slack.com/services/T/B/x"}}}"#,
+                "channels.discord.url",
+            ),
+            (
+                r#"{"channels":{"slack":{"url":"https://discord.com/api/webhooks/1/x"}}}"#,
+                "channels.slack.url",
+            ),
+            (
+                r#"{"channels":{"webpush":{"subscriptions":[{"endpoint":"https://p.example/x","keys":{"p256dh":"AA","auth":"AA"}}]}}}"#,
+                "channels.webpush.subscriptions[0].keys.p256dh",
+            ),
+            (r#"{"enabled":["webpush"]}"#, "enabled[0]"),
         ];
         for (text, field) in cases {
             let err = Preferences::parse(text.as_bytes(), NOW).unwrap_err();

@@ -32,6 +32,9 @@ pub const NO_TARGET: &str = "-";
 /// The collection of delivery records.
 pub const DELIVERIES: &str = "deliveries";
 
+/// The reason of a record whose target is gone (a push subscription the browser dropped).
+pub const TARGET_GONE: &str = "subscription_gone";
+
 /// Attempts kept in `history`.
 const HISTORY_LEN: usize = 20;
 /// 429s with `retry_after` honoured before the record gives up (they do not count as attempts).
@@ -113,7 +116,7 @@ pub struct Delivery {
     /// Why it waits or why it ended: `rate_limited`, `quiet_hours`, `retry`,
     /// `formatter_unavailable`, `muted`, `channel_disabled`, `no_address`,
     /// `channel_unconfigured`, `formatter_rejected`, `permanent`, `exhausted`,
-    /// `ambiguous`, `interrupted`, `invalid_request`, `replayed`.
+    /// `ambiguous`, `interrupted`, `invalid_request`, `replayed`, `subscription_gone`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// When a `queued` record is due (ms); 0 otherwise.
@@ -177,6 +180,9 @@ pub enum SendOutcome {
     Permanent(String),
     /// The request left and no answer came: it may or may not have arrived.
     Ambiguous(String),
+    /// The target no longer exists (a push subscription the browser dropped: 404 or 410).
+    /// Final and not a dead letter: nothing a retry or a replay could deliver to.
+    Gone(String),
 }
 
 impl SendOutcome {
@@ -187,6 +193,7 @@ impl SendOutcome {
             SendOutcome::Transient(_) => "transient",
             SendOutcome::Permanent(_) => "permanent",
             SendOutcome::Ambiguous(_) => "ambiguous",
+            SendOutcome::Gone(_) => "gone",
         }
     }
 }
@@ -342,9 +349,10 @@ impl Delivery {
                 retry_after_secs,
                 error,
             } => (Some(error.clone()), Some(*retry_after_secs)),
-            SendOutcome::Transient(e) | SendOutcome::Permanent(e) | SendOutcome::Ambiguous(e) => {
-                (Some(e.clone()), None)
-            }
+            SendOutcome::Transient(e)
+            | SendOutcome::Permanent(e)
+            | SendOutcome::Ambiguous(e)
+            | SendOutcome::Gone(e) => (Some(e.clone()), None),
         };
         self.push_history(AttemptLog {
             n: self.attempt,
@@ -376,6 +384,7 @@ impl Delivery {
             }
             SendOutcome::Transient(_) => self.retry_or_die("exhausted", now_ms, retry, random),
             SendOutcome::Permanent(_) => self.finalize(State::Dead, Some("permanent"), now_ms),
+            SendOutcome::Gone(_) => self.finalize(State::Skipped, Some(TARGET_GONE), now_ms),
             SendOutcome::Ambiguous(_) => match on_ambiguous {
                 OnAmbiguous::Retry => self.retry_or_die("ambiguous", now_ms, retry, random),
                 OnAmbiguous::DeadLetter => self.finalize(State::Dead, Some("ambiguous"), now_ms),
@@ -593,6 +602,20 @@ pub(crate) mod tests {
         d.claim("h/1", 0, 1000);
         d.finish(&a, "h", 0, 1, &retry(), OnAmbiguous::Retry, 0.0);
         assert_eq!(d.state, State::Queued);
+    }
+
+    #[test]
+    fn a_gone_target_is_skipped_not_a_dead_letter() {
+        let mut d = sample(0);
+        d.claim("h/1", 0, 1000);
+        let g = SendOutcome::Gone("push service answered 410 Gone".into());
+        d.finish(&g, "h", 0, 1, &retry(), OnAmbiguous::DeadLetter, 0.0);
+        assert_eq!(
+            (d.state, d.reason.as_deref()),
+            (State::Skipped, Some(TARGET_GONE))
+        );
+        assert_eq!(d.history[0].outcome, "gone");
+        assert!(d.last_error.as_deref().unwrap().contains("410"));
     }
 
     #[test]

@@ -87,14 +87,16 @@ pub async fn submit_from(
     }
 }
 
-/// A webhook URL as shown to people: scheme and host only.
+/// A target as shown to people: a URL whose path is the credential (webhook, Discord,
+/// Slack, a push endpoint) as its scheme and host only.
 pub fn shown_target(channel: &str, target: &str) -> String {
-    if channel != "webhook" {
-        return target.to_string();
-    }
-    match reqwest::Url::parse(target) {
-        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or("?")),
-        Err(_) => "…".into(),
+    match channel {
+        "webhook" | "discord" | "slack" => super::webpush::shown_origin(target),
+        "webpush" => match super::webpush::Subscription::from_target(target) {
+            Some(s) => s.shown(),
+            None => target.to_string(),
+        },
+        _ => target.to_string(),
     }
 }
 
@@ -289,6 +291,12 @@ mod tests {
             "https://hooks.example.com/…"
         );
         assert_eq!(shown_target("telegram", "123"), "123");
+        assert_eq!(
+            shown_target("discord", "https://discord.com/api/webhooks/1/tok"),
+            "https://discord.com/…"
+        );
+        let sub = r#"{"endpoint":"https://fcm.googleapis.com/fcm/send/x","keys":{"p256dh":"k","auth":"a"}}"#;
+        assert_eq!(shown_target("webpush", sub), "https://fcm.googleapis.com/…");
     }
 
     #[test]

@@ -16,9 +16,13 @@ use super::limiter::Limit;
 use super::record::{Delivery, Part, SendOutcome};
 
 pub mod console;
+pub mod discord;
 pub mod email;
+pub mod http;
+pub mod slack;
 pub mod telegram;
 pub mod webhook;
+pub mod webpush;
 
 /// One delivery channel.
 #[async_trait]
@@ -28,6 +32,12 @@ pub trait Channel: Send + Sync {
     fn unconfigured(&self) -> Option<String>;
     /// The rate limits a message to `target` falls under.
     fn limits(&self, target: &str) -> Vec<Limit>;
+    /// The earliest time (ms) a send to `target` may start, from what the receiver said
+    /// about its own limits (Discord's `X-RateLimit-*` headers); 0 when it said nothing.
+    /// The sender waits for it as for a rate-limit slot.
+    fn not_before(&self, _target: &str) -> i64 {
+        0
+    }
     /// Send part `index` of `delivery`.
     async fn send(&self, delivery: &Delivery, part: &Part, index: usize) -> SendOutcome;
 }
@@ -72,6 +82,9 @@ pub fn build(
         Arc::new(telegram::Telegram::new(&cfg.telegram, secrets)?),
         Arc::new(email::Email::new(&cfg.email, secrets)?),
         Arc::new(webhook::Webhook::new(&cfg.webhook, secrets)?),
+        Arc::new(webpush::WebPush::new(&cfg.webpush, secrets)?),
+        Arc::new(discord::Discord::new(&cfg.discord)?),
+        Arc::new(slack::Slack::new(&cfg.slack)?),
     ];
     Ok(list.into_iter().map(|c| (c.name(), c)).collect())
 }

@@ -136,6 +136,7 @@ fn redact_outcome(o: SendOutcome, token: Option<&str>) -> SendOutcome {
         SendOutcome::Transient(e) => SendOutcome::Transient(redact(&e, token)),
         SendOutcome::Permanent(e) => SendOutcome::Permanent(redact(&e, token)),
         SendOutcome::Ambiguous(e) => SendOutcome::Ambiguous(redact(&e, token)),
+        SendOutcome::Gone(e) => SendOutcome::Gone(redact(&e, token)),
     }
 }
 

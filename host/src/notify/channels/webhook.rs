@@ -6,23 +6,15 @@
 //! and refuses a `t` more than five minutes away from its clock. `X-Impressox-Delivery`
 //! (stable across retries) lets a receiver drop a repeat.
 //!
-//! Requests go through [`crate::net::Outbound`], the SSRF guard: unless
-//! `allow_private_addresses`, a URL whose host is or resolves to a non-public address
-//! (loopback, private, link-local, CGNAT, NAT64 or 6to4 of one, ...) is refused as a
-//! permanent failure, the connection goes to exactly the addresses that were checked, and
-//! proxies from the environment are ignored (only `[notify.webhook] proxy` is used).
-//! Redirects are not followed (a 3xx is permanent).
-
-use std::time::Duration;
+//! Requests go through the SSRF guard as every URL a user gives does ([`super::http`]).
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use super::http::{HookClient, retry_after_header, status_outcome};
 use super::{Channel, Secrets};
-use crate::net::guard::guard_error;
-use crate::net::{GuardError, Outbound, OutboundPolicy};
 use crate::notify::config::WebhookConfig;
 use crate::notify::limiter::Limit;
 use crate::notify::record::{Delivery, Part, SendOutcome};
@@ -32,23 +24,21 @@ pub const DELIVERY_HEADER: &str = "X-Impressox-Delivery";
 pub const ATTEMPT_HEADER: &str = "X-Impressox-Attempt";
 
 pub struct Webhook {
-    outbound: Outbound,
+    client: HookClient,
     secret: Option<String>,
     cfg: WebhookConfig,
 }
 
 impl Webhook {
     pub fn new(cfg: &WebhookConfig, secrets: &Secrets) -> anyhow::Result<Webhook> {
-        let outbound = Outbound::new(&OutboundPolicy {
-            allow_private_addresses: cfg.allow_private_addresses,
-            proxy: Some(cfg.proxy.clone()).filter(|p| !p.is_empty()),
-            timeout: Duration::from_secs(cfg.timeout_secs),
-            connect_timeout: Duration::from_secs(5),
-            max_redirects: 0,
-            ..Default::default()
-        })?;
+        let client = HookClient::new(
+            "webhook",
+            cfg.allow_private_addresses,
+            &cfg.proxy,
+            cfg.timeout_secs,
+        )?;
         Ok(Webhook {
-            outbound,
+            client,
             secret: secrets.get(&cfg.secret_env),
             cfg: cfg.clone(),
         })
@@ -82,51 +72,6 @@ pub fn body(d: &Delivery, part: &Part) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap_or_default()
 }
 
-/// What the guard's verdict means for a delivery: a refused destination stays refused
-/// (permanent), a name that did not resolve may resolve later (transient).
-fn guard_outcome(e: &GuardError) -> SendOutcome {
-    match e {
-        GuardError::Refused(r) => SendOutcome::Permanent(format!(
-            "{r}; refused (set [notify.webhook] allow_private_addresses to allow it)"
-        )),
-        GuardError::Lookup { .. } => SendOutcome::Transient(e.to_string()),
-    }
-}
-
-/// What a request that got no answer comes to.
-fn send_failure(e: reqwest::Error) -> SendOutcome {
-    // The resolver refused the name, or could not resolve it: nothing was sent.
-    if let Some(g) = guard_error(&e) {
-        return guard_outcome(g);
-    }
-    let (connect, builder) = (e.is_connect(), e.is_builder());
-    // Without the URL: its path is often the receiver's credential.
-    let text = e.without_url().to_string();
-    if connect {
-        SendOutcome::Transient(text)
-    } else if builder {
-        SendOutcome::Permanent(text)
-    } else {
-        SendOutcome::Ambiguous(text)
-    }
-}
-
-/// The longest `Retry-After` waited for; beyond it the answer counts as a plain failure.
-const MAX_RETRY_AFTER_SECS: u64 = 3600;
-
-/// Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date.
-pub fn retry_after_secs(value: &str, now_ms: i64) -> Option<u64> {
-    let v = value.trim();
-    if let Ok(s) = v.parse::<u64>() {
-        return Some(s);
-    }
-    let at = jiff::fmt::rfc2822::parse(v)
-        .ok()?
-        .timestamp()
-        .as_millisecond();
-    Some(((at - now_ms).max(0) as u64).div_ceil(1000))
-}
-
 #[async_trait]
 impl Channel for Webhook {
     fn name(&self) -> &'static str {
@@ -153,13 +98,9 @@ impl Channel for Webhook {
         let Some(secret) = &self.secret else {
             return SendOutcome::Permanent(self.unconfigured().unwrap_or_default());
         };
-        let url = match reqwest::Url::parse(&d.target) {
-            Ok(u) => u,
-            Err(e) => return SendOutcome::Permanent(format!("not a URL: {e}")),
-        };
-        let request = match self.outbound.request(reqwest::Method::POST, url).await {
+        let request = match self.client.post(&d.target).await {
             Ok(r) => r,
-            Err(e) => return guard_outcome(&e),
+            Err(outcome) => return outcome,
         };
         let body = body(d, part);
         let t = crate::util::now_ms() / 1000;
@@ -174,33 +115,14 @@ impl Channel for Webhook {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) => return send_failure(e),
+            Err(e) => return self.client.send_failure(e),
         };
         let status = resp.status();
         let error = format!(
             "{} answered {status}",
             crate::notify::service::shown_target("webhook", &d.target)
         );
-        if status.is_success() {
-            SendOutcome::Sent
-        } else if status.as_u16() == 429 {
-            let secs = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| retry_after_secs(v, crate::util::now_ms()));
-            match secs.filter(|s| *s <= MAX_RETRY_AFTER_SECS) {
-                Some(s) => SendOutcome::RateLimited {
-                    retry_after_secs: s,
-                    error,
-                },
-                None => SendOutcome::Transient(error),
-            }
-        } else if status.is_server_error() {
-            SendOutcome::Transient(error)
-        } else {
-            SendOutcome::Permanent(error)
-        }
+        status_outcome(status, retry_after_header(&resp), error)
     }
 }
 
@@ -216,16 +138,5 @@ mod tests {
             sign(b"whsec_test", 1_764_300_000, body),
             "65b03e7696322c1eece3407897746c4fe5c4d8b314efb547f4dd71a24db28589"
         );
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        assert_eq!(retry_after_secs("2", 0), Some(2));
-        let now = crate::util::parse_rfc3339_ms("2026-11-29T10:00:00Z").unwrap();
-        assert_eq!(
-            retry_after_secs("Sun, 29 Nov 2026 10:00:05 GMT", now),
-            Some(5)
-        );
-        assert_eq!(retry_after_secs("soon", now), None);
     }
 }
