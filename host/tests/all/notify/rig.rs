@@ -25,6 +25,7 @@ use crate::servers::telegram::TelegramStandIn;
 pub const TG_TOKEN_VAR: &str = "IMPRESSOX_TEST_TELEGRAM_TOKEN";
 pub const HOOK_SECRET_VAR: &str = "IMPRESSOX_TEST_WEBHOOK_SECRET";
 pub const HOOK_SECRET: &str = "whsec_test_secret";
+pub const VAPID_VAR: &str = "IMPRESSOX_TEST_VAPID_PRIVATE_KEY";
 
 /// Which document store a rig uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,9 @@ pub struct Opts {
     pub email: String,
     pub webhook: String,
     pub with_webhook_secret: bool,
+    pub webpush: String,
+    pub discord: String,
+    pub slack: String,
     /// `[market]` keys (the bot's limits on `/watch`); `rule_symbols = "any"` unless set.
     pub market: String,
 }
@@ -57,6 +61,8 @@ pub struct NotifyRig {
     pub http: reqwest::Client,
     pub tg: TelegramStandIn,
     pub console: Arc<Mutex<Vec<String>>>,
+    /// The VAPID key pair the worker signs with (base64url): (private, public).
+    pub vapid: (String, String),
     /// Kept alive for the rig's lifetime.
     _redis: Option<RedisServer>,
     _mongo: Option<MongoServer>,
@@ -83,7 +89,8 @@ impl NotifyRig {
         };
         let toml = format!(
             "{storage}\n{documents}\n{}\n[notify]\n{}\n[notify.retry]\n{}\n[notify.telegram]\n{}\n\
-             [notify.email]\n{}\n[notify.webhook]\n{}\n",
+             [notify.email]\n{}\n[notify.webhook]\n{}\n[notify.webpush]\n{}\n\
+             [notify.discord]\n{}\n[notify.slack]\n{}\n",
             crate::market::rig::any_symbol_unless_set(&format!("[market]\n{}", opts.market)),
             section(
                 &opts.notify,
@@ -114,10 +121,30 @@ impl NotifyRig {
                     ("allow_private_addresses", "true"),
                 ]
             ),
+            section(
+                &opts.webpush,
+                &[
+                    ("private_key_env", &format!("{VAPID_VAR:?}")),
+                    ("subject", "\"mailto:ops@impressox.test\""),
+                    ("timeout_secs", "2"),
+                    ("allow_private_addresses", "true"),
+                ]
+            ),
+            section(
+                &opts.discord,
+                &[("timeout_secs", "2"), ("allow_private_addresses", "true")]
+            ),
+            section(
+                &opts.slack,
+                &[("timeout_secs", "2"), ("allow_private_addresses", "true")]
+            ),
         );
         let host = host_with(&toml);
         host.load(test_artifacts::TELEGRAM_MARKDOWN, "telegram-markdown.wasm");
         host.load(test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm");
+        host.load(test_artifacts::WEBPUSH_PAYLOAD, "webpush-payload.wasm");
+        host.load(test_artifacts::DISCORD_MESSAGE, "discord-message.wasm");
+        host.load(test_artifacts::SLACK_MRKDWN, "slack-mrkdwn.wasm");
         std::fs::create_dir_all(host.config.data_dir()).unwrap();
         let store = impressox_host::storage::open(&host.config, StoreLimits::default())
             .await
@@ -128,6 +155,8 @@ impl NotifyRig {
         secrets
             .0
             .insert(TG_TOKEN_VAR.into(), tg.token().to_string());
+        let vapid = impressox_host::notify::webpush::Vapid::generate();
+        secrets.0.insert(VAPID_VAR.into(), vapid.0.clone());
         if opts.with_webhook_secret {
             secrets.0.insert(HOOK_SECRET_VAR.into(), HOOK_SECRET.into());
         }
@@ -161,6 +190,7 @@ impl NotifyRig {
                 scraper: None,
                 scraper_defaults: None,
                 rules: RulePolicy::from_config(&host.config.market),
+                webpush_public_key: Some(vapid.1.clone()),
                 ..Default::default()
             },
         );
@@ -176,6 +206,7 @@ impl NotifyRig {
             http: reqwest::Client::new(),
             tg,
             console,
+            vapid,
             _redis: redis,
             _mongo: mongo,
             server,

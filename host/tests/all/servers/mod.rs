@@ -12,6 +12,10 @@
 //!   on demand.
 //! - [`webhook_receiver::WebhookReceiver`]: an endpoint that verifies the notify worker's webhook
 //!   signatures and answers as scripted.
+//! - [`push_service::PushService`]: a Web Push service and its browsers: verifies VAPID,
+//!   decrypts the payload with the subscriber's keys, answers 201, 404/410 or 429 as scripted.
+//! - [`chat_hooks::ChatHooks`]: Discord and Slack incoming webhooks with their limits, 429
+//!   bodies and headers.
 //! - [`smtp::SmtpServer`]: PyPI's aiosmtpd from the test virtualenv, storing mail in a Maildir and
 //!   refusing or stalling recipients on demand.
 //! - [`x_site::XSite`]: X as the scraper's browser meets it: profile and search pages whose
@@ -30,11 +34,13 @@
 #![allow(dead_code)]
 
 pub mod binance_ws;
+pub mod chat_hooks;
 pub mod chromium;
 pub mod coingecko_http;
 pub mod http_proxy;
 pub mod json_origin;
 pub mod mongo;
+pub mod push_service;
 pub mod redis;
 pub mod smtp;
 pub mod telegram;
