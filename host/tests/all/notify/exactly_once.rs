@@ -32,6 +32,17 @@ struct HostDir {
 
 impl HostDir {
     fn new(storage: &str, documents: &str, consumer: &str, tg_url: &str) -> HostDir {
+        Self::with_extra(storage, documents, consumer, tg_url, "")
+    }
+
+    /// A host with `extra` config appended (another channel's section).
+    fn with_extra(
+        storage: &str,
+        documents: &str,
+        consumer: &str,
+        tg_url: &str,
+        extra: &str,
+    ) -> HostDir {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let plugins = dir.path().join("plugins.d");
@@ -46,6 +57,11 @@ impl HostDir {
             plugins.join("plain-formatter.wasm"),
         )
         .unwrap();
+        std::fs::copy(
+            test_artifacts::WEBPUSH_PAYLOAD,
+            plugins.join("webpush-payload.wasm"),
+        )
+        .unwrap();
         std::fs::write(
             dir.path().join("host.toml"),
             format!(
@@ -54,7 +70,7 @@ impl HostDir {
                  [notify]\nconsumer = \"{consumer}\"\nrate_limits = false\nlease_secs = 30\nclaim_idle_secs = 2\n\
                  poll_interval_ms = 20\n\
                  [notify.telegram]\napi_url = \"{tg_url}\"\ntoken_env = \"{TG_TOKEN_VAR}\"\ntimeout_secs = 3\ncommands = false\n\
-                 [notify.email]\ntimeout_secs = 5\n"
+                 [notify.email]\ntimeout_secs = 5\n{extra}\n"
             ),
         )
         .unwrap();
@@ -62,7 +78,13 @@ impl HostDir {
     }
 
     fn spawn(&self, token: &str) -> Child {
+        self.spawn_with(token, &[])
+    }
+
+    /// Spawn with more secret variables in its environment.
+    fn spawn_with(&self, token: &str, env: &[(&str, &str)]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_impressox"))
+            .envs(env.iter().copied())
             .args([
                 "--config",
                 self.dir.path().join("host.toml").to_str().unwrap(),
@@ -381,4 +403,136 @@ async fn two_hosts_deliver_each_pair_once() {
     );
     assert!(sa > 0 && sb > 0, "both hosts took part: {sa} / {sb}");
     assert_eq!(sa + sb, N);
+}
+
+/// The kill -9 test for Web Push: every user has a browser subscribed at a push service
+/// stand-in that verifies and decrypts each push; the host is killed twice mid-stream. Each
+/// (request, browser) pair is decrypted at most once, every `sent` record arrived, and
+/// every other record is a dead letter `interrupted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_host_pushes_no_message_twice() {
+    use crate::servers::push_service::PushService;
+    const N: usize = 2000;
+    const VAR: &str = "IMPRESSOX_TEST_VAPID_PRIVATE_KEY";
+    let (private, public) = impressox_host::notify::webpush::Vapid::generate();
+    let push = PushService::start().await;
+    let tg = TelegramStandIn::start().await;
+    let redis = RedisServer::start();
+    let host = HostDir::with_extra(
+        &format!(
+            "[storage]\nbackend = \"redis\"\nredis_url = \"{}\"",
+            redis.url()
+        ),
+        "[documents]\nbackend = \"embedded\"",
+        "kill-push",
+        &tg.url(),
+        &format!(
+            "[notify.webpush]\nprivate_key_env = \"{VAR}\"\nallow_private_addresses = true\ntimeout_secs = 3\n"
+        ),
+    );
+    let http = reqwest::Client::new();
+    let env = [(VAR, private.as_str())];
+    let mut child = host.spawn_with(tg.token(), &env);
+    host.wait_ready(&http).await;
+    let mut browsers = HashMap::new();
+    for u in 0..USERS {
+        let b = push.subscribe(&public);
+        let r = http
+            .post(format!(
+                "{}/api/v1/users/u{u}/push-subscriptions",
+                host.api()
+            ))
+            .json(&b.subscription)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        browsers.insert(b.id.clone(), u);
+    }
+    let store = impressox_host::storage::redis_store::RedisStore::connect(
+        &redis.url(),
+        StoreLimits::default(),
+    )
+    .await
+    .unwrap();
+    // Enqueued while the host is stopped, so the kills fall mid-stream (it pushes a
+    // thousand in well under a second).
+    terminate(&mut child);
+    enqueue(&store, N).await;
+    child = host.spawn_with(tg.token(), &env);
+    for round in 0..2 {
+        let kill_at = fastrand::usize(100..N / 4);
+        let before = push.received_count();
+        let start = Instant::now();
+        while push.received_count() < (before + kill_at).min(N - 1)
+            && start.elapsed() < Duration::from_secs(30)
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        kill(&mut child);
+        eprintln!(
+            "round {round}: killed after {} pushes",
+            push.received_count()
+        );
+        child = host.spawn_with(tg.token(), &env);
+        host.wait_ready(&http).await;
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(90) {
+        let m = records_by_state(&http, &host.api()).await;
+        let get = |s: &str| m.get(s).copied().unwrap_or(0);
+        if get("queued") == 0 && get("sending") == 0 && get("sent") + get("dead") == N {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    terminate(&mut child);
+    let docs = impressox_host::documents::embedded::EmbeddedDocuments::open(&host.documents_path())
+        .unwrap();
+    let records = wait_all_final(&docs, N, || host.log()).await;
+    // What the browsers decrypted, per (request number, subscription).
+    let mut arrived: HashMap<(usize, String), usize> = HashMap::new();
+    for r in push.received() {
+        assert_eq!(r.status, 201, "{r:?}");
+        let title = r.payload.as_ref().unwrap()["title"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let i = number_in(&title).expect("a test message");
+        assert_eq!(
+            browsers[&r.subscription],
+            i % USERS,
+            "pushed to the right user"
+        );
+        *arrived.entry((i, r.subscription.clone())).or_default() += 1;
+    }
+    for ((i, sub), count) in &arrived {
+        assert_eq!(*count, 1, "request {i} reached browser {sub} {count} times");
+    }
+    let mut interrupted = 0;
+    for d in &records {
+        let i: usize = d.notification_id.trim_start_matches("x-").parse().unwrap();
+        let sub = impressox_host::notify::webpush::Subscription::from_target(&d.target).unwrap();
+        let id = sub.endpoint.rsplit('/').next().unwrap().to_string();
+        match d.state {
+            State::Sent => assert!(
+                arrived.contains_key(&(i, id)),
+                "{} is sent but never arrived",
+                d.id
+            ),
+            State::Dead => {
+                assert_eq!(d.reason.as_deref(), Some("interrupted"), "{d:?}");
+                interrupted += 1;
+            }
+            other => panic!("{} left {other:?}", d.id),
+        }
+    }
+    eprintln!(
+        "{} of {N} pushed, {interrupted} interrupted (dead letters, never resent)",
+        arrived.len()
+    );
+    assert!(
+        interrupted <= 2 * 256,
+        "at most what was in flight at the kills"
+    );
 }
