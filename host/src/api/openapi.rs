@@ -154,9 +154,19 @@ fn notify_paths(error: &Value) -> Value {
             "/api/v1/users/{user_id}/preferences": {
                 "parameters": [{"name": "user_id", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "get": {"summary": "A user's notification preferences", "responses": {"200": {"description": "preferences"}, "404": {"description": "none set", "content": {"application/json": {"schema": error}}}}},
-                "put": {"summary": "Replace a user's preferences: channels (telegram.chat_id, email.address, webhook.url, console), enabled, quiet_hours {start, end, tz}, mutes [{until, kinds}]",
+                "put": {"summary": "Replace a user's preferences: channels (telegram.chat_id, email.address, webhook.url, console, webpush.subscriptions [PushSubscription], discord.url, slack.url), enabled, quiet_hours {start, end, tz}, mutes [{until, kinds}]",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
-                    "responses": {"200": {"description": "stored"}, "400": {"description": "invalid (names the field)", "content": {"application/json": {"schema": error}}}}}}
+                    "responses": {"200": {"description": "stored"}, "400": {"description": "invalid (names the field)", "content": {"application/json": {"schema": error}}}}}},
+            "/api/v1/users/{user_id}/push-subscriptions": {
+                "parameters": [{"name": "user_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "post": {"summary": "Add a browser's PushSubscription JSON (endpoint, keys.p256dh, keys.auth); enables webpush",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {"201": {"description": "added"}, "200": {"description": "updated or unchanged"}, "400": {"description": "invalid (names the field)", "content": {"application/json": {"schema": error}}}}},
+                "delete": {"summary": "Drop a subscription by {\"endpoint\": ...}; the last one disables webpush",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {"204": {"description": "dropped"}, "404": {"description": "no such subscription", "content": {"application/json": {"schema": error}}}}}},
+            "/api/v1/webpush/public-key": {"get": {"summary": "The VAPID public key (base64url) pages subscribe with",
+                "responses": {"200": {"description": "{\"public_key\": ...}"}, "503": {"description": "no VAPID key configured", "content": {"application/json": {"schema": error}}}}}}
     })
 }
 
