@@ -40,6 +40,11 @@ pub struct Config {
     pub scraper: crate::scraper::config::ScraperConfig,
     /// Caps and per-call budgets of the capabilities lent to plugins (`kv`, `docs`, ...).
     pub capabilities: crate::capabilities::settings::CapabilitiesConfig,
+    /// The scheduler worker's tuning: leases, refresh, grace, history retention.
+    pub scheduler: crate::scheduler::config::SchedulerConfig,
+    /// `[[schedules]]`: tasks to run on a cron pattern or an interval (read-only through
+    /// the API; API-made schedules live in the document store).
+    pub schedules: Vec<crate::scheduler::config::ScheduleSpec>,
     /// Log output.
     pub log: LogConfig,
     /// The folder relative paths resolve against (the config file's). Not a config key.
@@ -60,6 +65,8 @@ impl Default for Config {
             notify: Default::default(),
             scraper: Default::default(),
             capabilities: Default::default(),
+            scheduler: Default::default(),
+            schedules: Vec::new(),
             log: LogConfig::default(),
             base_dir: PathBuf::from("."),
         }
@@ -356,6 +363,9 @@ impl Config {
         self.notify.validate()?;
         self.scraper
             .validate(&self.workers.enabled, &self.base_dir)?;
+        // scheduler
+        self.scheduler.validate()?;
+        crate::scheduler::config::validate_schedules(&self.schedules)?;
         Ok(())
     }
 

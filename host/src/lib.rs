@@ -13,7 +13,7 @@
 //!   and the import policy that checks grants at load.
 //! - [`net`]: outbound HTTP to user-chosen destinations behind the SSRF guard.
 //! - [`api`]: the admin HTTP API (axum).
-//! - [`workers`]: the background workers (market monitor, notify, scraper, ...).
+//! - [`workers`]: the background workers (market monitor, notify, scraper, scheduler, ...).
 //! - [`cli`]: the `impressox` command line.
 //!
 //! A call goes: [`runtime::PluginHandle`] → the slot's serving version (one atomic load)
@@ -32,6 +32,7 @@ pub mod market;
 pub mod net;
 pub mod notify;
 pub mod runtime;
+pub mod scheduler;
 pub mod scraper;
 pub mod storage;
 pub mod util;

@@ -103,6 +103,10 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     if let Some(s) = &state.services.scraper {
         s.render_metrics(&mut out).await;
     }
+    // scheduler
+    if let Some(s) = &state.services.scheduler {
+        s.render_metrics(&mut out);
+    }
     if let Some(store) = &state.services.store {
         let _ = writeln!(
             out,

@@ -161,6 +161,7 @@ impl NotifyRig {
                 scraper: None,
                 scraper_defaults: None,
                 rules: RulePolicy::from_config(&host.config.market),
+                ..Default::default()
             },
         );
         let server = tokio::spawn(async move {
