@@ -255,9 +255,18 @@ pub fn router_with(
                 .patch(schedules::patch)
                 .delete(schedules::delete),
         )
-        .route("/schedules/{name}/run", axum::routing::post(schedules::run_now))
-        .route("/schedules/{name}/pause", axum::routing::post(schedules::pause))
-        .route("/schedules/{name}/resume", axum::routing::post(schedules::resume))
+        .route(
+            "/schedules/{name}/run",
+            axum::routing::post(schedules::run_now),
+        )
+        .route(
+            "/schedules/{name}/pause",
+            axum::routing::post(schedules::pause),
+        )
+        .route(
+            "/schedules/{name}/resume",
+            axum::routing::post(schedules::resume),
+        )
         .route("/plugins", axum::routing::get(plugins::list))
         .route("/plugins/reload", axum::routing::post(plugins::reload))
         .route("/plugins/{name}", axum::routing::get(plugins::get))

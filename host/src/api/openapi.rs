@@ -218,9 +218,11 @@ fn schedule_paths(error: &Value) -> Value {
             "finished_at": {"type": "string"}, "attempt": {"type": "integer"}, "outcome": {"type": "string", "enum": ["ok", "error", "timeout", "lost"]}}},
         "in_flight": {"type": "array", "items": {"type": "object"}},
         "recent_runs": {"type": "array", "items": {"type": "object", "description": "scheduled_at, started_at, finished_at, host, attempt, trigger, outcome (ok, error, timeout, lost, skipped), summary, error"}}}}]});
-    let name = json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let name =
+        json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
     let read_only = json!({"description": "defined in [[schedules]] of the config file (`read_only`)", "content": {"application/json": {"schema": error}}});
-    let not_found = json!({"description": "unknown", "content": {"application/json": {"schema": error}}});
+    let not_found =
+        json!({"description": "unknown", "content": {"application/json": {"schema": error}}});
     let invalid = json!({"description": "a field is invalid (named in the message, e.g. `cron`: expected 6 fields); nothing stored", "content": {"application/json": {"schema": error}}});
     json!({
         "/api/v1/schedules": {

@@ -26,7 +26,9 @@ impl From<CatalogError> for ApiError {
         match e {
             CatalogError::Invalid(f) => ApiError::invalid("invalid_field", f.to_string()),
             CatalogError::Syntax(_) => ApiError::invalid("invalid_json", e.to_string()),
-            CatalogError::Exists(_) | CatalogError::Conflict(_) => ApiError::conflict(e.to_string()),
+            CatalogError::Exists(_) | CatalogError::Conflict(_) => {
+                ApiError::conflict(e.to_string())
+            }
             CatalogError::ReadOnly(_) => ApiError::conflict_because("read_only", e.to_string()),
             CatalogError::NotFound(_) => ApiError::not_found(e.to_string()),
             CatalogError::Store(e) => ApiError::store(e),
@@ -180,7 +182,13 @@ pub async fn create(
     State(state): State<ApiState>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let d = catalog::create(state.docs()?.as_ref(), &body, &config_names(&state), now_ms()).await?;
+    let d = catalog::create(
+        state.docs()?.as_ref(),
+        &body,
+        &config_names(&state),
+        now_ms(),
+    )
+    .await?;
     changed(&state).await;
     Ok((StatusCode::CREATED, Json(view(&d, None))))
 }
@@ -190,8 +198,14 @@ pub async fn patch(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let d = catalog::patch(state.docs()?.as_ref(), &name, &body, &config_names(&state), now_ms())
-        .await?;
+    let d = catalog::patch(
+        state.docs()?.as_ref(),
+        &name,
+        &body,
+        &config_names(&state),
+        now_ms(),
+    )
+    .await?;
     changed(&state).await;
     let st = state_of(&state, &name).await?;
     Ok(Json(view(&d, st.as_ref())))

@@ -139,7 +139,9 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         }
         // scheduler: first, so a try in flight can still use what the others serve.
         if let Some(s) = scheduler {
-            tracing::info!("shutting down: stopping the scheduler (tries in flight finish within grace_ms)");
+            tracing::info!(
+                "shutting down: stopping the scheduler (tries in flight finish within grace_ms)"
+            );
             s.stop().await;
         }
         if let Some(s) = scraper {

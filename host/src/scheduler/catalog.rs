@@ -115,7 +115,10 @@ pub async fn api_definitions(docs: &dyn Documents) -> anyhow::Result<Vec<Definit
 }
 
 /// One API-made schedule.
-pub async fn api_definition(docs: &dyn Documents, name: &str) -> anyhow::Result<Option<(Definition, u64)>> {
+pub async fn api_definition(
+    docs: &dyn Documents,
+    name: &str,
+) -> anyhow::Result<Option<(Definition, u64)>> {
     let Some(doc) = docs.get(SCHEDULES, name).await? else {
         return Ok(None);
     };
@@ -247,7 +250,10 @@ pub async fn patch(
     let spec: ScheduleSpec = parse_json(&bytes)?;
     spec.check().map_err(CatalogError::Invalid)?;
     let uid = doc.get("uid").and_then(Value::as_str).unwrap_or_default();
-    let created = doc.get("created_ms").and_then(Value::as_i64).unwrap_or(now_ms);
+    let created = doc
+        .get("created_ms")
+        .and_then(Value::as_i64)
+        .unwrap_or(now_ms);
     let out = docs
         .write(vec![Write::ReplaceIf {
             coll: SCHEDULES.into(),

@@ -344,13 +344,10 @@ fn apply_finished(
             && c.lease.as_ref().is_some_and(|l| l.owner == f.owner)
     }) else {
         // Taken over (our lease lapsed), or the schedule was deleted meanwhile.
-        let (occ_ms, trigger) = state
-            .runs
-            .iter()
-            .find(|c| c.id == f.id)
-            .map_or((f.id.parse().unwrap_or(f.started_ms), Trigger::Schedule), |c| {
-                (c.occ_ms, c.trigger)
-            });
+        let (occ_ms, trigger) = state.runs.iter().find(|c| c.id == f.id).map_or(
+            (f.id.parse().unwrap_or(f.started_ms), Trigger::Schedule),
+            |c| (c.occ_ms, c.trigger),
+        );
         effects.push(Effect::Superseded {
             finished: f.clone(),
             occ_ms,
@@ -613,7 +610,12 @@ pub fn add_manual(state: &mut ScheduleState, now_ms: i64) -> String {
 
 /// When this host should look at the record again: the next occurrence, a retry coming
 /// due, a lease of its own to renew, or another host's lease to take over.
-pub fn next_wake(state: &ScheduleState, sched: &Schedule, owner: &str, lease_ms: i64) -> Option<i64> {
+pub fn next_wake(
+    state: &ScheduleState,
+    sched: &Schedule,
+    owner: &str,
+    lease_ms: i64,
+) -> Option<i64> {
     let mut wake: Option<i64> = None;
     let mut at = |t: i64| wake = Some(wake.map_or(t, |w| w.min(t)));
     if sched.spec.enabled
@@ -643,7 +645,10 @@ mod tests {
 
     fn schedule(extra: &str) -> Schedule {
         let text = format!("name = \"s\"\nplugin = \"p\"\nevery = \"1s\"\n{extra}");
-        toml::from_str::<ScheduleSpec>(&text).unwrap().check().unwrap()
+        toml::from_str::<ScheduleSpec>(&text)
+            .unwrap()
+            .check()
+            .unwrap()
     }
 
     struct Host {
@@ -742,9 +747,20 @@ mod tests {
         let taken = run(Some(&planned), &s, &a, T0 + 1000, &[]).state;
         // a dies. Before its lease ends (1000 ms) b leaves the claim alone.
         let early = run(Some(&taken), &s, &b, T0 + 1500, &[]);
-        assert!(starts(&early).iter().all(|(id, _)| id != &format!("{}", T0 + 1000)));
+        assert!(
+            starts(&early)
+                .iter()
+                .all(|(id, _)| id != &format!("{}", T0 + 1000))
+        );
         let late = run(Some(&taken), &s, &b, T0 + 2001, &[]);
-        assert!(late.effects.iter().any(|e| matches!(e, Effect::Lost { attempt: 1, retried: true, .. })));
+        assert!(late.effects.iter().any(|e| matches!(
+            e,
+            Effect::Lost {
+                attempt: 1,
+                retried: true,
+                ..
+            }
+        )));
         assert!(starts(&late).contains(&(format!("{}", T0 + 1000), 2)));
     }
 
@@ -756,9 +772,17 @@ mod tests {
         let taken = run(Some(&planned), &s, &a, T0 + 1000, &[]).state;
         let id = format!("{}", T0 + 1000);
         a.mine.insert(id.clone());
-        let failed = run(Some(&taken), &s, &a, T0 + 1100, &[done(&id, 1, &a, T0 + 1100, false)]);
+        let failed = run(
+            Some(&taken),
+            &s,
+            &a,
+            T0 + 1100,
+            &[done(&id, 1, &a, T0 + 1100, false)],
+        );
         a.mine.clear();
-        assert!(failed.effects.iter().any(|e| matches!(e, Effect::Recorded { retry_at_ms: Some(t), .. } if *t == T0 + 6100)));
+        assert!(failed.effects.iter().any(
+            |e| matches!(e, Effect::Recorded { retry_at_ms: Some(t), .. } if *t == T0 + 6100)
+        ));
         // Sequential: the waiting retry holds the queue, so the next occurrences are
         // skipped as overlaps rather than run first.
         let waiting = run(Some(&failed.state), &s, &a, T0 + 3000, &[]);
@@ -766,7 +790,13 @@ mod tests {
         let retried = run(Some(&waiting.state), &s, &a, T0 + 6100, &[]);
         assert!(starts(&retried).contains(&(id.clone(), 2)));
         a.mine.insert(id.clone());
-        let gave_up = run(Some(&retried.state), &s, &a, T0 + 6200, &[done(&id, 2, &a, T0 + 6200, false)]);
+        let gave_up = run(
+            Some(&retried.state),
+            &s,
+            &a,
+            T0 + 6200,
+            &[done(&id, 2, &a, T0 + 6200, false)],
+        );
         assert!(gave_up.state.runs.iter().all(|c| c.id != id));
         assert_eq!(gave_up.state.last.as_ref().unwrap().outcome, "error");
     }
@@ -783,14 +813,22 @@ mod tests {
             .effects
             .iter()
             .filter_map(|e| match e {
-                Effect::Skipped { reason: SkipReason::CatchUpWindow, first_ms, last_ms, count } => {
-                    Some((*first_ms, *last_ms, *count))
-                }
+                Effect::Skipped {
+                    reason: SkipReason::CatchUpWindow,
+                    first_ms,
+                    last_ms,
+                    count,
+                } => Some((*first_ms, *last_ms, *count)),
                 _ => None,
             })
             .collect();
         assert_eq!(skipped, [(T0 + 1000, T0 + 2000, 2)]);
-        let ids: Vec<_> = back.state.runs.iter().map(|c| (c.occ_ms, c.trigger)).collect();
+        let ids: Vec<_> = back
+            .state
+            .runs
+            .iter()
+            .map(|c| (c.occ_ms, c.trigger))
+            .collect();
         assert_eq!(
             ids,
             [
@@ -813,7 +851,11 @@ mod tests {
             .effects
             .iter()
             .find_map(|e| match e {
-                Effect::Skipped { count, reason: SkipReason::CatchUpWindow, .. } => Some(*count),
+                Effect::Skipped {
+                    count,
+                    reason: SkipReason::CatchUpWindow,
+                    ..
+                } => Some(*count),
                 _ => None,
             })
             .unwrap();
@@ -877,7 +919,10 @@ mod tests {
             },
             &[],
         );
-        assert!(!st.changed, "a host with revision 4 leaves a revision-5 record alone");
+        assert!(
+            !st.changed,
+            "a host with revision 4 leaves a revision-5 record alone"
+        );
     }
 
     #[test]

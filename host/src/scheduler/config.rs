@@ -213,11 +213,14 @@ fn duration_field(field: &str, text: &str, min_ms: i64, max_ms: i64) -> Result<i
 
 /// A duration in milliseconds as a person reads it.
 pub fn show_ms(ms: i64) -> String {
-    match ms {
-        ms if ms % 3_600_000 == 0 && ms > 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 && ms > 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
-        ms => format!("{ms}ms"),
+    if ms > 0 && ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms > 0 && ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
     }
 }
 
@@ -235,7 +238,10 @@ impl ScheduleSpec {
         }
         let timing = match (&self.cron, &self.every) {
             (Some(_), Some(_)) => {
-                return Err(FieldError::new("every", "give either `cron` or `every`, not both"));
+                return Err(FieldError::new(
+                    "every",
+                    "give either `cron` or `every`, not both",
+                ));
             }
             (None, None) => {
                 return Err(FieldError::new("cron", "give either `cron` or `every`"));
@@ -255,10 +261,7 @@ impl ScheduleSpec {
         let backoff_ms = duration_field("backoff", &self.backoff, 0, day)?;
         let jitter_ms = duration_field("jitter", &self.jitter, 0, day)?;
         if self.retries > MAX_RETRIES {
-            return Err(FieldError::new(
-                "retries",
-                format!("at most {MAX_RETRIES}"),
-            ));
+            return Err(FieldError::new("retries", format!("at most {MAX_RETRIES}")));
         }
         let args_json = match &self.args {
             None => "null".to_string(),
@@ -267,7 +270,10 @@ impl ScheduleSpec {
         if args_json.len() > MAX_ARGS_BYTES {
             return Err(FieldError::new(
                 "args",
-                format!("{} bytes of JSON, over the {MAX_ARGS_BYTES}-byte bound", args_json.len()),
+                format!(
+                    "{} bytes of JSON, over the {MAX_ARGS_BYTES}-byte bound",
+                    args_json.len()
+                ),
             ));
         }
         Ok(Schedule {
@@ -296,7 +302,8 @@ pub struct SchedulerConfig {
     /// On shutdown, how long runs in flight have to finish; one still running then is
     /// left to its lease, and another host tries it again.
     pub grace_ms: u64,
-    /// Most runs in flight on this host at once.
+    /// Plugin calls of tasks on this host at once (threads); a host takes at most 16
+    /// times as many tries, the rest waiting in its queue for a thread.
     pub max_concurrent_runs: usize,
     /// Run history kept per schedule: records older than this many days are deleted.
     pub history_days: u64,
@@ -391,7 +398,10 @@ mod tests {
         assert_eq!(s.spec.retries, 2);
         assert_eq!(s.spec.overlap, Overlap::Skip);
         let args: Value = serde_json::from_str(&s.args_json).unwrap();
-        assert_eq!(args, serde_json::json!({"symbols": ["BTCUSDT"], "depth": 3}));
+        assert_eq!(
+            args,
+            serde_json::json!({"symbols": ["BTCUSDT"], "depth": 3})
+        );
     }
 
     #[test]
@@ -401,7 +411,10 @@ mod tests {
         assert_eq!(e.field, "cron");
         assert!(e.message.contains("expected 6 fields"), "{}", e.message);
         assert_eq!(field("").field, "cron");
-        assert_eq!(field("cron = \"* * * * * *\"\nevery = \"1s\"").field, "every");
+        assert_eq!(
+            field("cron = \"* * * * * *\"\nevery = \"1s\"").field,
+            "every"
+        );
         assert_eq!(field("every = \"often\"").field, "every");
         assert_eq!(field("every = \"10ms\"").field, "every");
         assert_eq!(field("every = \"1s\"\ntz = \"Mars/Olympus\"").field, "tz");
@@ -428,7 +441,10 @@ mod tests {
 
     #[test]
     fn retry_delays_double_up_to_ten_minutes() {
-        let s = spec("every = \"1s\"\nbackoff = \"2s\"").unwrap().check().unwrap();
+        let s = spec("every = \"1s\"\nbackoff = \"2s\"")
+            .unwrap()
+            .check()
+            .unwrap();
         assert_eq!(s.retry_delay_ms(1), 2000);
         assert_eq!(s.retry_delay_ms(2), 4000);
         assert_eq!(s.retry_delay_ms(3), 8000);

@@ -6,7 +6,8 @@
 //! Records are written after the try's outcome is in the shared record (`claim`), by a
 //! background writer that batches them and retries a failing document store, so a slow
 //! history never delays the next occurrence. A record's id is its schedule, claim and
-//! attempt: writing one twice (a retry after a lost answer) keeps one.
+//! attempt: writing one twice (a retry after a lost answer) keeps one (inserts; only a
+//! try first recorded `lost` by another host is written over).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,10 +177,17 @@ pub fn skipped_doc(
     }
 }
 
+/// A record to write: inserted, or (`replace`) written over one of the same id — a try
+/// recorded `lost` by another host whose own host lived to tell its real outcome.
+struct Pending {
+    doc: Doc,
+    replace: bool,
+}
+
 /// Queues records for the document store; cheap to clone.
 #[derive(Clone)]
 pub struct HistoryWriter {
-    tx: mpsc::UnboundedSender<Doc>,
+    tx: mpsc::UnboundedSender<Pending>,
 }
 
 impl HistoryWriter {
@@ -191,13 +199,23 @@ impl HistoryWriter {
         (HistoryWriter { tx }, task)
     }
 
+    /// Insert a record (one already there with its id is kept: a retry after a lost
+    /// answer).
     pub fn push(&self, doc: Doc) {
-        let _ = self.tx.send(doc);
+        let _ = self.tx.send(Pending {
+            doc,
+            replace: false,
+        });
+    }
+
+    /// Write a record over the one with its id.
+    pub fn push_replacing(&self, doc: Doc) {
+        let _ = self.tx.send(Pending { doc, replace: true });
     }
 }
 
-async fn write_loop(docs: Arc<dyn Documents>, mut rx: mpsc::UnboundedReceiver<Doc>) {
-    let mut buffer: std::collections::VecDeque<Doc> = Default::default();
+async fn write_loop(docs: Arc<dyn Documents>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let mut buffer: std::collections::VecDeque<Pending> = Default::default();
     let mut open = true;
     let mut failures = 0u32;
     while open || !buffer.is_empty() {
@@ -222,13 +240,30 @@ async fn write_loop(docs: Arc<dyn Documents>, mut rx: mpsc::UnboundedReceiver<Do
                 "run history: the document store has been failing; dropped the oldest records"
             );
         }
-        let n = buffer.len().min(BATCH);
+        // One batch never writes an id twice (the document store's rule): it ends
+        // before a repeated one.
+        let mut ids = std::collections::HashSet::new();
+        let n = buffer
+            .iter()
+            .take(BATCH)
+            .take_while(|p| ids.insert(p.doc.get("_id").cloned()))
+            .count()
+            .max(1);
         let writes: Vec<Write> = buffer
             .iter()
             .take(n)
-            .map(|d| Write::Upsert {
-                coll: RUNS.into(),
-                doc: d.clone(),
+            .map(|p| {
+                if p.replace {
+                    Write::Upsert {
+                        coll: RUNS.into(),
+                        doc: p.doc.clone(),
+                    }
+                } else {
+                    Write::Insert {
+                        coll: RUNS.into(),
+                        doc: p.doc.clone(),
+                    }
+                }
             })
             .collect();
         match docs.write(writes).await {
@@ -244,8 +279,11 @@ async fn write_loop(docs: Arc<dyn Documents>, mut rx: mpsc::UnboundedReceiver<Do
                 tracing::warn!(worker = "scheduler", error = %format!("{e:#}"), buffered = buffer.len(),
                     "run history: writing failed; retrying");
                 if !open && failures > 20 {
-                    tracing::error!(worker = "scheduler", lost = buffer.len(),
-                        "run history: giving up on the remaining records at shutdown");
+                    tracing::error!(
+                        worker = "scheduler",
+                        lost = buffer.len(),
+                        "run history: giving up on the remaining records at shutdown"
+                    );
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))).await;
@@ -267,7 +305,13 @@ pub async fn recent(docs: &dyn Documents, schedule: &str, limit: usize) -> Resul
 
 /// Delete records past the retention: older than `days`, and beyond the newest `keep`
 /// of each schedule in `names`. Returns how many went.
-pub async fn prune(docs: &dyn Documents, names: &[String], days: u64, keep: u64, now_ms: i64) -> Result<u64> {
+pub async fn prune(
+    docs: &dyn Documents,
+    names: &[String],
+    days: u64,
+    keep: u64,
+    now_ms: i64,
+) -> Result<u64> {
     let cutoff = now_ms - (days as i64) * 86_400_000;
     let mut removed = docs
         .delete_where(RUNS, &Filter::all().lt("finished_ms", cutoff))
@@ -288,7 +332,9 @@ pub async fn prune(docs: &dyn Documents, names: &[String], days: u64, keep: u64,
             removed += docs
                 .delete_where(
                     RUNS,
-                    &Filter::all().eq("schedule", name.as_str()).lt("finished_ms", t),
+                    &Filter::all()
+                        .eq("schedule", name.as_str())
+                        .lt("finished_ms", t),
                 )
                 .await?;
         }

@@ -141,6 +141,6 @@ impl SchedulerWorker {
         let _ = self.stop.send(true);
         let _ = self.task.await;
         // The loop held the last writer handle: the history task drains and ends.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.history).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), self.history).await;
     }
 }

@@ -38,7 +38,10 @@ pub async fn definitions(config: &[Definition], docs: &dyn Documents) -> Result<
 
 /// The shared records of `names` (`None`: no host has planned it yet), and the store's
 /// clock.
-pub async fn states(store: &dyn Store, names: &[String]) -> Result<(Vec<Option<ScheduleState>>, i64)> {
+pub async fn states(
+    store: &dyn Store,
+    names: &[String],
+) -> Result<(Vec<Option<ScheduleState>>, i64)> {
     let read = store.schedule_load(names).await?;
     let states = read
         .records
@@ -53,10 +56,13 @@ pub async fn states(store: &dyn Store, names: &[String]) -> Result<(Vec<Option<S
 pub async fn run_now(store: &dyn Store, name: &str) -> Result<String> {
     let mut read = store.schedule_load(&[name.to_string()]).await?;
     let mut now = read.now_ms;
-    let mut record = read.records.pop().unwrap_or(crate::storage::ScheduleRecord {
-        json: None,
-        version: 0,
-    });
+    let mut record = read
+        .records
+        .pop()
+        .unwrap_or(crate::storage::ScheduleRecord {
+            json: None,
+            version: 0,
+        });
     for _ in 0..20 {
         let mut state = record
             .json
@@ -90,10 +96,13 @@ pub async fn run_now(store: &dyn Store, name: &str) -> Result<String> {
 /// under the name has another uid and plans afresh.
 pub async fn forget(store: &dyn Store, name: &str) -> Result<()> {
     let mut read = store.schedule_load(&[name.to_string()]).await?;
-    let mut record = read.records.pop().unwrap_or(crate::storage::ScheduleRecord {
-        json: None,
-        version: 0,
-    });
+    let mut record = read
+        .records
+        .pop()
+        .unwrap_or(crate::storage::ScheduleRecord {
+            json: None,
+            version: 0,
+        });
     for _ in 0..20 {
         let Some(mut state) = record
             .json

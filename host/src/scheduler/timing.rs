@@ -136,11 +136,7 @@ pub struct ZonedAt(pub ZonedDateTime);
 
 fn civil_of(dt: jiff::civil::DateTime) -> CivilDateTime {
     CivilDateTime::new(
-        CivilDate::from_parts_unchecked(
-            i32::from(dt.year()),
-            dt.month() as u32,
-            dt.day() as u32,
-        ),
+        CivilDate::from_parts_unchecked(i32::from(dt.year()), dt.month() as u32, dt.day() as u32),
         CivilTime::from_parts_unchecked(dt.hour() as u32, dt.minute() as u32, dt.second() as u32),
     )
 }
@@ -174,7 +170,9 @@ impl CronDateTime for ZonedAt {
         let ambiguous = self.0.time_zone().to_ambiguous_zoned_datetime(dt);
         Ok(match ambiguous.offset() {
             AmbiguousOffset::Unambiguous { .. } => Resolution::Single(ZonedAt(
-                ambiguous.unambiguous().map_err(|_| CronError::InvalidTime)?,
+                ambiguous
+                    .unambiguous()
+                    .map_err(|_| CronError::InvalidTime)?,
             )),
             AmbiguousOffset::Gap { .. } => Resolution::Gap,
             AmbiguousOffset::Fold { .. } => Resolution::Ambiguous(
@@ -344,7 +342,12 @@ mod tests {
         assert_eq!(e.field, "cron");
         let e = Timing::cron("0 0 0 31 2 *", "UTC").unwrap_err();
         assert!(e.message.contains("matches no time"), "{}", e.message);
-        assert_eq!(Timing::cron("0 0 0 * * *", "Nowhere/City").unwrap_err().field, "tz");
+        assert_eq!(
+            Timing::cron("0 0 0 * * *", "Nowhere/City")
+                .unwrap_err()
+                .field,
+            "tz"
+        );
         assert!(Timing::cron("@daily", "UTC").is_ok());
     }
 }

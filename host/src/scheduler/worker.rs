@@ -37,6 +37,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// A schedule that could not act (its plugin missing here, the store failing) is
 /// looked at again after this long.
 const RECHECK_MS: i64 = 1000;
+/// Tries a host takes at most, per plugin-call thread (`[scheduler] max_concurrent_runs`):
+/// those beyond the threads wait in this host's queue, started within moments (tasks are
+/// short next to the schedules' periods), while a host cannot take more than it will
+/// begin soon and leave nothing for the others.
+const TAKEN_PER_THREAD: usize = 16;
 
 struct Entry {
     def: Definition,
@@ -109,14 +114,19 @@ impl Loop {
     }
 
     /// Run until `stop` turns true, then give runs in flight `grace_ms` to finish.
+    ///
+    /// The loop itself never waits for the document store: the definitions are read by
+    /// [`feed`] and the history is pruned and written by tasks of their own, so a slow
+    /// document store delays neither an occurrence nor a lease renewal.
     pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        self.refresh(true).await;
-        let refresh_every = Duration::from_millis(self.shared.cfg.refresh_ms);
-        let mut next_refresh = Instant::now() + refresh_every;
+        let (refresh_tx, mut refresh_rx) = mpsc::channel(4);
+        tokio::spawn(feed(self.shared.clone(), refresh_tx, stop.clone()));
+        if let Some(first) = refresh_rx.recv().await {
+            self.refresh(first).await;
+        }
         let mut next_prune = Instant::now() + Duration::from_secs(30);
         loop {
-            let wake_at = self.next_wake_instant().min(next_refresh);
-            let mut refresh_now = false;
+            let wake_at = self.next_wake_instant();
             tokio::select! {
                 _ = stop.changed() => break,
                 got = self.done_rx.recv() => {
@@ -127,17 +137,17 @@ impl Loop {
                         self.on_done(d);
                     }
                 }
-                _ = self.shared.wake.notified() => refresh_now = true,
+                got = refresh_rx.recv() => {
+                    if let Some(r) = got {
+                        self.refresh(r).await;
+                    }
+                }
                 _ = tokio::time::sleep_until(wake_at.into()) => {}
-            }
-            if refresh_now || Instant::now() >= next_refresh {
-                self.refresh(refresh_now).await;
-                next_refresh = Instant::now() + refresh_every;
             }
             self.sync_due().await;
             if Instant::now() >= next_prune {
                 next_prune = Instant::now() + PRUNE_EVERY;
-                self.prune().await;
+                self.prune();
             }
         }
         self.drain().await;
@@ -148,10 +158,15 @@ impl Loop {
     async fn drain(&mut self) {
         let deadline = Instant::now() + Duration::from_millis(self.shared.cfg.grace_ms);
         if self.in_flight > 0 {
-            tracing::info!(worker = "scheduler", in_flight = self.in_flight,
-                "shutting down: waiting for tries in flight");
+            tracing::info!(
+                worker = "scheduler",
+                in_flight = self.in_flight,
+                "shutting down: waiting for tries in flight"
+            );
         }
-        self.shared.stopping.store(true, std::sync::atomic::Ordering::Release);
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
         while self.in_flight > 0 {
             match tokio::time::timeout_at(deadline.into(), self.done_rx.recv()).await {
                 Ok(Some(d)) => {
@@ -162,8 +177,11 @@ impl Loop {
             }
         }
         if self.in_flight > 0 {
-            tracing::warn!(worker = "scheduler", in_flight = self.in_flight,
-                "shutting down with tries still running; their leases lapse and another host tries them again");
+            tracing::warn!(
+                worker = "scheduler",
+                in_flight = self.in_flight,
+                "shutting down with tries still running; their leases lapse and another host tries them again"
+            );
         }
     }
 
@@ -181,6 +199,7 @@ impl Loop {
     }
 
     fn on_done(&mut self, d: Done) {
+        let was_full = self.in_flight >= self.shared.cfg.max_concurrent_runs * TAKEN_PER_THREAD;
         self.in_flight = self.in_flight.saturating_sub(1);
         let Some(e) = self.entries.get_mut(&d.schedule) else {
             // Deleted meanwhile: record the try all the same.
@@ -203,28 +222,34 @@ impl Loop {
         };
         e.finished.push((d.finished, d.lag_ms));
         e.dirty = true;
-        // A slot is free: schedules with waiting claims may start one.
+        if !was_full {
+            return;
+        }
+        // A slot is free again: schedules with waiting claims may start one.
         for e in self.entries.values_mut() {
-            if e.state.as_ref().is_some_and(|s| s.runs.iter().any(|c| c.lease.is_none())) {
+            if e.state
+                .as_ref()
+                .is_some_and(|s| s.runs.iter().any(|c| c.lease.is_none()))
+            {
                 e.dirty = true;
             }
         }
     }
 
-    /// Re-read the definitions (config + API) and, when asked or signalled, every record.
-    async fn refresh(&mut self, reload_all: bool) {
+    /// Take in re-read definitions (config + API) and, when asked or signalled, re-read
+    /// every record.
+    async fn refresh(&mut self, r: Refresh) {
         let mut defs = self.shared.config_defs.clone();
-        match catalog::api_definitions(&*self.shared.docs).await {
-            Ok(api) => {
+        match r.api {
+            Some(api) => {
                 for d in api {
                     if !defs.iter().any(|c| c.name() == d.name()) {
                         defs.push(d);
                     }
                 }
             }
-            Err(e) => {
-                tracing::warn!(worker = "scheduler", error = %format!("{e:#}"),
-                    "could not read the API-made schedules; keeping the ones known");
+            None => {
+                // The document store did not answer: keep the API-made ones known.
                 for e in self.entries.values() {
                     if e.def.origin == catalog::Origin::Api {
                         defs.push(e.def.clone());
@@ -262,16 +287,9 @@ impl Loop {
                 }
             }
         }
-        let signal = self
-            .shared
-            .store
-            .kv_get(service::SIGNAL_NS, service::SIGNAL_KEY)
-            .await
-            .ok()
-            .flatten();
-        let signalled = signal != self.signal;
-        self.signal = signal;
-        if reload_all || signalled {
+        let signalled = r.signal != self.signal;
+        self.signal = r.signal;
+        if r.reload_all || signalled {
             let all: Vec<String> = self.entries.keys().cloned().collect();
             self.load(&all).await;
         }
@@ -285,10 +303,7 @@ impl Loop {
                     self.observe_clock(read.now_ms);
                     for (name, record) in chunk.iter().zip(read.records) {
                         if let Some(e) = self.entries.get_mut(name) {
-                            e.state = record
-                                .json
-                                .as_deref()
-                                .and_then(|j| parse_state(name, j));
+                            e.state = record.json.as_deref().and_then(|j| parse_state(name, j));
                             e.version = record.version;
                             e.loaded = true;
                             e.dirty = true;
@@ -332,8 +347,11 @@ impl Loop {
     async fn sync_round(&mut self, mut names: Vec<String>) -> Vec<String> {
         fastrand::shuffle(&mut names);
         let now = self.now();
-        let stopping = self.shared.stopping.load(std::sync::atomic::Ordering::Acquire);
-        let max = self.shared.cfg.max_concurrent_runs;
+        let stopping = self
+            .shared
+            .stopping
+            .load(std::sync::atomic::Ordering::Acquire);
+        let max = self.shared.cfg.max_concurrent_runs * TAKEN_PER_THREAD;
         let lease_ms = self.shared.cfg.lease_ms as i64;
         let mut reserved = 0usize;
         let mut writes = Vec::new();
@@ -348,8 +366,7 @@ impl Loop {
                 e.wake = Some(now + RECHECK_MS);
                 continue;
             }
-            if e
-                .state
+            if e.state
                 .as_ref()
                 .is_some_and(|s| s.deleted && s.def.uid == e.def.stamp.uid)
             {
@@ -615,7 +632,7 @@ impl Loop {
                     tracing::error!(worker = "scheduler", schedule = %name, run = %finished.id,
                         attempt = finished.attempt,
                         "a try ended after this host's lease on it had lapsed and another host took the occurrence over; renew leases faster than `lease_ms` (is the store slow?)");
-                    self.history.push(history::finished_doc(
+                    self.history.push_replacing(history::finished_doc(
                         name,
                         &finished.id,
                         trigger,
@@ -670,23 +687,73 @@ impl Loop {
         }
     }
 
-    async fn prune(&mut self) {
+    /// Prune the history past its retention, in a task of its own.
+    fn prune(&self) {
         let names: Vec<String> = self.entries.keys().cloned().collect();
-        let cfg = &self.shared.cfg;
-        match history::prune(
-            &*self.shared.docs,
-            &names,
-            cfg.history_days,
-            cfg.history_per_schedule,
-            now_ms(),
-        )
-        .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(worker = "scheduler", removed = n, "run history pruned"),
-            Err(e) => tracing::warn!(worker = "scheduler", error = %format!("{e:#}"),
-                "could not prune the run history"),
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let cfg = &shared.cfg;
+            match history::prune(
+                &*shared.docs,
+                &names,
+                cfg.history_days,
+                cfg.history_per_schedule,
+                now_ms(),
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(worker = "scheduler", removed = n, "run history pruned"),
+                Err(e) => tracing::warn!(worker = "scheduler", error = %format!("{e:#}"),
+                    "could not prune the run history"),
+            }
+        });
+    }
+}
+
+/// Re-read definitions for the loop.
+struct Refresh {
+    /// The API-made schedules; `None` when the document store did not answer.
+    api: Option<Vec<Definition>>,
+    /// The change signal's value.
+    signal: Option<String>,
+    /// Re-read every record (the first read, or a change made on this host).
+    reload_all: bool,
+}
+
+/// Read the API-made schedules and the change signal every `refresh_ms`, and at once when
+/// a change was made on this host, for the loop.
+async fn feed(shared: Arc<Shared>, tx: mpsc::Sender<Refresh>, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_millis(shared.cfg.refresh_ms);
+    let mut asked = true;
+    loop {
+        let api = match catalog::api_definitions(&*shared.docs).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(worker = "scheduler", error = %format!("{e:#}"),
+                    "could not read the API-made schedules; keeping the ones known");
+                None
+            }
+        };
+        let signal = shared
+            .store
+            .kv_get(service::SIGNAL_NS, service::SIGNAL_KEY)
+            .await
+            .ok()
+            .flatten();
+        let r = Refresh {
+            api,
+            signal,
+            reload_all: asked,
+        };
+        if tx.send(r).await.is_err() {
+            return;
         }
+        asked = tokio::select! {
+            _ = stop.changed() => return,
+            _ = shared.wake.notified() => true,
+            _ = tokio::time::sleep(every) => false,
+        };
     }
 }
 

@@ -700,7 +700,9 @@ impl Store for RedisStore {
         let mut reply: Vec<String> = script.invoke_async(&mut c).await?;
         let now_ms = script_clock(&mut reply)?;
         if reply.len() != 2 * names.len() {
-            return Err(anyhow!("unexpected answer from the schedule load script: {reply:?}"));
+            return Err(anyhow!(
+                "unexpected answer from the schedule load script: {reply:?}"
+            ));
         }
         let records = reply
             .chunks(2)
@@ -724,7 +726,9 @@ impl Store for RedisStore {
         let mut reply: Vec<String> = script.invoke_async(&mut c).await?;
         let now_ms = script_clock(&mut reply)?;
         if reply.len() != 3 * writes.len() {
-            return Err(anyhow!("unexpected answer from the schedule CAS script: {reply:?}"));
+            return Err(anyhow!(
+                "unexpected answer from the schedule CAS script: {reply:?}"
+            ));
         }
         let outcomes = reply
             .chunks(3)

@@ -387,7 +387,11 @@ async fn schedule_records(store: Arc<dyn Store>) {
     );
     // Delete, then make again: versions go on, so version 1 never matches again.
     let reply = store.schedule_cas(&[write("a", 1, None)]).await.unwrap();
-    assert_eq!(reply.outcomes, vec![ScheduleCas::Written { version: 2 }], "{name}");
+    assert_eq!(
+        reply.outcomes,
+        vec![ScheduleCas::Written { version: 2 }],
+        "{name}"
+    );
     let read = store.schedule_load(&names[..1]).await.unwrap();
     assert_eq!(
         read.records,

@@ -30,8 +30,14 @@ async fn error_of(r: reqwest::Response) -> (u16, String, String) {
     let body: Value = r.json().await.unwrap();
     (
         status,
-        body["error"]["code"].as_str().unwrap_or_default().to_string(),
-        body["error"]["message"].as_str().unwrap_or_default().to_string(),
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -71,7 +77,11 @@ async fn errors_name_the_field_and_nothing_is_stored() {
             "`colour`",
             "unknown field",
         ),
-        (json!({"name": "x", "plugin": "sched-probe"}), "`cron`", "either"),
+        (
+            json!({"name": "x", "plugin": "sched-probe"}),
+            "`cron`",
+            "either",
+        ),
         (
             json!({"name": "bad name", "every": "1s", "plugin": "sched-probe"}),
             "`name`",
@@ -163,9 +173,10 @@ async fn config_schedules_are_read_only_but_run_now_works() {
                 .json()
                 .await
                 .unwrap();
-            one["recent_runs"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|x| x["trigger"] == "manual" && x["outcome"] == "ok"))
+            one["recent_runs"].as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|x| x["trigger"] == "manual" && x["outcome"] == "ok")
+            })
         })
         .await
     );
@@ -186,7 +197,9 @@ async fn create_pause_resume_delete_take_effect_within_seconds() {
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{base}/schedules"))
-        .json(&json!({"name": "made", "every": "1s", "plugin": "sched-probe", "args": {"k": [1, 2]}}))
+        .json(
+            &json!({"name": "made", "every": "1s", "plugin": "sched-probe", "args": {"k": [1, 2]}}),
+        )
         .send()
         .await
         .unwrap();
@@ -205,7 +218,10 @@ async fn create_pause_resume_delete_take_effect_within_seconds() {
 
     // Created: it runs within a second or two.
     assert!(
-        eventually(Duration::from_secs(5), || async { rig.count("runs:made").await >= 2 }).await,
+        eventually(Duration::from_secs(5), || async {
+            rig.count("runs:made").await >= 2
+        })
+        .await,
         "an API-made schedule runs"
     );
 
@@ -222,7 +238,11 @@ async fn create_pause_resume_delete_take_effect_within_seconds() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let at_pause = rig.count("runs:made").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(rig.count("runs:made").await, at_pause, "paused runs nothing");
+    assert_eq!(
+        rig.count("runs:made").await,
+        at_pause,
+        "paused runs nothing"
+    );
 
     // Resumed: runs again, and what fell due while paused is not caught up.
     let r = http
@@ -263,7 +283,10 @@ async fn create_pause_resume_delete_take_effect_within_seconds() {
     )
     .await;
     assert_eq!(status, 400);
-    assert!(message.starts_with("`cron`: expected 6 fields"), "{message}");
+    assert!(
+        message.starts_with("`cron`: expected 6 fields"),
+        "{message}"
+    );
 
     // Deleted: it stops, and is gone from the API.
     let r = http
@@ -275,7 +298,11 @@ async fn create_pause_resume_delete_take_effect_within_seconds() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let at_delete = rig.count("runs:made").await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert_eq!(rig.count("runs:made").await, at_delete, "deleted runs nothing");
+    assert_eq!(
+        rig.count("runs:made").await,
+        at_delete,
+        "deleted runs nothing"
+    );
     let r = http
         .get(format!("{base}/schedules/made"))
         .send()
@@ -296,7 +323,13 @@ async fn create_pause_resume_delete_take_effect_within_seconds() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("impressox_scheduler_runs_total{schedule=\"made\",outcome=\"ok\"}"), "{metrics}");
-    assert!(metrics.contains("impressox_scheduler_start_lag_seconds_bucket{schedule=\"made\""), "{metrics}");
+    assert!(
+        metrics.contains("impressox_scheduler_runs_total{schedule=\"made\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("impressox_scheduler_start_lag_seconds_bucket{schedule=\"made\""),
+        "{metrics}"
+    );
     assert!(text(&history[0], "schedule") == "made");
 }

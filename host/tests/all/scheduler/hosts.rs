@@ -248,8 +248,10 @@ async fn a_host_killed_mid_task_has_its_occurrence_run_again_once_as_attempt_2()
     let r = c
         .http
         .post(format!("{}/schedules", c.hosts[0].api()))
-        .json(&json!({"name": "slow", "cron": cron, "plugin": "sched-probe",
-            "timeout": "20s", "retries": 2, "args": {"sleep_ms": 4000}}))
+        .json(
+            &json!({"name": "slow", "cron": cron, "plugin": "sched-probe",
+            "timeout": "20s", "retries": 2, "args": {"sleep_ms": 4000}}),
+        )
         .send()
         .await
         .unwrap();
@@ -268,7 +270,11 @@ async fn a_host_killed_mid_task_has_its_occurrence_run_again_once_as_attempt_2()
         {
             break l.owner;
         }
-        assert!(Instant::now() < deadline, "the try never started: {}", c.hosts[0].log());
+        assert!(
+            Instant::now() < deadline,
+            "the try never started: {}",
+            c.hosts[0].log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tokio::time::sleep(Duration::from_millis(500)).await;

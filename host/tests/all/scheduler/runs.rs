@@ -25,17 +25,27 @@ async fn every_second_runs_each_occurrence_once_and_records_it() {
     .await;
     rig.start().await;
     assert!(
-        eventually(Duration::from_secs(15), || async { rig.count("runs:tick").await >= 4 }).await,
+        eventually(Duration::from_secs(15), || async {
+            rig.count("runs:tick").await >= 4
+        })
+        .await,
         "four runs within 15 s"
     );
     rig.stop().await;
     let history = rig.history("tick").await;
-    let runs: Vec<_> = history.iter().filter(|d| text(d, "outcome") == "ok").collect();
+    let runs: Vec<_> = history
+        .iter()
+        .filter(|d| text(d, "outcome") == "ok")
+        .collect();
     assert!(runs.len() >= 4, "{history:?}");
     for r in &runs {
         let occ = int(r, "scheduled_ms");
         assert_eq!(occ % 1000, 0, "every 1s falls on whole seconds");
-        assert_eq!(rig.count(&format!("runs:tick:{occ}")).await, 1, "once: {occ}");
+        assert_eq!(
+            rig.count(&format!("runs:tick:{occ}")).await,
+            1,
+            "once: {occ}"
+        );
         assert_eq!(int(r, "attempt"), 1);
         assert!(int(r, "started_ms") >= occ, "never before its time");
         assert!(text(r, "summary").contains("attempt 1"), "{r:?}");
@@ -106,7 +116,10 @@ async fn overlap_queue_one_runs_one_waiting_occurrence_after_the_slow_one() {
             ok
         );
         // The waiting one was taken while the first ran: it is late by about a run.
-        assert!(int(w[1], "started_ms") - int(w[1], "scheduled_ms") >= 500, "{ok:?}");
+        assert!(
+            int(w[1], "started_ms") - int(w[1], "scheduled_ms") >= 500,
+            "{ok:?}"
+        );
     }
     assert!(
         history.iter().any(|d| text(d, "reason") == "overlap"),
@@ -124,7 +137,12 @@ async fn catch_up_after_downtime_runs_only_what_is_inside_the_window() {
     let schedule = "[[schedules]]\nname = \"cu\"\nevery = \"2s\"\nplugin = \"sched-probe\"\ncatch_up = \"3s\"\n";
     let mut rig = Rig::new(&format!("{}{FAST}{schedule}", redis_toml(&redis))).await;
     rig.start().await;
-    assert!(eventually(Duration::from_secs(10), || async { rig.count("runs:cu").await >= 1 }).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            rig.count("runs:cu").await >= 1
+        })
+        .await
+    );
     rig.stop().await;
     let down_at = now_ms();
     // Down across three occurrences (6.5 s of a 2 s schedule).
@@ -241,7 +259,10 @@ async fn a_try_past_its_timeout_is_stopped_and_recorded_as_a_timeout() {
     let history = rig.history("stuck").await;
     assert_eq!(text(&history[0], "outcome"), "timeout", "{history:?}");
     assert!(text(&history[0], "error").contains("300 ms"), "{history:?}");
-    assert!(int(&history[0], "duration_ms") < 3000, "stopped at its deadline");
+    assert!(
+        int(&history[0], "duration_ms") < 3000,
+        "stopped at its deadline"
+    );
 }
 
 /// A schedule whose plugin is not loaded waits (no failed runs); once the plugin loads,
@@ -254,16 +275,24 @@ async fn a_plugin_not_loaded_yet_is_waited_for() {
     .await;
     rig.start().await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(rig.history("later").await.is_empty(), "no failed runs while it waits");
+    assert!(
+        rig.history("later").await.is_empty(),
+        "no failed runs while it waits"
+    );
     rig.load_probe();
     assert!(
-        eventually(Duration::from_secs(10), || async { rig.count("runs:later").await >= 3 }).await,
+        eventually(Duration::from_secs(10), || async {
+            rig.count("runs:later").await >= 3
+        })
+        .await,
         "runs once the plugin is there"
     );
     rig.stop().await;
     let history = rig.history("later").await;
     assert!(
-        history.iter().all(|d| ["ok", "skipped"].contains(&text(d, "outcome"))),
+        history
+            .iter()
+            .all(|d| ["ok", "skipped"].contains(&text(d, "outcome"))),
         "{history:?}"
     );
     assert!(
