@@ -70,7 +70,7 @@ impl Mongo {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secantusd.toml"), "").unwrap();
         let port = free_port();
-        let child = Command::new(bin)
+        let mut child = Command::new(bin)
             .arg("--config")
             .arg(dir.path().join("secantusd.toml"))
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -86,6 +86,8 @@ impl Mongo {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("secantusd-py did not start");
     }
 

@@ -270,7 +270,7 @@ async fn write_loop(docs: Arc<dyn Documents>, mut rx: mpsc::UnboundedReceiver<Pe
             Ok(outcomes) => {
                 failures = 0;
                 buffer.drain(..n);
-                if outcomes.iter().any(|o| *o == WriteOutcome::Duplicate) {
+                if outcomes.contains(&WriteOutcome::Duplicate) {
                     tracing::debug!(worker = "scheduler", "run history: duplicate record");
                 }
             }

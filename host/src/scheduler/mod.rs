@@ -11,7 +11,7 @@
 //! - [`worker`]: the loop that plans, writes and carries out;
 //! - [`history`]: run records in the document store, and their retention;
 //! - [`service`]: what the API asks (listing, run-now, the change signal);
-//! - [`metrics`]: `impressox_scheduler_*`.
+//! - [`metrics`]: the `impressox_scheduler_*` figures.
 //!
 //! Design notes (the claim protocol, kill -9, clock skew): docs/design/scheduler.md.
 
