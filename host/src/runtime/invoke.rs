@@ -82,6 +82,19 @@ impl PluginHandle {
         })
     }
 
+    /// Run a task once under a deadline of its own (a schedule's `timeout`, in ms) rather
+    /// than `[plugins] call_timeout_ms`.
+    pub fn run_task_within(
+        &self,
+        run: &TaskRun,
+        timeout_ms: u64,
+    ) -> Result<Result<TaskReport, String>, CallError> {
+        self.call_within(Some(Kind::Task), timeout_ms, |b, store| match b {
+            KindBindings::Task(b) => b.impressox_plugin_run_task().call_run(store, run),
+            _ => unreachable!("kind checked by call"),
+        })
+    }
+
     /// Handle one event.
     pub fn handle_event(&self, event: &Event) -> Result<Outcome, CallError> {
         self.call(Some(Kind::EventHandler), |b, store| match b {
