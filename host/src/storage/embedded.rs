@@ -940,6 +940,56 @@ impl Store for EmbeddedStore {
         }
         Ok(())
     }
+
+    async fn schedule_load(&self, names: &[String]) -> Result<ScheduleRead> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SCHEDULES)?;
+        let mut records = Vec::with_capacity(names.len());
+        for name in names {
+            records.push(match t.get(name.as_str())? {
+                Some(row) => decode_schedule(row.value())?,
+                None => ScheduleRecord {
+                    json: None,
+                    version: 0,
+                },
+            });
+        }
+        Ok(ScheduleRead {
+            records,
+            now_ms: now_ms(),
+        })
+    }
+
+    async fn schedule_cas(&self, writes: &[ScheduleWrite]) -> Result<ScheduleCasReply> {
+        let tx = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        {
+            let mut t = tx.open_table(SCHEDULES)?;
+            for w in writes {
+                let current = match t.get(w.name.as_str())? {
+                    Some(row) => decode_schedule(row.value())?,
+                    None => ScheduleRecord {
+                        json: None,
+                        version: 0,
+                    },
+                };
+                if current.version != w.version {
+                    outcomes.push(ScheduleCas::Conflict(current));
+                    continue;
+                }
+                let version = current.version + 1;
+                let mut row = version.to_be_bytes().to_vec();
+                row.extend_from_slice(w.json.as_deref().unwrap_or("").as_bytes());
+                t.insert(w.name.as_str(), row.as_slice())?;
+                outcomes.push(ScheduleCas::Written { version });
+            }
+        }
+        tx.commit()?;
+        Ok(ScheduleCasReply {
+            outcomes,
+            now_ms: now_ms(),
+        })
+    }
 }
 
 /// The two tables of the plugins' `kv` capability, open in one write transaction, so a
@@ -1015,55 +1065,6 @@ impl<'tx> PluginKvTables<'tx> {
             encode_row(expires, new.to_string().as_bytes()).as_slice(),
         )?;
         Ok(new)
-    }
-    async fn schedule_load(&self, names: &[String]) -> Result<ScheduleRead> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(SCHEDULES)?;
-        let mut records = Vec::with_capacity(names.len());
-        for name in names {
-            records.push(match t.get(name.as_str())? {
-                Some(row) => decode_schedule(row.value())?,
-                None => ScheduleRecord {
-                    json: None,
-                    version: 0,
-                },
-            });
-        }
-        Ok(ScheduleRead {
-            records,
-            now_ms: now_ms(),
-        })
-    }
-
-    async fn schedule_cas(&self, writes: &[ScheduleWrite]) -> Result<ScheduleCasReply> {
-        let tx = self.db.begin_write()?;
-        let mut outcomes = Vec::with_capacity(writes.len());
-        {
-            let mut t = tx.open_table(SCHEDULES)?;
-            for w in writes {
-                let current = match t.get(w.name.as_str())? {
-                    Some(row) => decode_schedule(row.value())?,
-                    None => ScheduleRecord {
-                        json: None,
-                        version: 0,
-                    },
-                };
-                if current.version != w.version {
-                    outcomes.push(ScheduleCas::Conflict(current));
-                    continue;
-                }
-                let version = current.version + 1;
-                let mut row = version.to_be_bytes().to_vec();
-                row.extend_from_slice(w.json.as_deref().unwrap_or("").as_bytes());
-                t.insert(w.name.as_str(), row.as_slice())?;
-                outcomes.push(ScheduleCas::Written { version });
-            }
-        }
-        tx.commit()?;
-        Ok(ScheduleCasReply {
-            outcomes,
-            now_ms: now_ms(),
-        })
     }
 }
 

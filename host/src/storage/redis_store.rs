@@ -832,6 +832,8 @@ impl Store for RedisStore {
                 "unexpected answer from the event commit script: {reply:?}"
             )),
         }
+    }
+
     async fn schedule_load(&self, names: &[String]) -> Result<ScheduleRead> {
         let mut script = self.schedule_load.prepare_invoke();
         for name in names {
