@@ -1,6 +1,19 @@
-//! Small helpers with no better home: time formatting and text truncation.
+//! Small helpers with no better home: time formatting, text truncation, and a sleep that
+//! shutdown cuts short.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Sleep for `d`, or less if `stop` turns true (shutdown); whether it did. For worker
+/// loops that wait between tries and must not hold up a shutdown.
+pub async fn stopped_during(stop: &mut tokio::sync::watch::Receiver<bool>, d: Duration) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
 
 /// This machine's host name (`/etc/hostname`), or `impressox`: names a consumer or a
 /// lease owner in logs and in the stores.

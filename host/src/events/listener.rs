@@ -37,7 +37,7 @@ use crate::notify::log::{NOTIFICATIONS, notification_doc};
 use crate::runtime::CallError;
 use crate::runtime::{Kind, PluginHandle, Runtime};
 use crate::storage::{EventCommit, PluginKvRefused, StaleAcks, Store, StreamEntry, StreamFull};
-use crate::util::now_ms;
+use crate::util::{now_ms, stopped_during};
 
 /// Longest a read waits for new entries (so waiting retries and shutdown are noticed).
 const READ_BLOCK: Duration = Duration::from_millis(500);
@@ -86,7 +86,7 @@ impl Listener {
         {
             tracing::warn!(worker = "events", listener = %cfg.name, error = %format!("{e:#}"),
                 "events: cannot create the consumer group yet; retrying");
-            if pause(&mut stop, STORE_PAUSE).await {
+            if stopped_during(&mut stop, STORE_PAUSE).await {
                 return;
             }
         }
@@ -110,7 +110,7 @@ impl Listener {
                         "events: waiting for the handler: {why}; events stay in the stream");
                     not_ready_logged = true;
                 }
-                if pause(&mut stop, Duration::from_millis(200)).await {
+                if stopped_during(&mut stop, Duration::from_millis(200)).await {
                     break;
                 }
                 continue;
@@ -135,7 +135,7 @@ impl Listener {
                 for h in batch {
                     held.lock().remove(&h.entry.id);
                 }
-                if pause(&mut stop, STORE_PAUSE).await {
+                if stopped_during(&mut stop, STORE_PAUSE).await {
                     break;
                 }
                 continue;
@@ -375,26 +375,29 @@ impl Listener {
                 plugin_version: version.clone(),
                 maxlen: cfg.maxlen,
             };
-            loop {
+            let stored = loop {
                 match dead_letters::put(&self.docs, &dl).await {
                     Ok(id) => {
                         tracing::warn!(worker = "events", listener = %cfg.name, entry = %dl.entry_id,
                             dead_letter = %id, reason = why_reason, error = %crate::util::truncate(&error, 300),
                             "events: event moved to the dead-letter store");
                         ListenerMetrics::add(&self.metrics.dead_lettered, 1);
-                        break;
+                        break true;
                     }
                     Err(e) => {
                         tracing::warn!(worker = "events", listener = %cfg.name, error = %format!("{e:#}"),
                             "events: storing a dead letter failed; retrying");
-                        if pause(stop, STORE_PAUSE).await {
-                            // Not acked: the event is handled again by whoever holds it next.
-                            break;
+                        if stopped_during(stop, STORE_PAUSE).await {
+                            break false;
                         }
                     }
                 }
+            };
+            // Acknowledged only once its dead letter is stored; otherwise it stays pending
+            // and is handled again by whoever holds it next.
+            if stored {
+                dead_acks.push(item);
             }
-            dead_acks.push(item);
         }
         let commit_started = Instant::now();
         let retry = self.commit(acks, dead_acks, stop).await;
@@ -519,7 +522,7 @@ impl Listener {
                 Err(e) => {
                     tracing::warn!(worker = "events", listener = %cfg.name, error = %format!("{e:#}"),
                         "events: recording a failed attempt failed; retrying");
-                    if pause(stop, STORE_PAUSE).await {
+                    if stopped_during(stop, STORE_PAUSE).await {
                         break;
                     }
                 }
@@ -636,7 +639,7 @@ impl Listener {
             {
                 tracing::warn!(worker = "events", listener = %self.cfg.name, error = %format!("{e:#}"),
                     "events: recording notifications failed; retrying");
-                if pause(stop, STORE_PAUSE).await {
+                if stopped_during(stop, STORE_PAUSE).await {
                     return Err(e);
                 }
                 continue;
@@ -660,7 +663,7 @@ impl Listener {
                 tracing::warn!(worker = "events", listener = %self.cfg.name, error = %format!("{e:#}"),
                     "events: commit failed; retrying");
             }
-            if pause(stop, STORE_PAUSE).await {
+            if stopped_during(stop, STORE_PAUSE).await {
                 return Err(e);
             }
         }
@@ -674,7 +677,7 @@ impl Listener {
     ) {
         let every = self.cfg.claim_idle / 3;
         loop {
-            if pause(&mut stop, every).await {
+            if stopped_during(&mut stop, every).await {
                 return;
             }
             let ids: Vec<String> = held.lock().iter().cloned().collect();
@@ -721,16 +724,5 @@ fn settle(outcome: Result<Outcome, CallError>, fx: Effects) -> Settled {
             CallError::NotLoaded(_) | CallError::Quarantined { .. } | CallError::WrongKind { .. },
         ) => Settled::Deferred,
         Err(e) => Settled::Failed(e.to_string(), false),
-    }
-}
-
-/// Sleep for `d`, or less if `stop` turns true; whether it did.
-async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(d) => *stop.borrow(),
-        _ = stop.changed() => true,
     }
 }

@@ -223,7 +223,7 @@ impl CommandBot {
                     next_backoff(&mut backoff)
                 }
             };
-            if !pause(&mut shutdown, wait).await {
+            if crate::util::stopped_during(&mut shutdown, wait).await {
                 break;
             }
         }
@@ -743,17 +743,6 @@ fn next_backoff(backoff: &mut Duration) -> Duration {
     let now = *backoff;
     *backoff = (*backoff * 2).min(BACKOFF_MAX);
     now
-}
-
-/// Sleep for `d`; false if shutdown came first.
-async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
-    if *shutdown.borrow() {
-        return false;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(d) => true,
-        _ = shutdown.changed() => false,
-    }
 }
 
 #[cfg(test)]

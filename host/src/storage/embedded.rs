@@ -191,6 +191,37 @@ impl EmbeddedStore {
         append(tx, stream, items, self.limits.stream_maxlen as u64)
     }
 
+    /// Create `group` on `stream` unless it exists: before the oldest entry, or after the
+    /// newest (`at_end`). An existing group costs a read, not a durable write: producers
+    /// call this before their appends.
+    fn create_group(&self, stream: &str, group: &str, at_end: bool) -> Result<()> {
+        if self
+            .db
+            .begin_read()?
+            .open_table(GROUPS)?
+            .get((stream, group))?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut groups = tx.open_table(GROUPS)?;
+            if groups.get((stream, group))?.is_none() {
+                let start = if at_end {
+                    tx.open_table(STREAM_SEQ)?
+                        .get(stream)?
+                        .map_or(0, |v| v.value())
+                } else {
+                    0
+                };
+                groups.insert((stream, group), start)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Count a refusal at the bound, passing every result through.
     fn counted<T>(&self, stream: &str, result: Result<T>) -> Result<T> {
         if let Err(e) = &result
@@ -371,6 +402,25 @@ fn append(
     }
     seqs.insert(stream, seq)?;
     Ok(out)
+}
+
+/// Acknowledge `ids` for `group` inside `tx`, then trim what every group acknowledged:
+/// what `ack` and an event commit share.
+fn ack_in(tx: &redb::WriteTransaction, stream: &str, group: &str, ids: &[String]) -> Result<()> {
+    let mut pending = tx.open_table(PENDING)?;
+    for id in ids {
+        let seq: u64 = id
+            .parse()
+            .with_context(|| format!("`{id}` is not an entry id of the embedded store"))?;
+        pending.remove((stream, group, seq))?;
+    }
+    trim_acknowledged(
+        &mut tx.open_table(STREAM)?,
+        &tx.open_table(GROUPS)?,
+        &pending,
+        stream,
+    )?;
+    Ok(())
 }
 
 /// Entries in `stream`: its sequences are contiguous (trimming only removes a head).
@@ -567,15 +617,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn ensure_group(&self, stream: &str, group: &str) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut groups = tx.open_table(GROUPS)?;
-            if groups.get((stream, group))?.is_none() {
-                groups.insert((stream, group), 0)?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.create_group(stream, group, false)
     }
 
     async fn read_new(
@@ -674,21 +716,7 @@ impl Store for EmbeddedStore {
 
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()> {
         let tx = self.db.begin_write()?;
-        {
-            let mut pending = tx.open_table(PENDING)?;
-            for id in ids {
-                let seq: u64 = id
-                    .parse()
-                    .with_context(|| format!("`{id}` is not an entry id of the embedded store"))?;
-                pending.remove((stream, group, seq))?;
-            }
-            trim_acknowledged(
-                &mut tx.open_table(STREAM)?,
-                &tx.open_table(GROUPS)?,
-                &pending,
-                stream,
-            )?;
-        }
+        ack_in(&tx, stream, group, ids)?;
         tx.commit()?;
         Ok(())
     }
@@ -801,22 +829,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn ensure_group_at(&self, stream: &str, group: &str, at_end: bool) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut groups = tx.open_table(GROUPS)?;
-            if groups.get((stream, group))?.is_none() {
-                let start = if at_end {
-                    tx.open_table(STREAM_SEQ)?
-                        .get(stream)?
-                        .map_or(0, |v| v.value())
-                } else {
-                    0
-                };
-                groups.insert((stream, group), start)?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.create_group(stream, group, at_end)
     }
 
     async fn touch_pending(
@@ -916,23 +929,9 @@ impl Store for EmbeddedStore {
             for (ns, key) in &commit.forget {
                 general.remove((ns.as_str(), key.as_str()))?;
             }
-            let stream = commit.stream.as_str();
-            let group = commit.group.as_str();
-            let mut pending = tx.open_table(PENDING)?;
-            for id in &commit.acks {
-                let seq: u64 = id
-                    .parse()
-                    .with_context(|| format!("`{id}` is not an entry id of the embedded store"))?;
-                pending.remove((stream, group, seq))?;
-            }
-            if !commit.acks.is_empty() {
-                trim_acknowledged(
-                    &mut tx.open_table(STREAM)?,
-                    &tx.open_table(GROUPS)?,
-                    &pending,
-                    stream,
-                )?;
-            }
+        }
+        if !commit.acks.is_empty() {
+            ack_in(&tx, &commit.stream, &commit.group, &commit.acks)?;
         }
         tx.commit()?;
         if ids.iter().any(Option::is_some) {

@@ -3,10 +3,11 @@
 //! `kv` (committed with the ack), so the count must come out exact.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use super::{GROUP, PLUGIN, STREAM};
+use crate::hardening::host_process::HostChild;
 use crate::harness::{impressox_in, wait_until};
 use crate::servers::redis::RedisServer;
 
@@ -37,25 +38,9 @@ fn host_config(dir: &Path, redis: &RedisServer, api_port: Option<u16>) -> PathBu
     path
 }
 
-/// An `impressox run` process, killed when dropped (a failing test leaves none behind).
-struct Host(Child);
-
-impl Host {
-    /// SIGKILL: no shutdown at all.
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn(config: &Path, consumer: &str) -> Host {
-    Host(
+/// An `impressox run` process, killed (SIGKILL, no shutdown) when dropped.
+fn spawn(config: &Path, consumer: &str) -> HostChild {
+    HostChild(
         impressox_in(config, &["run"])
             .env("IMPRESSOX__EVENTS__CONSUMER", consumer)
             .stdout(Stdio::null())
@@ -115,20 +100,20 @@ fn killed_twice_mid_stream_every_event_is_counted_once_and_nothing_stays_pending
     let config = host_config(dir.path(), &redis, None);
     publish(&redis, 10_000);
     for kill_at in [2_000, 6_000] {
-        let mut child = spawn(&config, "crashy");
+        let child = spawn(&config, "crashy");
         assert!(
             wait_until(Duration::from_secs(60), || total(&redis) >= kill_at),
             "the host stopped counting at {}",
             total(&redis)
         );
-        child.kill();
+        drop(child);
     }
     // The same consumer comes back: it takes up what it held, then the rest.
-    let mut child = spawn(&config, "crashy");
+    let child = spawn(&config, "crashy");
     let done = wait_until(Duration::from_secs(60), || {
         total(&redis) >= 10_000 && pending(&redis) == 0
     });
-    child.kill();
+    drop(child);
     assert!(done, "total {} pending {}", total(&redis), pending(&redis));
     assert_eq!(total(&redis), 10_000);
     assert_eq!(xlen(&redis), 0, "acknowledged entries are trimmed");
@@ -142,7 +127,7 @@ fn two_hosts_in_one_group_share_the_events_and_count_each_once() {
         crate::servers::redis::free_port(),
         crate::servers::redis::free_port(),
     );
-    let mut hosts = vec![
+    let hosts = vec![
         spawn(&host_config(a.path(), &redis, Some(ports.0)), "host-a"),
         spawn(&host_config(b.path(), &redis, Some(ports.1)), "host-b"),
     ];
@@ -169,9 +154,7 @@ fn two_hosts_in_one_group_share_the_events_and_count_each_once() {
             .unwrap_or(0)
     };
     let (acked_a, acked_b) = (acked(ports.0), acked(ports.1));
-    for h in &mut hosts {
-        h.kill();
-    }
+    drop(hosts);
     assert!(done, "total {} pending {}", total(&redis), pending(&redis));
     assert_eq!(total(&redis), 6_000);
     assert_eq!(acked_a + acked_b, 6_000, "a {acked_a} b {acked_b}");
@@ -187,13 +170,13 @@ fn a_redis_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = host_config(dir.path(), &redis, None);
     publish(&redis, 5_000);
-    let mut child = spawn(&config, "steady");
+    let child = spawn(&config, "steady");
     assert!(wait_until(Duration::from_secs(60), || total(&redis) >= 1_000));
     redis.restart();
     let done = wait_until(Duration::from_secs(90), || {
         total(&redis) >= 5_000 && pending(&redis) == 0
     });
-    child.kill();
+    drop(child);
     assert!(done, "total {} pending {}", total(&redis), pending(&redis));
     assert_eq!(total(&redis), 5_000);
 }

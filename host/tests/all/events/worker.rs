@@ -221,3 +221,21 @@ fn an_entry_that_is_not_utf8_is_a_dead_letter_invalid_event() {
         ev.kv("after").as_deref() == Some("1") && ev.pending() == 0
     });
 }
+
+/// Found in review: when the document store was down and the host stopped, the event
+/// whose dead letter could not be stored was acknowledged anyway, and so lost.
+#[test]
+fn a_dead_letter_that_cannot_be_stored_is_not_acknowledged() {
+    let mut backend = Backend::mongo();
+    let mut ev = Events::start(&backend, "");
+    let Backend::Mongo(mongo) = &mut backend else {
+        unreachable!()
+    };
+    mongo.stop();
+    ev.publish(&[("do", "dead")]);
+    // Handled, and its dead letter is being retried against the stopped server.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    ev.stop();
+    assert_eq!(ev.pending(), 1, "acknowledged without its dead letter");
+    assert_eq!(ev.stream_len(), 1);
+}

@@ -115,7 +115,7 @@ impl HostDir {
 }
 
 /// A running host, killed when the test ends (or fails) while it still runs.
-pub struct HostChild(Child);
+pub struct HostChild(pub Child);
 
 impl Drop for HostChild {
     fn drop(&mut self) {
