@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::timing::Timing;
 use crate::input::{FieldError, valid_key};
+use crate::util::{parse_duration_ms, show_ms};
 
 /// The worker's name in `[workers] enabled`.
 pub const WORKER: &str = "scheduler";
@@ -182,15 +183,6 @@ impl Schedule {
     }
 }
 
-/// Parse a duration (`"30s"`, `"5m"`, `"1h30m"`, `"250ms"`, ISO 8601) into milliseconds.
-pub fn parse_duration_ms(text: &str) -> Option<i64> {
-    let d: jiff::SignedDuration = text.trim().parse().ok()?;
-    if d.is_negative() {
-        return None;
-    }
-    i64::try_from(d.as_millis()).ok()
-}
-
 fn duration_field(field: &str, text: &str, min_ms: i64, max_ms: i64) -> Result<i64, FieldError> {
     let ms = parse_duration_ms(text).ok_or_else(|| {
         FieldError::new(
@@ -209,19 +201,6 @@ fn duration_field(field: &str, text: &str, min_ms: i64, max_ms: i64) -> Result<i
         ));
     }
     Ok(ms)
-}
-
-/// A duration in milliseconds as a person reads it.
-pub fn show_ms(ms: i64) -> String {
-    if ms > 0 && ms % 3_600_000 == 0 {
-        format!("{}h", ms / 3_600_000)
-    } else if ms > 0 && ms % 60_000 == 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
 }
 
 impl ScheduleSpec {
@@ -374,17 +353,6 @@ mod tests {
     fn spec(extra: &str) -> Result<ScheduleSpec, String> {
         let text = format!("name = \"s\"\nplugin = \"echo-task\"\n{extra}");
         toml::from_str(&text).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(parse_duration_ms("30s"), Some(30_000));
-        assert_eq!(parse_duration_ms("5m"), Some(300_000));
-        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
-        assert_eq!(parse_duration_ms("250ms"), Some(250));
-        assert_eq!(parse_duration_ms("PT2S"), Some(2000));
-        assert_eq!(parse_duration_ms("soon"), None);
-        assert_eq!(parse_duration_ms("-5s"), None);
     }
 
     #[test]
