@@ -31,7 +31,7 @@ use super::config::{ListenerConfig, Start};
 use super::dead_letters::{self, DeadLetter, reason};
 use super::metrics::ListenerMetrics;
 use crate::bindings::types::{Event, Field, Outcome};
-use crate::capabilities::effects::Effects;
+use crate::capabilities::effects::{BatchReads, Effects};
 use crate::documents::{Documents, Write};
 use crate::notify::log::{NOTIFICATIONS, notification_doc};
 use crate::runtime::CallError;
@@ -476,6 +476,7 @@ impl Listener {
         let per_lane = events.len().div_ceil(lanes);
         let handle = handle.clone();
         let metrics = self.metrics.clone();
+        let reads = Arc::new(BatchReads::default());
         // The lanes are plain threads, outside any tokio runtime: a handler's store calls
         // then wait on the plugin I/O runtime directly (`runtime::deadline::wait`) instead
         // of on a thread spawned per call, which a runtime's blocking thread would need.
@@ -484,12 +485,13 @@ impl Listener {
                 let lanes: Vec<_> = events
                     .chunks(per_lane)
                     .map(|lane| {
-                        let (handle, metrics) = (&handle, &metrics);
+                        let (handle, metrics, reads) = (&handle, &metrics, &reads);
                         scope.spawn(move || {
                             lane.iter()
                                 .map(|event| {
                                     let started = Instant::now();
-                                    let (outcome, fx) = handle.handle_event_collecting(event);
+                                    let (outcome, fx) =
+                                        handle.handle_event_collecting(event, reads);
                                     ListenerMetrics::add(&metrics.attempts, 1);
                                     ListenerMetrics::add(
                                         &metrics.handler_us,

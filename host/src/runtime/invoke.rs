@@ -107,10 +107,12 @@ impl PluginHandle {
 
     /// Handle one event, collecting the call's `kv` writes and `notify` enqueues instead
     /// of applying them (`capabilities::effects`), for the caller to commit with the
-    /// event's ack. A failed call's effects are dropped with it: none comes back.
+    /// event's ack. A failed call's effects are dropped with it: none comes back. `reads`
+    /// is shared by the calls of one batch (`effects::BatchReads`).
     pub fn handle_event_collecting(
         &self,
         event: &Event,
+        reads: &std::sync::Arc<crate::capabilities::effects::BatchReads>,
     ) -> (
         Result<Outcome, CallError>,
         crate::capabilities::effects::Effects,
@@ -118,7 +120,9 @@ impl PluginHandle {
         let mut effects = Default::default();
         let outcome = self.call(Some(Kind::EventHandler), |b, store| match b {
             KindBindings::EventHandler(b) => {
-                store.data_mut().effects = Some(Default::default());
+                store.data_mut().effects = Some(crate::capabilities::effects::Effects::in_batch(
+                    reads.clone(),
+                ));
                 let outcome = b
                     .impressox_plugin_handle_event()
                     .call_handle(&mut *store, event);
