@@ -44,6 +44,11 @@ pub struct Config {
     pub events: crate::events::config::EventsConfig,
     /// `[[listeners]]`: streams the events worker consumes, each with its handler.
     pub listeners: Vec<crate::events::config::ListenerConfig>,
+    /// The scheduler worker's tuning: leases, refresh, grace, history retention.
+    pub scheduler: crate::scheduler::config::SchedulerConfig,
+    /// `[[schedules]]`: tasks to run on a cron pattern or an interval (read-only through
+    /// the API; API-made schedules live in the document store).
+    pub schedules: Vec<crate::scheduler::config::ScheduleSpec>,
     /// Log output.
     pub log: LogConfig,
     /// The folder relative paths resolve against (the config file's). Not a config key.
@@ -66,6 +71,8 @@ impl Default for Config {
             capabilities: Default::default(),
             events: Default::default(),
             listeners: Vec::new(),
+            scheduler: Default::default(),
+            schedules: Vec::new(),
             log: LogConfig::default(),
             base_dir: PathBuf::from("."),
         }
@@ -368,6 +375,9 @@ impl Config {
         self.notify.validate()?;
         self.scraper
             .validate(&self.workers.enabled, &self.base_dir)?;
+        // scheduler
+        self.scheduler.validate()?;
+        crate::scheduler::config::validate_schedules(&self.schedules)?;
         Ok(())
     }
 

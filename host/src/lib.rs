@@ -13,7 +13,7 @@
 //!   and the import policy that checks grants at load.
 //! - [`net`]: outbound HTTP to user-chosen destinations behind the SSRF guard.
 //! - [`api`]: the admin HTTP API (axum).
-//! - [`workers`]: the background workers (market monitor, notify, scraper, ...).
+//! - [`workers`]: the background workers (market monitor, notify, scraper, scheduler, ...).
 //! - [`events`]: the events worker: consumer groups on streams, event-handler plugins,
 //!   dead letters, effects committed with the ack.
 //! - [`cli`]: the `impressox` command line.
@@ -35,6 +35,7 @@ pub mod market;
 pub mod net;
 pub mod notify;
 pub mod runtime;
+pub mod scheduler;
 pub mod scraper;
 pub mod storage;
 pub mod util;

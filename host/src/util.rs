@@ -92,6 +92,39 @@ pub fn truncate(text: &str, max: usize) -> String {
     format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
 }
 
+/// Parse a duration as config and API bodies write it (`"30s"`, `"5m"`, `"1h30m"`,
+/// `"1m 30s"`, `"250ms"`, `"30d"`, ISO 8601 `"PT2S"`) into milliseconds; `None` for anything else
+/// or a negative one. The one parser of every worker's durations.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    // Days and weeks (`"30d"`, retention periods) are not a `SignedDuration` unit: they
+    // are read as a span whose days are 24 hours.
+    let d: jiff::SignedDuration = text.parse().ok().or_else(|| {
+        let span: jiff::Span = text.parse().ok()?;
+        span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+            .ok()
+    })?;
+    if d.is_negative() {
+        return None;
+    }
+    i64::try_from(d.as_millis()).ok()
+}
+
+/// A duration in milliseconds as a person reads it.
+pub fn show_ms(ms: i64) -> String {
+    if ms > 0 && ms % 86_400_000 == 0 {
+        format!("{}d", ms / 86_400_000)
+    } else if ms > 0 && ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms > 0 && ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +134,30 @@ mod tests {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(1_764_300_000_123), "2025-11-28T03:20:00.123Z");
         assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration_ms("30s"), Some(30_000));
+        assert_eq!(parse_duration_ms("5m"), Some(300_000));
+        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration_ms("250ms"), Some(250));
+        assert_eq!(parse_duration_ms("PT2S"), Some(2000));
+        assert_eq!(parse_duration_ms("soon"), None);
+        assert_eq!(parse_duration_ms("-5s"), None);
+        assert_eq!(parse_duration_ms("1m 30s"), Some(90_000));
+        assert_eq!(parse_duration_ms("30d"), Some(30 * 86_400_000));
+        assert_eq!(parse_duration_ms("1w"), Some(7 * 86_400_000));
+        assert_eq!(parse_duration_ms("1mo"), None);
+    }
+
+    #[test]
+    fn shows_durations_in_their_largest_whole_unit() {
+        assert_eq!(show_ms(7_200_000), "2h");
+        assert_eq!(show_ms(2_592_000_000), "30d");
+        assert_eq!(show_ms(90_000), "90s");
+        assert_eq!(show_ms(300_000), "5m");
+        assert_eq!(show_ms(1500), "1500ms");
     }
 
     #[test]

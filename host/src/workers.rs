@@ -16,7 +16,13 @@ pub const KNOWN: &[&str] = &[
 ];
 
 /// Workers this build can run.
-pub const AVAILABLE: &[&str] = &["market-monitor", "notify", "x-scraper", "events"];
+pub const AVAILABLE: &[&str] = &[
+    "market-monitor",
+    "notify",
+    "x-scraper",
+    "scheduler",
+    "events",
+];
 
 /// Refuse a configuration that enables a worker this build cannot run yet.
 pub fn check_available(enabled: &[String]) -> Result<()> {

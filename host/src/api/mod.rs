@@ -1,5 +1,6 @@
 //! The admin HTTP API (axum): health, Prometheus metrics, plugin status and reload, and
-//! one file per resource of the workers (rules, prices, notifications, scraper targets).
+//! one file per resource of the workers (rules, prices, notifications, scraper targets,
+//! schedules).
 //!
 //! Every `/api/v1` route requires `Authorization: Bearer <IMPRESSOX_API_TOKEN>` when a
 //! token is set; without a token the server refuses to bind anywhere but loopback.
@@ -35,6 +36,7 @@ mod plugins;
 mod preferences;
 mod prices;
 mod rules;
+mod schedules;
 mod scraper;
 mod telegram_link;
 
@@ -72,6 +74,12 @@ pub struct Services {
     /// The VAPID public key pages subscribe with (`GET /api/v1/webpush/public-key`), when
     /// `[notify.webpush] private_key_env` is set.
     pub webpush_public_key: Option<String>,
+    // scheduler
+    /// The scheduler worker, when this process runs it (metrics, waking it after a
+    /// change made here).
+    pub scheduler: Option<crate::scheduler::SchedulerHandle>,
+    /// `[[schedules]]` of this process's config (read-only through the API).
+    pub schedules: Vec<crate::scheduler::catalog::Definition>,
 }
 
 impl ApiState {
@@ -259,6 +267,26 @@ pub fn router_with(
             axum::routing::delete(scraper::delete),
         )
         .route("/scraper/accounts", get(scraper::accounts))
+        // scheduler
+        .route("/schedules", get(schedules::list).post(schedules::create))
+        .route(
+            "/schedules/{name}",
+            get(schedules::get)
+                .patch(schedules::patch)
+                .delete(schedules::delete),
+        )
+        .route(
+            "/schedules/{name}/run",
+            axum::routing::post(schedules::run_now),
+        )
+        .route(
+            "/schedules/{name}/pause",
+            axum::routing::post(schedules::pause),
+        )
+        .route(
+            "/schedules/{name}/resume",
+            axum::routing::post(schedules::resume),
+        )
         .route("/plugins", axum::routing::get(plugins::list))
         .route("/plugins/reload", axum::routing::post(plugins::reload))
         .route("/plugins/{name}", axum::routing::get(plugins::get))

@@ -94,7 +94,11 @@ pub async fn document() -> Json<Value> {
         }
     });
     if let Some(paths) = doc["paths"].as_object_mut() {
-        for more in [notify_paths(&error), scraper_paths(&error)] {
+        for more in [
+            notify_paths(&error),
+            scraper_paths(&error),
+            schedule_paths(&error),
+        ] {
             if let Value::Object(more) = more {
                 paths.extend(more);
             }
@@ -217,5 +221,62 @@ fn scraper_paths(error: &Value) -> Value {
         "/api/v1/scraper/accounts": {"get": {"summary": "The x-scraper's accounts (state, session, budgets, proxy) and proxies; never a password, email, TOTP secret or cookie",
             "responses": {"200": {"description": "{\"accounts\": [...], \"proxies\": [...]}"},
                 "503": {"description": "the x-scraper worker is not running in this process", "content": {"application/json": {"schema": error}}}}}}
+    })
+}
+
+/// The scheduler's routes (README "Scheduler").
+fn schedule_paths(error: &Value) -> Value {
+    let spec = json!({"type": "object", "required": ["name", "plugin"], "additionalProperties": false,
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,64}$"},
+            "cron": {"type": "string", "description": "six fields: second minute hour day-of-month month day-of-week; exactly one of cron and every"},
+            "every": {"type": "string", "description": "a duration such as 30s or 5m"},
+            "tz": {"type": "string", "description": "IANA time zone of cron (default UTC)"},
+            "plugin": {"type": "string", "description": "a task plugin"},
+            "args": {"description": "JSON handed to the task as args-json"},
+            "overlap": {"type": "string", "enum": ["skip", "allow", "queue_one"]},
+            "catch_up": {"type": "string", "description": "how late a missed occurrence may still run (default 1m)"},
+            "timeout": {"type": "string"}, "retries": {"type": "integer", "minimum": 0, "maximum": 100},
+            "backoff": {"type": "string"}, "jitter": {"type": "string"}, "enabled": {"type": "boolean"}}});
+    let schedule = json!({"allOf": [spec.clone(), {"type": "object", "properties": {
+        "origin": {"type": "string", "enum": ["config", "api"]},
+        "state": {"type": "string", "enum": ["active", "paused", "running"]},
+        "next_run_at": {"type": ["string", "null"], "format": "date-time"},
+        "last_run": {"type": ["object", "null"], "properties": {"id": {"type": "string"}, "scheduled_at": {"type": "string"},
+            "finished_at": {"type": "string"}, "attempt": {"type": "integer"}, "outcome": {"type": "string", "enum": ["ok", "error", "timeout", "lost"]}}},
+        "in_flight": {"type": "array", "items": {"type": "object"}},
+        "recent_runs": {"type": "array", "items": {"type": "object", "description": "scheduled_at, started_at, finished_at, host, attempt, trigger, outcome (ok, error, timeout, lost, skipped), summary, error"}}}}]});
+    let name =
+        json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let read_only = json!({"description": "defined in [[schedules]] of the config file (`read_only`)", "content": {"application/json": {"schema": error}}});
+    let not_found =
+        json!({"description": "unknown", "content": {"application/json": {"schema": error}}});
+    let invalid = json!({"description": "a field is invalid (named in the message, e.g. `cron`: expected 6 fields); nothing stored", "content": {"application/json": {"schema": error}}});
+    json!({
+        "/api/v1/schedules": {
+            "get": {"summary": "Schedules (config and API-made) with state, next and last run",
+                "responses": {"200": {"description": "{\"schedules\": [Schedule]}", "content": {"application/json": {"schema": {"type": "object",
+                    "properties": {"schedules": {"type": "array", "items": schedule}}}}}}}},
+            "post": {"summary": "Create an API-made schedule; every host runs it within a second or two",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": spec}}},
+                "responses": {"201": {"description": "created", "content": {"application/json": {"schema": schedule}}},
+                    "400": invalid, "409": {"description": "a schedule with this name exists", "content": {"application/json": {"schema": error}}}}}},
+        "/api/v1/schedules/{name}": {
+            "parameters": name,
+            "get": {"summary": "A schedule with its recent runs (newest first)",
+                "parameters": [{"name": "runs", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+                "responses": {"200": {"description": "the schedule", "content": {"application/json": {"schema": schedule}}}, "404": not_found}},
+            "patch": {"summary": "Change fields of an API-made schedule (a JSON object of the fields to set)",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"200": {"description": "changed", "content": {"application/json": {"schema": schedule}}}, "400": invalid, "404": not_found, "409": read_only}},
+            "delete": {"summary": "Delete an API-made schedule (runs in flight finish; its history stays until the retention)",
+                "responses": {"204": {"description": "deleted"}, "404": not_found, "409": read_only}}},
+        "/api/v1/schedules/{name}/run": {"post": {"summary": "Run now, once across all hosts (even while paused)",
+            "parameters": name,
+            "responses": {"202": {"description": "{\"schedule\", \"run_id\", \"state\": \"waiting\"}"}, "404": not_found}}},
+        "/api/v1/schedules/{name}/pause": {"post": {"summary": "Pause an API-made schedule (what comes due meanwhile is not caught up)",
+            "parameters": name, "responses": {"200": {"description": "paused"}, "404": not_found, "409": read_only}}},
+        "/api/v1/schedules/{name}/resume": {"post": {"summary": "Resume an API-made schedule from now",
+            "parameters": name, "responses": {"200": {"description": "resumed"}, "404": not_found, "409": read_only}}}
     })
 }

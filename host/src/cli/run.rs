@@ -117,6 +117,25 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             None
         };
+        // scheduler
+        let scheduler = if config
+            .workers
+            .enabled
+            .iter()
+            .any(|w| w == crate::scheduler::config::WORKER)
+        {
+            Some(
+                crate::scheduler::SchedulerWorker::start(
+                    &config,
+                    runtime.clone(),
+                    store.clone(),
+                    docs.clone(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         let services = crate::api::Services {
             store: Some(store.clone()),
             market: market.as_ref().map(|m| m.handle.clone()),
@@ -130,6 +149,8 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
             webpush_public_key: crate::notify::webpush::public_key_from_env(
                 &config.notify.webpush.private_key_env,
             )?,
+            scheduler: scheduler.as_ref().map(|s| s.handle.clone()),
+            schedules: crate::scheduler::config_definitions(&config),
         };
         let shutdown = shutdown_signal();
         if config.api.enabled {
@@ -139,7 +160,14 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             shutdown.await;
         }
-        // Events first: its handlers enqueue notifications the notify worker delivers.
+        // scheduler: first, so a try in flight can still use what the others serve.
+        if let Some(s) = scheduler {
+            tracing::info!(
+                "shutting down: stopping the scheduler (tries in flight finish within grace_ms)"
+            );
+            s.stop().await;
+        }
+        // Then events: its handlers enqueue notifications the notify worker delivers.
         if let Some(e) = events {
             tracing::info!("shutting down: stopping the events worker");
             e.stop().await;

@@ -190,12 +190,37 @@ impl Documents for MongoDocuments {
     }
 
     async fn write(&self, writes: Vec<Write>) -> Result<Vec<WriteOutcome>> {
-        // Each write is its own round trip; run up to WRITE_CONCURRENCY of them at once
-        // (order of outcomes kept), since a batch never touches one `_id` twice.
+        // A run of inserts into one collection is one unordered `insert_many` (one round
+        // trip; each document still stands alone, a duplicate fails by itself). Other
+        // writes are a round trip each, up to WRITE_CONCURRENCY of them at once (order of
+        // outcomes kept), since a batch never touches one `_id` twice.
         let mut out = Vec::with_capacity(writes.len());
         let mut writes = writes.into_iter().peekable();
         while writes.peek().is_some() {
-            let chunk: Vec<Write> = writes.by_ref().take(WRITE_CONCURRENCY).collect();
+            let inserts_into = match writes.peek() {
+                Some(Write::Insert { coll, .. }) => Some(coll.clone()),
+                _ => None,
+            };
+            if let Some(coll) = inserts_into {
+                let mut docs = Vec::new();
+                while let Some(Write::Insert { coll: c, .. }) = writes.peek()
+                    && *c == coll
+                {
+                    if let Some(Write::Insert { doc, .. }) = writes.next() {
+                        docs.push(doc);
+                    }
+                }
+                out.extend(self.insert_many(&coll, docs).await?);
+                continue;
+            }
+            let mut chunk = Vec::new();
+            while chunk.len() < WRITE_CONCURRENCY
+                && writes
+                    .peek()
+                    .is_some_and(|w| !matches!(w, Write::Insert { .. }))
+            {
+                chunk.extend(writes.next());
+            }
             let results =
                 futures_util::future::join_all(chunk.into_iter().map(|w| self.write_one(w))).await;
             for r in results {
@@ -218,6 +243,44 @@ impl Documents for MongoDocuments {
 const WRITE_CONCURRENCY: usize = 32;
 
 impl MongoDocuments {
+    /// Insert documents in one unordered `insert_many`: each is inserted or found a
+    /// duplicate by itself.
+    async fn insert_many(&self, coll: &str, docs: Vec<Doc>) -> Result<Vec<WriteOutcome>> {
+        let mut bson_docs = Vec::with_capacity(docs.len());
+        for mut doc in docs {
+            id_of(coll, &doc)?;
+            doc.insert("_rev".into(), 1.into());
+            bson_docs.push(to_bson_doc(&doc)?);
+        }
+        let n = bson_docs.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = vec![WriteOutcome::Inserted; n];
+        match self.coll(coll).insert_many(bson_docs).ordered(false).await {
+            Ok(_) => Ok(out),
+            Err(e) => {
+                let ErrorKind::InsertMany(m) = e.kind.as_ref() else {
+                    return Err(e.into());
+                };
+                let only_duplicates = m.write_concern_error.is_none()
+                    && m.write_errors
+                        .iter()
+                        .flatten()
+                        .all(|w| w.code == DUPLICATE_KEY);
+                if !only_duplicates {
+                    return Err(e.into());
+                }
+                for w in m.write_errors.iter().flatten() {
+                    if let Some(o) = out.get_mut(w.index) {
+                        *o = WriteOutcome::Duplicate;
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
     async fn write_one(&self, w: Write) -> Result<WriteOutcome> {
         Ok(match w {
             Write::Insert { coll, mut doc } => {

@@ -183,7 +183,7 @@ pub fn validate(listeners: &mut [ListenerConfig], call_timeout_ms: u64) -> Resul
         if l.claim_idle < min_idle {
             bail!(
                 "{at}: `claim_idle` must be at least {} (three plugin call timeouts, and 1s)",
-                humantime::format_duration(min_idle)
+                crate::util::show_ms(min_idle.as_millis() as i64)
             );
         }
         if l.maxlen < l.batch as u64 {
@@ -198,16 +198,18 @@ pub mod duration_text {
     use super::*;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
+        s.serialize_str(&crate::util::show_ms(d.as_millis() as i64))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim()).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration ({e}); write e.g. \"500ms\", \"30s\" or \"5m\""
-            ))
-        })
+        crate::util::parse_duration_ms(&text)
+            .map(|ms| Duration::from_millis(ms as u64))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a duration; write it like \"500ms\", \"30s\" or \"1h30m\""
+                ))
+            })
     }
 }
 

@@ -31,7 +31,7 @@ use super::config::{ListenerConfig, Start};
 use super::dead_letters::{self, DeadLetter, reason};
 use super::metrics::ListenerMetrics;
 use crate::bindings::types::{Event, Field, Outcome};
-use crate::capabilities::effects::Effects;
+use crate::capabilities::effects::{BatchReads, Effects};
 use crate::documents::{Documents, Write};
 use crate::notify::log::{NOTIFICATIONS, notification_doc};
 use crate::runtime::CallError;
@@ -100,6 +100,8 @@ impl Listener {
         let claim_every = cfg.claim_idle / 4;
         let mut last_claim: Option<Instant> = None;
         let mut not_ready_logged = false;
+        // New entries read ahead while the previous batch was handled (already held).
+        let mut read_ahead: Vec<StreamEntry> = Vec::new();
         loop {
             if *stop.borrow() {
                 break;
@@ -121,6 +123,7 @@ impl Listener {
             let gathered = self
                 .gather(
                     &mut batch,
+                    &mut read_ahead,
                     &mut waiting,
                     &mut recovered,
                     &mut last_claim,
@@ -153,19 +156,45 @@ impl Listener {
                     h.insert(item.entry.id.clone());
                 }
             }
-            self.process(&handle, batch, &mut waiting, &held, &mut stop)
-                .await;
+            // A full batch means a backlog: read the next one while this one is handled
+            // and committed, so the store's work and the handler's overlap. What is read
+            // ahead is held (renewed) like the rest, and stays pending at shutdown.
+            let backlog = batch.len() >= cfg.batch && read_ahead.is_empty();
+            let handled = self.process(&handle, batch, &mut waiting, &held, &mut stop);
+            if backlog {
+                let (_, next) = tokio::join!(handled, self.read_ahead());
+                match next {
+                    Ok(entries) => read_ahead = entries,
+                    Err(e) => {
+                        tracing::warn!(worker = "events", listener = %cfg.name, error = %format!("{e:#}"),
+                            "events: reading ahead failed; the entries are read again")
+                    }
+                }
+            } else {
+                handled.await;
+            }
+            held.lock().extend(read_ahead.iter().map(|e| e.id.clone()));
         }
         heartbeat.abort();
         tracing::info!(worker = "events", listener = %cfg.name, waiting = waiting.len(),
             "events: listener stopped; events not handled stay pending for another host");
     }
 
+    /// Up to a batch of new entries, without waiting for them.
+    async fn read_ahead(&self) -> Result<Vec<StreamEntry>> {
+        let cfg = &self.cfg;
+        self.store
+            .read_new(&cfg.stream, &cfg.group, &self.consumer, cfg.batch, 0)
+            .await
+    }
+
     /// Fill `batch`: due retries, then (now and then) entries idle past `claim_idle`,
-    /// then new entries.
+    /// then new entries (those read ahead first).
+    #[allow(clippy::too_many_arguments)]
     async fn gather(
         &self,
         batch: &mut Vec<Held>,
+        read_ahead: &mut Vec<StreamEntry>,
         waiting: &mut BTreeMap<(i64, String), Held>,
         recovered: &mut bool,
         last_claim: &mut Option<Instant>,
@@ -240,7 +269,14 @@ impl Listener {
                 });
             }
         }
-        if batch.len() < want {
+        if batch.len() < want && !read_ahead.is_empty() {
+            let take = (want - batch.len()).min(read_ahead.len());
+            batch.extend(read_ahead.drain(..take).map(|entry| Held {
+                entry,
+                attempts: None,
+            }));
+        }
+        if batch.len() < want && read_ahead.is_empty() {
             let block = if batch.is_empty() {
                 let until_due = waiting
                     .first_key_value()
@@ -440,6 +476,7 @@ impl Listener {
         let per_lane = events.len().div_ceil(lanes);
         let handle = handle.clone();
         let metrics = self.metrics.clone();
+        let reads = Arc::new(BatchReads::default());
         // The lanes are plain threads, outside any tokio runtime: a handler's store calls
         // then wait on the plugin I/O runtime directly (`runtime::deadline::wait`) instead
         // of on a thread spawned per call, which a runtime's blocking thread would need.
@@ -448,12 +485,13 @@ impl Listener {
                 let lanes: Vec<_> = events
                     .chunks(per_lane)
                     .map(|lane| {
-                        let (handle, metrics) = (&handle, &metrics);
+                        let (handle, metrics, reads) = (&handle, &metrics, &reads);
                         scope.spawn(move || {
                             lane.iter()
                                 .map(|event| {
                                     let started = Instant::now();
-                                    let (outcome, fx) = handle.handle_event_collecting(event);
+                                    let (outcome, fx) =
+                                        handle.handle_event_collecting(event, reads);
                                     ListenerMetrics::add(&metrics.attempts, 1);
                                     ListenerMetrics::add(
                                         &metrics.handler_us,
@@ -644,7 +682,18 @@ impl Listener {
                 }
                 continue;
             }
-            let e = match self.store.commit_events(&commit).await {
+            // With nothing to apply, a stale entry's ack is harmless (its holder's ack
+            // finds it gone), so a plain acknowledgement does without the check that it is
+            // still ours — the commit's costliest part in Redis.
+            let committed =
+                if commit.kv.is_empty() && commit.notify.is_empty() && commit.forget.is_empty() {
+                    self.store
+                        .ack(&commit.stream, &commit.group, &commit.acks)
+                        .await
+                } else {
+                    self.store.commit_events(&commit).await
+                };
+            let e = match committed {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };

@@ -91,6 +91,18 @@ impl PluginHandle {
         expected: Option<Kind>,
         f: impl FnOnce(&KindBindings, &mut Store<StoreState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        self.call_within(expected, self.inner.limits.deadline_ticks, f)
+    }
+
+    /// [`PluginHandle::call`] with its own deadline of `deadline_ms` instead of
+    /// `[plugins] call_timeout_ms` (a scheduled task's `timeout`); the other limits
+    /// are the same.
+    pub(crate) fn call_within<R: OutputSize>(
+        &self,
+        expected: Option<Kind>,
+        deadline_ms: u64,
+        f: impl FnOnce(&KindBindings, &mut Store<StoreState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         let stats = &self.slot.stats;
         if stats.quarantined.load(Ordering::Acquire) {
             return Err(CallError::Quarantined {
@@ -133,7 +145,7 @@ impl PluginHandle {
                 }
             }
         };
-        super::instance::arm(&mut instance.store, limits);
+        super::instance::arm_for(&mut instance.store, deadline_ms);
         // Latency is sampled (every call while few were made, then one in eight): two
         // clock reads cost about a tenth of a trivial call.
         let n = stats.calls.fetch_add(1, Ordering::Relaxed);
@@ -155,7 +167,7 @@ impl PluginHandle {
                     Ok(value)
                 }
             }
-            Err(err) => Err(classify(&self.slot.name, err, limits)),
+            Err(err) => Err(classify_within(&self.slot.name, err, limits, deadline_ms)),
         };
         match outcome {
             Ok(value) => {
@@ -202,13 +214,23 @@ pub(crate) fn classify(
     err: wasmtime::Error,
     limits: &super::instance::CallLimits,
 ) -> CallError {
+    classify_within(plugin, err, limits, limits.deadline_ticks)
+}
+
+/// [`classify`] for a call armed with its own deadline of `deadline_ms`.
+fn classify_within(
+    plugin: &str,
+    err: wasmtime::Error,
+    limits: &super::instance::CallLimits,
+    deadline_ms: u64,
+) -> CallError {
     // The deadline passed in guest code (the epoch) or while waiting in a host call.
     if matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt))
         || caused_by::<DeadlineExceeded>(&err)
     {
         return CallError::Timeout {
             plugin: plugin.to_string(),
-            ms: limits.deadline_ticks,
+            ms: deadline_ms,
         };
     }
     let root = err.root_cause().to_string();

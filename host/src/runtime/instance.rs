@@ -94,6 +94,12 @@ pub(crate) fn new_store(
 /// Arm the deadline for one call (or an instantiation): the epoch deadline stops guest
 /// code, the wall-clock one ends waits in host calls, both at the same moment.
 pub(crate) fn arm(store: &mut Store<StoreState>, limits: &CallLimits) {
-    store.set_epoch_deadline(limits.deadline_ticks);
-    store.data_mut().begin_call(limits.deadline_ticks);
+    arm_for(store, limits.deadline_ticks);
+}
+
+/// [`arm`] with a deadline of the caller's (a scheduled task's `timeout`), in ms.
+pub(crate) fn arm_for(store: &mut Store<StoreState>, deadline_ms: u64) {
+    let ticks = deadline_ms.max(1);
+    store.set_epoch_deadline(ticks);
+    store.data_mut().begin_call(ticks);
 }

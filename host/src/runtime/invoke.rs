@@ -82,6 +82,19 @@ impl PluginHandle {
         })
     }
 
+    /// Run a task once under a deadline of its own (a schedule's `timeout`, in ms) rather
+    /// than `[plugins] call_timeout_ms`.
+    pub fn run_task_within(
+        &self,
+        run: &TaskRun,
+        timeout_ms: u64,
+    ) -> Result<Result<TaskReport, String>, CallError> {
+        self.call_within(Some(Kind::Task), timeout_ms, |b, store| match b {
+            KindBindings::Task(b) => b.impressox_plugin_run_task().call_run(store, run),
+            _ => unreachable!("kind checked by call"),
+        })
+    }
+
     /// Handle one event.
     pub fn handle_event(&self, event: &Event) -> Result<Outcome, CallError> {
         self.call(Some(Kind::EventHandler), |b, store| match b {
@@ -94,10 +107,12 @@ impl PluginHandle {
 
     /// Handle one event, collecting the call's `kv` writes and `notify` enqueues instead
     /// of applying them (`capabilities::effects`), for the caller to commit with the
-    /// event's ack. A failed call's effects are dropped with it: none comes back.
+    /// event's ack. A failed call's effects are dropped with it: none comes back. `reads`
+    /// is shared by the calls of one batch (`effects::BatchReads`).
     pub fn handle_event_collecting(
         &self,
         event: &Event,
+        reads: &std::sync::Arc<crate::capabilities::effects::BatchReads>,
     ) -> (
         Result<Outcome, CallError>,
         crate::capabilities::effects::Effects,
@@ -105,7 +120,9 @@ impl PluginHandle {
         let mut effects = Default::default();
         let outcome = self.call(Some(Kind::EventHandler), |b, store| match b {
             KindBindings::EventHandler(b) => {
-                store.data_mut().effects = Some(Default::default());
+                store.data_mut().effects = Some(crate::capabilities::effects::Effects::in_batch(
+                    reads.clone(),
+                ));
                 let outcome = b
                     .impressox_plugin_handle_event()
                     .call_handle(&mut *store, event);

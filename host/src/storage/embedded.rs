@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    EventCommit, KvOp, MarketCommit, PluginKvRefused, PricePoint, Store, StoreLimits, StreamEntry,
-    StreamFull, StreamStats,
+    EventCommit, KvOp, MarketCommit, PluginKvRefused, PricePoint, ScheduleCas, ScheduleCasReply,
+    ScheduleRead, ScheduleRecord, ScheduleWrite, Store, StoreLimits, StreamEntry, StreamFull,
+    StreamStats,
 };
 use crate::util::now_ms;
 
@@ -50,6 +51,9 @@ const KV: TableDefinition<(&str, &str), &str> = TableDefinition::new("kv");
 const PLUGIN_KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("plugin_kv");
 /// plugin → rows it has in [`PLUGIN_KV`] (expired ones until removed).
 const PLUGIN_KV_ROWS: TableDefinition<&str, u64> = TableDefinition::new("plugin_kv_rows");
+/// schedule name → the scheduler's shared record: 8 bytes of version (big-endian)
+/// followed by its JSON (none: deleted, the version kept so an old one never matches).
+const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
 
 #[derive(Serialize, Deserialize)]
 struct StoredEntry {
@@ -147,6 +151,7 @@ impl EmbeddedStore {
         tx.open_table(KV)?;
         tx.open_table(PLUGIN_KV)?;
         tx.open_table(PLUGIN_KV_ROWS)?;
+        tx.open_table(SCHEDULES)?;
         tx.commit()?;
         Ok(())
     }
@@ -934,6 +939,56 @@ impl Store for EmbeddedStore {
         }
         Ok(())
     }
+
+    async fn schedule_load(&self, names: &[String]) -> Result<ScheduleRead> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SCHEDULES)?;
+        let mut records = Vec::with_capacity(names.len());
+        for name in names {
+            records.push(match t.get(name.as_str())? {
+                Some(row) => decode_schedule(row.value())?,
+                None => ScheduleRecord {
+                    json: None,
+                    version: 0,
+                },
+            });
+        }
+        Ok(ScheduleRead {
+            records,
+            now_ms: now_ms(),
+        })
+    }
+
+    async fn schedule_cas(&self, writes: &[ScheduleWrite]) -> Result<ScheduleCasReply> {
+        let tx = self.db.begin_write()?;
+        let mut outcomes = Vec::with_capacity(writes.len());
+        {
+            let mut t = tx.open_table(SCHEDULES)?;
+            for w in writes {
+                let current = match t.get(w.name.as_str())? {
+                    Some(row) => decode_schedule(row.value())?,
+                    None => ScheduleRecord {
+                        json: None,
+                        version: 0,
+                    },
+                };
+                if current.version != w.version {
+                    outcomes.push(ScheduleCas::Conflict(current));
+                    continue;
+                }
+                let version = current.version + 1;
+                let mut row = version.to_be_bytes().to_vec();
+                row.extend_from_slice(w.json.as_deref().unwrap_or("").as_bytes());
+                t.insert(w.name.as_str(), row.as_slice())?;
+                outcomes.push(ScheduleCas::Written { version });
+            }
+        }
+        tx.commit()?;
+        Ok(ScheduleCasReply {
+            outcomes,
+            now_ms: now_ms(),
+        })
+    }
 }
 
 /// The two tables of the plugins' `kv` capability, open in one write transaction, so a
@@ -1010,6 +1065,21 @@ impl<'tx> PluginKvTables<'tx> {
         )?;
         Ok(new)
     }
+}
+
+/// A [`SCHEDULES`] row: version, then JSON (empty: deleted).
+fn decode_schedule(row: &[u8]) -> Result<ScheduleRecord> {
+    let version = row
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .context("corrupt schedule record in the embedded store")?;
+    let json = std::str::from_utf8(row.get(8..).unwrap_or_default())
+        .context("corrupt schedule record in the embedded store")?;
+    Ok(ScheduleRecord {
+        json: (!json.is_empty()).then(|| json.to_string()),
+        version,
+    })
 }
 
 // ------------------------------------------------------------------ plugin kv rows

@@ -380,6 +380,67 @@ pub trait Store: Send + Sync {
     /// an acked entry no longer pending with `commit.consumer` ([`StaleAcks`]) writes
     /// nothing at all.
     async fn commit_events(&self, commit: &EventCommit) -> Result<()>;
+    // scheduler
+    //
+    // One shared record per schedule (`scheduler::claim`: its next occurrence and the
+    // occurrences taken and not finished), changed only by compare-and-set on a version,
+    // so of several hosts acting on the same record exactly one wins. Both calls also
+    // answer the store's own clock, which every host judges leases and due times by.
+
+    /// The records of `names` (JSON, `None` when absent or deleted) with their versions,
+    /// read at one moment, and the store's clock then.
+    async fn schedule_load(&self, names: &[String]) -> Result<ScheduleRead>;
+    /// Write each record whose version is still the one its writer read (`json: None`
+    /// deletes it; its version still goes up, so an old version never matches again).
+    /// Each write succeeds or fails on its own; the outcomes come in input order.
+    async fn schedule_cas(&self, writes: &[ScheduleWrite]) -> Result<ScheduleCasReply>;
+}
+
+// --------------------------------------------------------------------------- scheduler
+
+/// A scheduler record as stored: its JSON (`None`: absent) and its version (0: never
+/// written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRecord {
+    pub json: Option<String>,
+    pub version: u64,
+}
+
+/// What [`Store::schedule_load`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRead {
+    /// One per name asked for, in order.
+    pub records: Vec<ScheduleRecord>,
+    /// The store's clock (ms since the epoch) at the read.
+    pub now_ms: i64,
+}
+
+/// One compare-and-set of [`Store::schedule_cas`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleWrite {
+    pub name: String,
+    /// The version the writer read (0: the record did not exist).
+    pub version: u64,
+    /// The new record; `None` deletes it.
+    pub json: Option<String>,
+}
+
+/// The outcome of one [`ScheduleWrite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleCas {
+    /// Written; the record's new version.
+    Written { version: u64 },
+    /// Another writer came first: the record as it is now.
+    Conflict(ScheduleRecord),
+}
+
+/// What [`Store::schedule_cas`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleCasReply {
+    /// One per write, in order.
+    pub outcomes: Vec<ScheduleCas>,
+    /// The store's clock (ms since the epoch) at the write.
+    pub now_ms: i64,
 }
 
 /// Open the configured backend.

@@ -7,7 +7,9 @@
 //! leases `lease:<name>`, one hash `kv:<namespace>` per key-value namespace, and for the
 //! plugins' `kv` capability `plugin-kv:{<plugin>}:k:<key>` (a string with its own
 //! expiry) with an index `plugin-kv:{<plugin>}:index` that counts a plugin's live keys
-//! (`redis_lua/plugin_kv*.lua`; the braces keep one plugin's keys in one cluster slot).
+//! (`redis_lua/plugin_kv*.lua`; the braces keep one plugin's keys in one cluster slot),
+//! and the scheduler's records `schedule:<name>` (a hash of version `v` and `json`,
+//! read and compare-and-set by `redis_lua/schedule_*.lua` with Redis' clock).
 //!
 //! Commands go through a [`ConnectionManager`], which reconnects after a Redis restart;
 //! a command that fails during the outage is an error the caller retries. Blocking
@@ -30,8 +32,9 @@ use redis::streams::StreamPendingCountReply;
 use redis::{AsyncCommands, Client, Script, Value};
 
 use super::{
-    EventCommit, KvOp, MarketCommit, PluginKvRefused, PricePoint, Store, StoreLimits, StreamEntry,
-    StreamFull, StreamStats,
+    EventCommit, KvOp, MarketCommit, PluginKvRefused, PricePoint, ScheduleCas, ScheduleCasReply,
+    ScheduleRead, ScheduleRecord, ScheduleWrite, Store, StoreLimits, StreamEntry, StreamFull,
+    StreamStats,
 };
 
 const RULES: &str = "market:rules";
@@ -139,6 +142,18 @@ fn plugin_kv_keys(ns: &str, key: &str) -> (String, String) {
     )
 }
 
+fn schedule_key(name: &str) -> String {
+    format!("schedule:{name}")
+}
+
+/// The clock reading a scheduler script ends its answer with.
+fn script_clock(reply: &mut Vec<String>) -> Result<i64> {
+    reply
+        .pop()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| anyhow!("the scheduler script's answer has no clock reading"))
+}
+
 fn plugin_kv_script(body: &str) -> Script {
     Script::new(&[include_str!("redis_lua/plugin_kv.lua"), body].concat())
 }
@@ -159,6 +174,8 @@ pub struct RedisStore {
     append_event: Script,
     commit_events: Script,
     touch_pending: Script,
+    schedule_load: Script,
+    schedule_cas: Script,
     stats: StreamStats,
 }
 
@@ -189,6 +206,8 @@ impl RedisStore {
             append_event: append_event_script(),
             commit_events: commit_events_script(),
             touch_pending: Script::new(include_str!("redis_lua/touch_pending.lua")),
+            schedule_load: Script::new(include_str!("redis_lua/schedule_load.lua")),
+            schedule_cas: Script::new(include_str!("redis_lua/schedule_cas.lua")),
             stats: StreamStats::default(),
         })
     }
@@ -813,5 +832,61 @@ impl Store for RedisStore {
                 "unexpected answer from the event commit script: {reply:?}"
             )),
         }
+    }
+
+    async fn schedule_load(&self, names: &[String]) -> Result<ScheduleRead> {
+        let mut script = self.schedule_load.prepare_invoke();
+        for name in names {
+            script.key(schedule_key(name));
+        }
+        let mut c = self.conn.clone();
+        let mut reply: Vec<String> = script.invoke_async(&mut c).await?;
+        let now_ms = script_clock(&mut reply)?;
+        if reply.len() != 2 * names.len() {
+            return Err(anyhow!(
+                "unexpected answer from the schedule load script: {reply:?}"
+            ));
+        }
+        let records = reply
+            .chunks(2)
+            .map(|pair| ScheduleRecord {
+                version: pair[0].parse().unwrap_or(0),
+                json: (!pair[1].is_empty()).then(|| pair[1].clone()),
+            })
+            .collect();
+        Ok(ScheduleRead { records, now_ms })
+    }
+
+    async fn schedule_cas(&self, writes: &[ScheduleWrite]) -> Result<ScheduleCasReply> {
+        let mut script = self.schedule_cas.prepare_invoke();
+        for w in writes {
+            script
+                .key(schedule_key(&w.name))
+                .arg(w.version)
+                .arg(w.json.as_deref().unwrap_or(""));
+        }
+        let mut c = self.conn.clone();
+        let mut reply: Vec<String> = script.invoke_async(&mut c).await?;
+        let now_ms = script_clock(&mut reply)?;
+        if reply.len() != 3 * writes.len() {
+            return Err(anyhow!(
+                "unexpected answer from the schedule CAS script: {reply:?}"
+            ));
+        }
+        let outcomes = reply
+            .chunks(3)
+            .map(|r| {
+                let version = r[1].parse().unwrap_or(0);
+                if r[0] == "ok" {
+                    ScheduleCas::Written { version }
+                } else {
+                    ScheduleCas::Conflict(ScheduleRecord {
+                        version,
+                        json: (!r[2].is_empty()).then(|| r[2].clone()),
+                    })
+                }
+            })
+            .collect();
+        Ok(ScheduleCasReply { outcomes, now_ms })
     }
 }

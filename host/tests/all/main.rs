@@ -19,6 +19,8 @@ mod loading;
 mod market;
 mod notify;
 mod plugins;
+// scheduler
+mod scheduler;
 mod scraper;
 mod scraper_api;
 mod scraper_reparse;

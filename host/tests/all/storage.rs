@@ -571,3 +571,137 @@ fn an_unreachable_redis_is_a_clear_start_up_error() {
         "{err:#}"
     );
 }
+
+// ------------------------------------------------------------------------- scheduler
+
+/// The scheduler's records: compare-and-set on a version, a deleted record keeps its
+/// version (so a writer holding an older one never matches a record made again), each
+/// write of a batch stands alone, and both calls answer the store's clock.
+async fn schedule_records(store: Arc<dyn Store>) {
+    use impressox_host::storage::{ScheduleCas, ScheduleRecord, ScheduleWrite};
+    let name = store.backend();
+    let names = vec!["a".to_string(), "b".to_string()];
+    let read = store.schedule_load(&names).await.unwrap();
+    assert_eq!(
+        read.records,
+        vec![
+            ScheduleRecord {
+                json: None,
+                version: 0
+            };
+            2
+        ],
+        "{name}"
+    );
+    let local = impressox_host::util::now_ms();
+    assert!((read.now_ms - local).abs() < 5_000, "{name}: store clock");
+    let write = |n: &str, version: u64, json: Option<&str>| ScheduleWrite {
+        name: n.into(),
+        version,
+        json: json.map(str::to_string),
+    };
+    let reply = store
+        .schedule_cas(&[write("a", 0, Some("{\"n\":1}")), write("b", 3, Some("{}"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.outcomes,
+        vec![
+            ScheduleCas::Written { version: 1 },
+            ScheduleCas::Conflict(ScheduleRecord {
+                json: None,
+                version: 0
+            })
+        ],
+        "{name}: each write of a batch stands alone"
+    );
+    // A second writer that read version 0 loses and learns the record.
+    let reply = store
+        .schedule_cas(&[write("a", 0, Some("{\"n\":99}"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.outcomes,
+        vec![ScheduleCas::Conflict(ScheduleRecord {
+            json: Some("{\"n\":1}".into()),
+            version: 1
+        })],
+        "{name}"
+    );
+    // Delete, then make again: versions go on, so version 1 never matches again.
+    let reply = store.schedule_cas(&[write("a", 1, None)]).await.unwrap();
+    assert_eq!(
+        reply.outcomes,
+        vec![ScheduleCas::Written { version: 2 }],
+        "{name}"
+    );
+    let read = store.schedule_load(&names[..1]).await.unwrap();
+    assert_eq!(
+        read.records,
+        vec![ScheduleRecord {
+            json: None,
+            version: 2
+        }],
+        "{name}: deleted, version kept"
+    );
+    let reply = store
+        .schedule_cas(&[write("a", 1, Some("{\"stale\":true}"))])
+        .await
+        .unwrap();
+    assert!(
+        matches!(reply.outcomes[0], ScheduleCas::Conflict(_)),
+        "{name}: a version from before the delete"
+    );
+
+    // Many writers, each a read-modify-write loop: no increment is lost.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                loop {
+                    let read = store.schedule_load(&["counter".to_string()]).await.unwrap();
+                    let r = &read.records[0];
+                    let n: u64 = r.json.as_deref().map_or(0, |j| j.parse().unwrap());
+                    let reply = store
+                        .schedule_cas(&[ScheduleWrite {
+                            name: "counter".into(),
+                            version: r.version,
+                            json: Some((n + 1).to_string()),
+                        }])
+                        .await
+                        .unwrap();
+                    if matches!(reply.outcomes[0], ScheduleCas::Written { .. }) {
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let read = store.schedule_load(&["counter".to_string()]).await.unwrap();
+    assert_eq!(read.records[0].json.as_deref(), Some("200"), "{name}");
+    assert_eq!(read.records[0].version, 200, "{name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_schedule_records_are_compare_and_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("impressox.redb");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&path, limits()).unwrap());
+    schedule_records(store.clone()).await;
+    drop(store);
+    let again = EmbeddedStore::open(&path, limits()).unwrap();
+    let read = again.schedule_load(&["counter".to_string()]).await.unwrap();
+    assert_eq!(read.records[0].version, 200, "records survive a reopen");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_schedule_records_are_compare_and_set() {
+    let redis = RedisServer::start();
+    let store: Arc<dyn Store> =
+        Arc::new(RedisStore::connect(&redis.url(), limits()).await.unwrap());
+    schedule_records(store).await;
+}

@@ -8,18 +8,20 @@ use wasmtime::component::{HasSelf, Linker};
 
 // While the call collects its effects (`capabilities::effects`: an event handler), a
 // write is checked and recorded instead of applied, and a read sees the call's own writes
-// first. The effects are taken out of the state for the store read, so the read can
-// borrow the state.
+// first, then what the call's batch read of it (`effects::BatchReads`), then the store.
+// The effects are taken out of the state for the store read, so the read can borrow the
+// state.
 
 impl Host for StoreState {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
         let effects = self.effects.take();
+        let reads = effects.as_ref().and_then(|fx| fx.batch_reads());
         let stored = run(
             self,
             "kv.get",
             |c| c.kv.as_ref(),
             key.len(),
-            |kv| kv.get(&key),
+            |kv| kv.get_in_batch(&key, reads.as_deref()),
         );
         self.effects = effects;
         let own = self.effects.as_ref().and_then(|fx| fx.overlay(&key));
@@ -70,12 +72,13 @@ impl Host for StoreState {
             );
         };
         // Whether a live value goes: the call's own last write, else the store's value.
+        let reads = fx.batch_reads();
         let stored = run(
             self,
             "kv.delete",
             |c| c.kv.as_ref(),
             key.len(),
-            |kv| async { Ok(kv.get(&key).await?.is_some()) },
+            |kv| async { Ok(kv.get_in_batch(&key, reads.as_deref()).await?.is_some()) },
         );
         let answer = match (stored, namespace(self)) {
             (Ok(Ok(stored_live)), Some(ns)) => {
@@ -104,6 +107,7 @@ impl Host for StoreState {
         // The value as the call sees it (its own last write, else the store's), plus `by`;
         // committed later as an increment, so concurrent counts add up.
         let own = fx.overlay(&key).map(|v| v.map(<[u8]>::to_vec));
+        let reads = fx.batch_reads();
         let counted = run(
             self,
             "kv.incr",
@@ -112,7 +116,7 @@ impl Host for StoreState {
             |kv| async {
                 let current = match own {
                     Some(own) => own,
-                    None => kv.get(&key).await?,
+                    None => kv.get_in_batch(&key, reads.as_deref()).await?,
                 };
                 kv.incr_of(&key, current.as_deref(), by)
             },

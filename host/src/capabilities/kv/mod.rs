@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 
+use super::effects::BatchReads;
 use super::error::CapError;
 use crate::storage::{PluginKvRefused, Store};
 
@@ -84,6 +85,24 @@ impl Granted {
             .plugin_kv_get(&self.namespace, key)
             .await
             .map_err(refusal)
+    }
+
+    /// [`get`](Self::get) for a call in a batch (`capabilities::effects`): the batch's
+    /// first read of `key` answers, and a store read is kept for the rest of the batch.
+    pub async fn get_in_batch(
+        &self,
+        key: &str,
+        reads: Option<&BatchReads>,
+    ) -> Result<Option<Vec<u8>>, CapError> {
+        if let Some(value) = reads.and_then(|r| r.get(key)) {
+            self.check_key(key)?;
+            return Ok(value);
+        }
+        let value = self.get(key).await?;
+        if let Some(r) = reads {
+            r.keep(key, value.as_deref());
+        }
+        Ok(value)
     }
 
     /// The plugin's namespace (its name).

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::{GROUP, PLUGIN, STREAM};
-use crate::hardening::host_process::HostChild;
+use crate::hardening::host_process::{HostChild, terminate_within};
 use crate::harness::{impressox_in, wait_until};
 use crate::servers::redis::RedisServer;
 
@@ -53,12 +53,17 @@ fn spawn(config: &Path, consumer: &str) -> HostChild {
 /// Append `n` events that each count `total` once, through Redis itself (a producer
 /// that is not the host), in pipelined batches.
 fn publish(redis: &RedisServer, n: usize) {
+    publish_with(redis, n, "")
+}
+
+/// As [`publish`], each event with the extra `fields` (Lua: `, 'do', 'busy'`).
+fn publish_with(redis: &RedisServer, n: usize, fields: &str) {
     // The group first, from the stream's start, as the listener would create it.
     let _ = redis.raw_command(&["XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM"]);
     for chunk in 0..n.div_ceil(500) {
         let count = 500.min(n - chunk * 500);
         let script = format!(
-            "for i = 1, {count} do redis.call('XADD', KEYS[1], '*', 'incr', 'total', 'seq', ARGV[1] .. '-' .. i) end return {count}"
+            "for i = 1, {count} do redis.call('XADD', KEYS[1], '*', 'incr', 'total', 'seq', ARGV[1] .. '-' .. i{fields}) end return {count}"
         );
         redis.raw_command(&["EVAL", &script, "1", STREAM, &chunk.to_string()]);
     }
@@ -82,6 +87,20 @@ fn pending(redis: &RedisServer) -> u64 {
         .nth(1)
         .and_then(|l| l.trim().trim_start_matches(':').parse().ok())
         .unwrap_or(0)
+}
+
+/// The group's entries never handed out (`lag` of `XINFO GROUPS`, Redis 7).
+fn unread(redis: &RedisServer) -> u64 {
+    let reply = redis.raw_command(&["XINFO", "GROUPS", STREAM]);
+    let lines: Vec<&str> = reply.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "lag")
+        .expect("XINFO GROUPS has a lag");
+    lines[at + 1]
+        .trim_start_matches(':')
+        .parse()
+        .unwrap_or_else(|_| panic!("lag unknown: {reply}"))
 }
 
 fn xlen(redis: &RedisServer) -> u64 {
@@ -179,4 +198,44 @@ fn a_redis_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     drop(child);
     assert!(done, "total {} pending {}", total(&redis), pending(&redis));
     assert_eq!(total(&redis), 5_000);
+}
+
+#[test]
+fn sigterm_with_calls_in_flight_acks_exactly_what_was_handled_and_leaves_the_rest_pending() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = host_config(dir.path(), &redis, None);
+    // Calls that take a few milliseconds each, so a batch is always in flight.
+    const EVENTS: u64 = 3_000;
+    publish_with(&redis, EVENTS as usize, ", 'do', 'busy', 'n', '3'");
+    let mut child = spawn(&config, "graceful");
+    assert!(
+        wait_until(Duration::from_secs(60), || total(&redis) >= 200),
+        "the host stopped counting at {}",
+        total(&redis)
+    );
+    let took = terminate_within(&mut child, Duration::from_secs(30));
+    assert!(
+        took.is_some(),
+        "the host did not stop within 30 s of SIGTERM"
+    );
+    // Every acknowledged event had its effect, and no effect went without its ack.
+    let (handled, pending_now, unread_now) = (total(&redis), pending(&redis), unread(&redis));
+    assert_eq!(
+        handled,
+        EVENTS - pending_now - unread_now,
+        "effects {handled}, pending {pending_now}, never read {unread_now}"
+    );
+    assert!(
+        handled < EVENTS,
+        "the host was stopped mid-stream (all {EVENTS} handled before SIGTERM)"
+    );
+    // The same consumer comes back and handles the rest, each once.
+    let child = spawn(&config, "graceful");
+    let done = wait_until(Duration::from_secs(120), || {
+        total(&redis) >= EVENTS && pending(&redis) == 0
+    });
+    drop(child);
+    assert!(done, "total {} pending {}", total(&redis), pending(&redis));
+    assert_eq!(total(&redis), EVENTS);
 }

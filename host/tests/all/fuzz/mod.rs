@@ -1,5 +1,5 @@
 //! Fuzz targets for every parser of untrusted input that the outside world reaches
-//! (issue 12): the API's request bodies (rules, notifications, preferences), the config
+//! (issue 12): the API's request bodies (rules, notifications, preferences, schedules), the config
 //! loader, the scraper's accounts and proxies files, the Telegram bot's command parser, and
 //! the bundled feed-parser plugins called through the runtime.
 //!
@@ -31,6 +31,8 @@ mod notifications;
 mod preferences;
 mod proxies;
 mod rules;
+// scheduler
+mod schedules;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};

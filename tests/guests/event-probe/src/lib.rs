@@ -6,7 +6,7 @@
 //! - `do`: `ack` (the default), `retry` (always), `retry-until` (retry while the
 //!   host's `attempt` is below field `n`), `dead` (dead-letter), `trap` (panic),
 //!   `trap-until` (panic while `attempt` < `n`), `spin` (loop until the deadline stops
-//!   it), `check-attempt` (dead-letter unless `attempt` equals field `n`), `wait-for`
+//!   it), `busy` (compute for `n` million steps, then ack: a call that takes a while), `check-attempt` (dead-letter unless `attempt` equals field `n`), `wait-for`
 //!   (retry until the kv key in field `key` exists: a test flips it from outside).
 //!
 //! Grants: `kv = true`, `notify = true`.
@@ -69,6 +69,13 @@ impl EventHandler for EventProbe {
                 loop {
                     x = std::hint::black_box(x.wrapping_add(1));
                 }
+            }
+            "busy" => {
+                let mut x: u64 = 0;
+                for i in 0..u64::from(n(&event)) * 1_000_000 {
+                    x = std::hint::black_box(x.wrapping_add(i));
+                }
+                Outcome::Ack
             }
             "wait-for" => match kv::get(field(&event, "key").unwrap_or("go")) {
                 Ok(Some(_)) => Outcome::Ack,
