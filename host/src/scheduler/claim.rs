@@ -270,6 +270,10 @@ pub struct Ctx<'a> {
     pub free_slots: usize,
     /// Whether the schedule's plugin is loaded here: a host without it takes nothing.
     pub can_run: bool,
+    /// How long before its time an occurrence may be taken when nothing of the schedule
+    /// is running or waiting (so the overlap policy is not in question): the host then
+    /// starts it at its time, its claim already written ([`claim_ahead`] decides).
+    pub ahead_ms: i64,
 }
 
 /// The outcome of [`step`].
@@ -317,7 +321,8 @@ pub fn step(current: Option<&ScheduleState>, ctx: &Ctx<'_>, finished: &[Finished
     take_over_lapsed(&mut state, ctx, &mut effects);
 
     if !stale_def && ctx.can_run && sched.spec.enabled {
-        take_due(&mut state, sched, now, &mut effects);
+        let horizon = now + claim_ahead(&state, ctx.ahead_ms);
+        take_due(&mut state, sched, now, horizon, &mut effects);
     }
     if !stale_def && ctx.can_run {
         start_runnable(&mut state, ctx, &mut effects);
@@ -443,12 +448,26 @@ fn take_over_lapsed(state: &mut ScheduleState, ctx: &Ctx<'_>, effects: &mut Vec<
 
 /// Take the occurrences that have come due: skip those past the catch-up window, then
 /// admit the rest under the overlap policy.
-fn take_due(state: &mut ScheduleState, sched: &Schedule, now: i64, effects: &mut Vec<Effect>) {
+/// How far ahead of its time the next occurrence may be taken: `ahead_ms` while no claim
+/// of the schedule is running or waiting, else not at all (whether it overlaps one is
+/// decided at its time, as if it were never taken early).
+pub fn claim_ahead(state: &ScheduleState, ahead_ms: i64) -> i64 {
+    if state.runs.is_empty() { ahead_ms } else { 0 }
+}
+
+/// Take the occurrences planned up to `horizon` (`now`, or a little later: [`claim_ahead`]).
+fn take_due(
+    state: &mut ScheduleState,
+    sched: &Schedule,
+    now: i64,
+    horizon: i64,
+    effects: &mut Vec<Effect>,
+) {
     let mut window_skips: Option<(i64, i64, u64)> = None;
     let mut due = Vec::new();
     while let Some(occ) = state.next_ms {
         let planned = sched.planned_ms(occ);
-        if planned > now {
+        if planned > horizon {
             break;
         }
         if now - planned > sched.catch_up_ms {
@@ -615,13 +634,14 @@ pub fn next_wake(
     sched: &Schedule,
     owner: &str,
     lease_ms: i64,
+    ahead_ms: i64,
 ) -> Option<i64> {
     let mut wake: Option<i64> = None;
     let mut at = |t: i64| wake = Some(wake.map_or(t, |w| w.min(t)));
     if sched.spec.enabled
         && let Some(next) = state.next_ms
     {
-        at(sched.planned_ms(next));
+        at(sched.planned_ms(next) - claim_ahead(state, ahead_ms));
     }
     let blocked = sched.spec.overlap != Overlap::Allow && state.running();
     for claim in &state.runs {
@@ -670,6 +690,17 @@ mod tests {
         now: i64,
         finished: &[Finished],
     ) -> Step {
+        run_ahead(state, sched, h, now, finished, 0)
+    }
+
+    fn run_ahead(
+        state: Option<&ScheduleState>,
+        sched: &Schedule,
+        h: &Host,
+        now: i64,
+        finished: &[Finished],
+        ahead_ms: i64,
+    ) -> Step {
         let stamp = DefStamp {
             uid: "config".into(),
             rev: 0,
@@ -687,6 +718,7 @@ mod tests {
                 mine: &h.mine,
                 free_slots: 16,
                 can_run: true,
+                ahead_ms,
             },
             finished,
         )
@@ -737,6 +769,35 @@ mod tests {
         let after = run(Some(&taken.state), &s, &b, T0 + 1001, &[]);
         assert!(starts(&after).is_empty());
         assert!(!after.changed);
+    }
+
+    #[test]
+    fn an_idle_schedule_is_taken_ahead_of_its_time_and_a_busy_one_only_at_it() {
+        let s = schedule("");
+        let a = host("a");
+        let planned = run_ahead(None, &s, &a, T0 + 100, &[], 150).state;
+        assert_eq!(next_wake(&planned, &s, &a.owner, 1000, 150), Some(T0 + 850));
+        assert!(starts(&run_ahead(Some(&planned), &s, &a, T0 + 849, &[], 150)).is_empty());
+        // Inside the lead: taken and started now, for the worker to begin at its time.
+        let taken = run_ahead(Some(&planned), &s, &a, T0 + 850, &[], 150);
+        assert_eq!(starts(&taken), [(format!("{}", T0 + 1000), 1)]);
+        assert_eq!(taken.state.next_ms, Some(T0 + 2000));
+        // Still running near the next one (its lease renewed): nothing is taken early,
+        // the wake is the occurrence's own time, and there the overlap policy decides.
+        let mut running = host("a");
+        running.mine.insert(format!("{}", T0 + 1000));
+        let busy = run_ahead(Some(&taken.state), &s, &running, T0 + 1800, &[], 150).state;
+        assert_eq!(next_wake(&busy, &s, &a.owner, 1000, 150), Some(T0 + 2000));
+        let b = host("b");
+        assert!(starts(&run_ahead(Some(&busy), &s, &b, T0 + 1900, &[], 150)).is_empty());
+        let at_time = run_ahead(Some(&busy), &s, &b, T0 + 2000, &[], 150);
+        assert!(at_time.effects.iter().any(|e| matches!(
+            e,
+            Effect::Skipped {
+                reason: SkipReason::Overlap,
+                ..
+            }
+        )));
     }
 
     #[test]
@@ -916,6 +977,7 @@ mod tests {
                 mine: &a.mine,
                 free_slots: 4,
                 can_run: true,
+                ahead_ms: 0,
             },
             &[],
         );

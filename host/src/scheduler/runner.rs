@@ -43,7 +43,8 @@ pub struct Done {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A fixed pool of threads for plugin calls.
+/// A fixed pool of threads for plugin calls (a clone submits to the same threads).
+#[derive(Clone)]
 pub struct Pool {
     jobs: std_mpsc::Sender<Job>,
 }

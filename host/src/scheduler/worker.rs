@@ -42,6 +42,10 @@ const RECHECK_MS: i64 = 1000;
 /// short next to the schedules' periods), while a host cannot take more than it will
 /// begin soon and leave nothing for the others.
 const TAKEN_PER_THREAD: usize = 16;
+/// How long before its time an idle schedule's occurrence is taken (`claim::claim_ahead`):
+/// the claim's write is done when the time comes and the try begins on the dot, instead
+/// of after every host has planned and written all that fell due at that instant.
+const CLAIM_AHEAD_MS: i64 = 150;
 
 struct Entry {
     def: Definition,
@@ -415,6 +419,7 @@ impl Loop {
                     mine: &e.mine,
                     free_slots: free,
                     can_run,
+                    ahead_ms: CLAIM_AHEAD_MS,
                 },
                 &finished,
             );
@@ -503,7 +508,7 @@ impl Loop {
         let mut wake = e
             .state
             .as_ref()
-            .and_then(|s| claim::next_wake(s, &e.def.schedule, &owner, lease_ms));
+            .and_then(|s| claim::next_wake(s, &e.def.schedule, &owner, lease_ms, CLAIM_AHEAD_MS));
         // Something due that could not be done now (no plugin here, no free slot, an
         // older definition here): look again shortly rather than spin.
         if let Some(w) = wake
@@ -552,12 +557,29 @@ impl Loop {
                         owner: shared.owner.clone(),
                         timed: trigger != Trigger::Manual && attempt == 1,
                     };
-                    self.pool.submit(
-                        shared.runtime.clone(),
-                        t,
-                        self.offset_ms,
-                        self.done_tx.clone(),
-                    );
+                    let early_ms = if t.timed { t.planned_ms - now } else { 0 };
+                    if early_ms > 0 {
+                        // Taken ahead of its time: begin at it.
+                        let (pool, runtime) = (self.pool.clone(), shared.runtime.clone());
+                        let (offset, done) = (self.offset_ms, self.done_tx.clone());
+                        tokio::spawn(async move {
+                            loop {
+                                let left = t.planned_ms - (now_ms() + offset);
+                                if left <= 0 {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(left as u64)).await;
+                            }
+                            pool.submit(runtime, t, offset, done);
+                        });
+                    } else {
+                        self.pool.submit(
+                            shared.runtime.clone(),
+                            t,
+                            self.offset_ms,
+                            self.done_tx.clone(),
+                        );
+                    }
                 }
                 Effect::Skipped {
                     reason,
