@@ -92,9 +92,10 @@ pub async fn submit_from(
 pub fn shown_target(channel: &str, target: &str) -> String {
     match channel {
         "webhook" | "discord" | "slack" => super::webpush::shown_origin(target),
+        // A target that is not a subscription is never shown: it could hold its keys.
         "webpush" => match super::webpush::Subscription::from_target(target) {
             Some(s) => s.shown(),
-            None => target.to_string(),
+            None => "(not a push subscription)".to_string(),
         },
         _ => target.to_string(),
     }

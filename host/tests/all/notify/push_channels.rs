@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::rig::{NotifyRig, Opts};
-use crate::servers::chat_hooks::{ChatHooks, ChatReply};
+use crate::servers::chat_hooks::{
+    ARRIVAL_GRACE, ChatHooks, ChatReply, DISCORD_WINDOW, SLACK_PERIOD,
+};
 use crate::servers::push_service::{Browser, PushReply, PushService, public_key_of};
 
 const T: Duration = Duration::from_secs(20);
@@ -271,7 +273,7 @@ async fn discord_keeps_its_bucket_honours_429_and_marks_critical_red() {
     for (i, a) in accepted.iter().enumerate() {
         let within = accepted[i..]
             .iter()
-            .filter(|b| b.at - a.at < Duration::from_secs(2))
+            .filter(|b| b.at - a.at < DISCORD_WINDOW - ARRIVAL_GRACE)
             .count();
         assert!(within <= 5, "{within} within 2 s");
     }
@@ -311,7 +313,7 @@ async fn slack_gets_escaped_mrkdwn_at_one_per_second() {
     assert_eq!(refused, 1, "only the scripted 429");
     for w in accepted.windows(2) {
         assert!(
-            w[1].at - w[0].at >= Duration::from_millis(990),
+            w[1].at - w[0].at >= SLACK_PERIOD - ARRIVAL_GRACE,
             "{:?}",
             w[1].at - w[0].at
         );
