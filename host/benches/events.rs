@@ -20,6 +20,8 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+#[path = "common/npm_peer.rs"]
+mod npm_peer;
 #[path = "common/redis.rs"]
 mod redis;
 
@@ -174,23 +176,12 @@ fn redis_py(port: u16, n: usize, with_kv: bool) -> Option<(f64, String)> {
 
 /// The BullMQ worker; (seconds, BullMQ version).
 fn bullmq(port: u16, n: usize, with_kv: bool) -> Option<(f64, String)> {
-    let dir = dirs_home().join(".cache/impressox/bench-npm");
-    std::fs::create_dir_all(&dir).ok()?;
-    for f in ["package.json", "package-lock.json", "bullmq_worker.mjs"] {
-        std::fs::copy(repo_root().join("bench/peers").join(f), dir.join(f)).ok()?;
-    }
-    if !dir.join("node_modules/bullmq").exists() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .ok()?
-            .success();
-        if !ok {
-            eprintln!("BullMQ could not be installed; skipping that peer");
-            return None;
-        }
-    }
+    let dir = npm_peer::install(
+        &repo_root().join("bench/peers"),
+        "bench-npm",
+        &["package.json", "package-lock.json", "bullmq_worker.mjs"],
+        "bullmq",
+    )?;
     let queue = if with_kv { "bench-kv" } else { "bench" };
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("bullmq_worker.mjs"))

@@ -17,6 +17,9 @@
 //! `~/.cache/impressox/bench-npm-webpush` from the committed lock. Figures go to
 //! docs/BENCHMARKS.md.
 
+#[path = "common/npm_peer.rs"]
+mod npm_peer;
+
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::process::Command;
@@ -236,24 +239,12 @@ fn node_peer(
     public: &str,
     n: usize,
 ) -> Option<(f64, String)> {
-    let home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
-    let dir = home.join(".cache/impressox/bench-npm-webpush");
-    std::fs::create_dir_all(&dir).ok()?;
-    for f in ["package.json", "package-lock.json", "webpush_sender.mjs"] {
-        std::fs::copy(repo_root().join("bench/peers/webpush").join(f), dir.join(f)).ok()?;
-    }
-    if !dir.join("node_modules/web-push").exists() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .ok()?
-            .success();
-        if !ok {
-            eprintln!("web-push could not be installed; skipping that peer");
-            return None;
-        }
-    }
+    let dir = npm_peer::install(
+        &repo_root().join("bench/peers/webpush"),
+        "bench-npm-webpush",
+        &["package.json", "package-lock.json", "webpush_sender.mjs"],
+        "web-push",
+    )?;
     let job = dir.join("job.json");
     std::fs::write(
         &job,

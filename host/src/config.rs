@@ -248,6 +248,13 @@ pub struct WorkersConfig {
     pub enabled: Vec<String>,
 }
 
+impl WorkersConfig {
+    /// Whether this process runs the worker `name`.
+    pub fn runs(&self, name: &str) -> bool {
+        self.enabled.iter().any(|w| w == name)
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -375,7 +382,6 @@ impl Config {
         self.notify.validate()?;
         self.scraper
             .validate(&self.workers.enabled, &self.base_dir)?;
-        // scheduler
         self.scheduler.validate()?;
         crate::scheduler::config::validate_schedules(&self.schedules)?;
         Ok(())

@@ -106,7 +106,6 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     if let Some(e) = &state.services.events {
         events(&mut out, e, &state).await;
     }
-    // scheduler
     if let Some(s) = &state.services.scheduler {
         s.render_metrics(&mut out);
     }

@@ -74,7 +74,6 @@ pub struct Services {
     /// The VAPID public key pages subscribe with (`GET /api/v1/webpush/public-key`), when
     /// `[notify.webpush] private_key_env` is set.
     pub webpush_public_key: Option<String>,
-    // scheduler
     /// The scheduler worker, when this process runs it (metrics, waking it after a
     /// change made here).
     pub scheduler: Option<crate::scheduler::SchedulerHandle>,
@@ -267,7 +266,6 @@ pub fn router_with(
             axum::routing::delete(scraper::delete),
         )
         .route("/scraper/accounts", get(scraper::accounts))
-        // scheduler
         .route("/schedules", get(schedules::list).post(schedules::create))
         .route(
             "/schedules/{name}",

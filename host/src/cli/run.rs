@@ -55,7 +55,7 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         watcher.rescan_and_wait(false);
     }
     tokio.block_on(async {
-        let market = if config.workers.enabled.iter().any(|w| w == "market-monitor") {
+        let market = if config.workers.runs("market-monitor") {
             Some(
                 crate::market::MarketMonitor::start(&config, runtime.clone(), store.clone())
                     .await?,
@@ -63,7 +63,7 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             None
         };
-        let notify = if config.workers.enabled.iter().any(|w| w == "notify") {
+        let notify = if config.workers.runs("notify") {
             Some(
                 crate::notify::NotifyWorker::start_with(
                     &config,
@@ -81,12 +81,7 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             None
         };
-        let scraper = if config
-            .workers
-            .enabled
-            .iter()
-            .any(|w| w == crate::scraper::config::WORKER)
-        {
+        let scraper = if config.workers.runs(crate::scraper::config::WORKER) {
             Some(
                 crate::scraper::ScraperWorker::start(
                     &config,
@@ -99,12 +94,7 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             None
         };
-        let events = if config
-            .workers
-            .enabled
-            .iter()
-            .any(|w| w == crate::events::WORKER)
-        {
+        let events = if config.workers.runs(crate::events::WORKER) {
             Some(
                 crate::events::EventsWorker::start(
                     &config,
@@ -117,13 +107,7 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             None
         };
-        // scheduler
-        let scheduler = if config
-            .workers
-            .enabled
-            .iter()
-            .any(|w| w == crate::scheduler::config::WORKER)
-        {
+        let scheduler = if config.workers.runs(crate::scheduler::config::WORKER) {
             Some(
                 crate::scheduler::SchedulerWorker::start(
                     &config,

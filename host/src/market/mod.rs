@@ -107,7 +107,7 @@ pub struct MarketMonitor {
 /// group would only fill the stream to its bound.
 pub fn alert_groups(config: &Config) -> Vec<&str> {
     let market = &config.market;
-    let notify_here = config.workers.enabled.iter().any(|w| w == "notify");
+    let notify_here = config.workers.runs("notify");
     let mut groups = Vec::new();
     if !market.console_alerts || notify_here {
         groups.push(config.notify.group.as_str());
