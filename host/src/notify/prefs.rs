@@ -57,10 +57,20 @@ pub struct EmailAddress {
     pub address: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A webhook URL (Discord, Slack, generic): its path is often the credential, so `Debug`
+/// shows the origin only.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookAddress {
     pub url: String,
+}
+
+impl std::fmt::Debug for WebhookAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookAddress")
+            .field("url", &shown_origin(&self.url))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -363,6 +373,16 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_764_300_000_000; // 2025-11-28T03:20:00Z
+
+    #[test]
+    fn a_webhook_address_debug_shows_its_origin_only() {
+        let a = WebhookAddress {
+            url: "https://discord.com/api/webhooks/123/token-part".into(),
+        };
+        let shown = format!("{a:?}");
+        assert!(shown.contains("https://discord.com/"), "{shown}");
+        assert!(!shown.contains("token-part"), "{shown}");
+    }
 
     #[test]
     fn the_spec_example_round_trips() {

@@ -26,8 +26,9 @@ pub const MAX_SUBSCRIPTIONS: usize = 20;
 /// The longest endpoint URL accepted (push services' URLs are a few hundred characters).
 const MAX_ENDPOINT_LEN: usize = 2048;
 
-/// A browser's push subscription.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A browser's push subscription. Its `Debug` shows the endpoint's origin only: the endpoint's
+/// path and the keys are credentials.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subscription {
     /// The push service URL for this browser (a capability: whoever knows it can push).
@@ -42,14 +43,30 @@ pub struct Subscription {
     pub keys: SubscriptionKeys,
 }
 
-/// The browser's encryption keys for one subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The browser's encryption keys for one subscription (`Debug` never prints them).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionKeys {
     /// The browser's P-256 public key, uncompressed (65 bytes), base64url.
     pub p256dh: String,
     /// The 16-byte authentication secret, base64url.
     pub auth: String,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("endpoint", &self.shown())
+            .field("expiration_time", &self.expiration_time)
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SubscriptionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubscriptionKeys { .. }")
+    }
 }
 
 /// Decode base64url as browsers and libraries write it: with or without padding, and
@@ -244,6 +261,20 @@ mod tests {
                 p256dh: p256dh.into(),
                 auth: auth.into(),
             },
+        }
+    }
+
+    #[test]
+    fn debug_output_shows_the_origin_and_never_the_credentials() {
+        let s = sub(
+            "https://push.example.net/wpush/v2/secret-path",
+            P256DH,
+            AUTH,
+        );
+        let shown = format!("{s:?}");
+        assert!(shown.contains("https://push.example.net/"), "{shown}");
+        for secret in ["secret-path", P256DH, AUTH] {
+            assert!(!shown.contains(secret), "{shown}");
         }
     }
 

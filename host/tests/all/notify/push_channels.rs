@@ -104,11 +104,22 @@ async fn web_push_reaches_every_browser_encrypted_and_signed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gone_subscription_is_removed_recorded_and_never_retried() {
+    gone_subscription_case(PushReply::Gone, "410").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_subscription_404_is_treated_as_gone() {
+    gone_subscription_case(PushReply::NotFound, "404").await;
+}
+
+/// The push service answers `reply` (410 or 404) for one of a user's two browsers: that
+/// subscription is removed and recorded as gone, never retried, never a dead letter.
+async fn gone_subscription_case(reply: PushReply, status: &str) {
     let rig = NotifyRig::start(Opts::default()).await;
     let push = PushService::start().await;
     let old = subscribe(&rig, &push, "u1").await;
     let kept = subscribe(&rig, &push, "u1").await;
-    push.reply_next(&old.id, [PushReply::Gone]);
+    push.reply_next(&old.id, [reply]);
     rig.notify(alert("gone-1", "u1", "normal", "")).await;
     let view = rig
         .wait_status("gone-1", &["delivered", "partially_delivered"], T)
@@ -122,7 +133,10 @@ async fn a_gone_subscription_is_removed_recorded_and_never_retried() {
     assert_eq!(gone.len(), 1, "{view:#}");
     assert_eq!(gone[0]["reason"], "subscription_gone");
     assert_eq!(gone[0]["history"][0]["outcome"], "gone");
-    assert!(gone[0]["last_error"].as_str().unwrap().contains("410"));
+    assert!(
+        gone[0]["last_error"].as_str().unwrap().contains(status),
+        "{view:#}"
+    );
     assert_eq!(
         view["status"], "delivered",
         "a gone browser is not a failure"

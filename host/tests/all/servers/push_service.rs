@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use web_push_native::jwt_simple::algorithms::{
     ECDSAP256PublicKeyLike, ES256KeyPair, ES256PublicKey,
 };
-use web_push_native::jwt_simple::claims::NoCustomClaims;
+use web_push_native::jwt_simple::claims::{Audiences, NoCustomClaims};
 use web_push_native::jwt_simple::common::VerificationOptions;
 use web_push_native::p256;
 
@@ -344,7 +344,14 @@ pub fn verify_vapid(
     if !(sub.starts_with("mailto:") || sub.starts_with("https:")) {
         return Err(format!("sub {sub:?} is not a mailto: or https: contact"));
     }
-    Ok(json!({"aud": origin, "exp": exp, "sub": sub}))
+    // Report the token's own audience (not `origin`), so a test that compares it with the
+    // service's origin checks what the host signed.
+    let aud = match claims.audiences.clone().ok_or("the JWT has no aud")? {
+        Audiences::AsString(one) => one,
+        Audiences::AsSet(set) if set.len() == 1 => set.into_iter().next().unwrap(),
+        Audiences::AsSet(set) => return Err(format!("the JWT names {} audiences", set.len())),
+    };
+    Ok(json!({"aud": aud, "exp": exp, "sub": sub}))
 }
 
 fn decrypt(sub: &Subscriber, body: &[u8]) -> Result<Value, String> {
