@@ -74,6 +74,7 @@ impl EventsWorker {
                 runtime: runtime.clone(),
                 consumer: consumer.clone(),
                 kv_max_keys: config.capabilities.kv.max_keys,
+                last_trim_ms: Default::default(),
             });
             tasks.push(tokio::spawn(l.clone().run(stop_rx.clone())));
             listeners.push(l);

@@ -308,6 +308,20 @@ pub trait Store: Send + Sync {
     /// Mark entries as processed by `group`, then delete the entries every group of the
     /// stream has acknowledged.
     async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()>;
+    /// `ack`, trimming only when `trim`: a consumer working through a backlog acknowledges
+    /// batch after batch and trims now and then (each trim deletes everything acknowledged
+    /// so far, and an append at the bound trims before it refuses). Stores whose trim is
+    /// cheap always trim.
+    async fn ack_maybe_trim(
+        &self,
+        stream: &str,
+        group: &str,
+        ids: &[String],
+        trim: bool,
+    ) -> Result<()> {
+        let _ = trim;
+        self.ack(stream, group, ids).await
+    }
     /// Number of entries in the stream (those some group still needs, plus any not
     /// trimmed yet).
     async fn stream_len(&self, stream: &str) -> Result<u64>;

@@ -578,6 +578,22 @@ impl Store for RedisStore {
         Ok(())
     }
 
+    async fn ack_maybe_trim(
+        &self,
+        stream: &str,
+        group: &str,
+        ids: &[String],
+        trim: bool,
+    ) -> Result<()> {
+        if trim || ids.is_empty() {
+            return self.ack(stream, group, ids).await;
+        }
+        // A plain XACK: the trim's group scan and deletions are what cost Redis most here.
+        let mut c = self.conn.clone();
+        let _: i64 = c.xack(stream, group, ids).await?;
+        Ok(())
+    }
+
     async fn stream_len(&self, stream: &str) -> Result<u64> {
         let mut c = self.conn.clone();
         Ok(c.xlen(stream).await?)
