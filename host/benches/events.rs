@@ -20,6 +20,8 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "common/npm_peer.rs"]
 mod npm_peer;
 #[path = "common/redis.rs"]
@@ -66,23 +68,6 @@ fn redis_cpu(port: u16) -> f64 {
         })
         .filter_map(|v| v.trim().parse::<f64>().ok())
         .sum()
-}
-
-/// Seconds of CPU this process has used (user + system), from /proc/self/stat.
-fn own_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after its ')'.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line (11 and 12 after the name), in
-    // clock ticks of 1/100 s on Linux.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Print the Redis CPU a run used since `before`.
@@ -155,7 +140,7 @@ fn ours(port: u16, n: usize, with_kv: bool) -> (f64, f64) {
         .load_file(&config.plugin_dir().join(format!("{PLUGIN}.wasm")))
         .unwrap();
     let cpu_before = redis_cpu(port);
-    let own_before = own_cpu();
+    let own_before = cpu::own_cpu_secs();
     let started = Instant::now();
     let worker = rt
         .block_on(EventsWorker::start(&config, runtime, store.clone(), docs))
@@ -178,7 +163,7 @@ fn ours(port: u16, n: usize, with_kv: bool) -> (f64, f64) {
     report_redis_cpu(port, "ours", cpu_before, n);
     eprintln!(
         "  ours: the host used {:.0} ms of CPU",
-        (own_cpu() - own_before) * 1000.0
+        (cpu::own_cpu_secs() - own_before) * 1000.0
     );
     let secs = first_read.expect("a read answered").elapsed().as_secs_f64();
     let ms = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64 / 1000.0;

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 
+#[path = "common/cpu.rs"]
+mod cpu;
 #[path = "common/redis.rs"]
 mod redis;
 use axum::extract::{Path as UrlPath, State};
@@ -184,22 +186,6 @@ impl Bench {
     }
 }
 
-fn cpu_secs() -> f64 {
-    // utime + stime of this process, in clock ticks (100 Hz on Linux).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 async fn throughput() -> String {
     const N: usize = 50_000;
     const CHATS: usize = 1_000;
@@ -211,7 +197,7 @@ async fn throughput() -> String {
             .await
             .unwrap();
     }
-    let cpu0 = cpu_secs();
+    let cpu0 = cpu::own_cpu_secs();
     let start = Instant::now();
     let worker = b.worker().await;
     assert!(
@@ -220,7 +206,7 @@ async fn throughput() -> String {
         b.stand_in.arrivals.lock().len()
     );
     let secs = start.elapsed().as_secs_f64();
-    let cpu = cpu_secs() - cpu0;
+    let cpu = cpu::own_cpu_secs() - cpu0;
     worker.stop().await;
     let dup = {
         let a = b.stand_in.arrivals.lock();
