@@ -2,6 +2,8 @@
 //!
 //! - `cargo demo`: build the bundled plugins for wasm32-wasip2, copy them into
 //!   `config/plugins.d`, and run the host with `config/default.toml` until Ctrl-C.
+//! - `cargo xtask plugins DIR`: build the bundled plugins and copy them into DIR (what
+//!   `demo` does first; deploy/Dockerfile's build stage runs it).
 //! - `cargo test-all`: what CI runs — formatting, clippy with `-D warnings` on the host
 //!   and on the guests' wasm target, and every test; first it installs what the tests
 //!   need (test servers, componentize-py and componentize-js at pinned versions).
@@ -16,7 +18,11 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "demo" => demo(),
         "test" => test(),
-        _ => Err("usage: cargo xtask <demo|test>".to_string()),
+        "plugins" => match std::env::args().nth(2) {
+            Some(dir) => build_plugins(Path::new(&dir)),
+            None => Err("usage: cargo xtask plugins DIR".to_string()),
+        },
+        _ => Err("usage: cargo xtask <demo|test|plugins DIR>".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,31 +86,7 @@ fn target_dir() -> PathBuf {
 }
 
 fn demo() -> Result<(), String> {
-    let plugins = plugin_packages()?;
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--profile",
-        "wasm-release",
-        "--target",
-        "wasm32-wasip2",
-    ]);
-    for p in &plugins {
-        build.args(["-p", p]);
-    }
-    run(build, "building the bundled plugins for wasm32-wasip2")?;
-    let out = root().join("config/plugins.d");
-    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
-    for p in &plugins {
-        let file = format!("{}.wasm", p.replace('-', "_"));
-        let from = target_dir().join("wasm32-wasip2/wasm-release").join(&file);
-        let to = out.join(&file);
-        // Copy under a hidden name and rename: a running host never sees half a file.
-        let tmp = out.join(format!(".{file}.tmp"));
-        std::fs::copy(&from, &tmp).map_err(|e| format!("{}: {e}", from.display()))?;
-        std::fs::rename(&tmp, &to).map_err(|e| e.to_string())?;
-    }
-    eprintln!("xtask: {} plugins in {}", plugins.len(), out.display());
+    build_plugins(&root().join("config/plugins.d"))?;
     let mut host = cargo();
     host.args([
         "run",
@@ -117,6 +99,40 @@ fn demo() -> Result<(), String> {
         "run",
     ]);
     run(host, "starting the host (Ctrl-C stops it)")
+}
+
+/// Build the bundled plugins for wasm32-wasip2 and copy each `.wasm` into `out`.
+fn build_plugins(out: &Path) -> Result<(), String> {
+    let plugins = plugin_packages()?;
+    let mut build = cargo();
+    // The folder test-artifacts builds the same plugins in, with the same flags: a tree
+    // whose tests ran has them built already (deploy/check-build.sh relies on it).
+    let wasm_target = target_dir().join("wasm-artifacts/plugins");
+    build.args([
+        "build",
+        "--profile",
+        "wasm-release",
+        "--target",
+        "wasm32-wasip2",
+        "--target-dir",
+    ]);
+    build.arg(&wasm_target);
+    for p in &plugins {
+        build.args(["-p", p]);
+    }
+    run(build, "building the bundled plugins for wasm32-wasip2")?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    for p in &plugins {
+        let file = format!("{}.wasm", p.replace('-', "_"));
+        let from = wasm_target.join("wasm32-wasip2/wasm-release").join(&file);
+        let to = out.join(&file);
+        // Copy under a hidden name and rename: a running host never sees half a file.
+        let tmp = out.join(format!(".{file}.tmp"));
+        std::fs::copy(&from, &tmp).map_err(|e| format!("{}: {e}", from.display()))?;
+        std::fs::rename(&tmp, &to).map_err(|e| e.to_string())?;
+    }
+    eprintln!("xtask: {} plugins in {}", plugins.len(), out.display());
+    Ok(())
 }
 
 /// The servers the integration tests start (SPEC §12) and the browser the scraper's tests

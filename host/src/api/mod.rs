@@ -2,6 +2,8 @@
 //! one file per resource of the workers (rules, prices, notifications, scraper targets,
 //! schedules).
 //!
+//! `/ui` is the web console ([`console`]): HTML pages over these same handlers.
+//!
 //! Every `/api/v1` route requires `Authorization: Bearer <IMPRESSOX_API_TOKEN>` when a
 //! token is set; without a token the server refuses to bind anywhere but loopback.
 //! Errors are `{"error": {"code": "...", "message": "..."}}`. A failure of a store, a
@@ -25,6 +27,7 @@ use crate::runtime::Runtime;
 use crate::runtime::watcher::RescanTrigger;
 use crate::storage::Store;
 
+pub mod console;
 mod events;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -47,6 +50,8 @@ pub struct ApiState {
     pub rescan: Option<RescanTrigger>,
     pub services: Services,
     token: Option<Arc<str>>,
+    /// The console's short-lived document counts, shared by its requests.
+    counts: console::CountsCache,
 }
 
 /// The stores and workers the API fronts; routes answer 503 for a missing one.
@@ -225,6 +230,7 @@ pub fn router_with(
         rescan,
         services,
         token: token.map(Arc::from),
+        counts: console::CountsCache::default(),
     };
     let v1 = Router::new()
         .route("/rules", get(rules::list).post(rules::create))
@@ -295,6 +301,7 @@ pub fn router_with(
         .route("/readyz", axum::routing::get(health::readyz))
         .route("/metrics", axum::routing::get(metrics::metrics))
         .nest("/api/v1", v1)
+        .nest("/ui", console::router(state.clone()))
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }

@@ -69,8 +69,10 @@ pub async fn document() -> Json<Value> {
             "/api/v1/rules": {
                 "get": {"summary": "List rules", "parameters": [
                     {"name": "user_id", "in": "query", "schema": {"type": "string"}},
-                    {"name": "symbol", "in": "query", "schema": {"type": "string"}}],
-                    "responses": {"200": {"description": "{\"rules\": [Rule]}"}}},
+                    {"name": "symbol", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+                    "responses": {"200": {"description": "{\"rules\": [Rule]}; with limit or offset one page, oldest first, and \"next_offset\" (null on the last page)"}}},
                 "post": {"summary": "Create a rule", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RuleSpec"}}}},
                     "responses": {"201": {"description": "created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rule"}}}},
                         "400": {"description": "a field is invalid (named in the message), or `unknown_symbol`: not a symbol [market] rule_symbols allows; nothing stored", "content": {"application/json": {"schema": error}}},

@@ -98,17 +98,42 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, &rule))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    user_id: Option<String>,
-    symbol: Option<String>,
+    pub user_id: Option<String>,
+    pub symbol: Option<String>,
+    /// A page of at most `limit` rules (1 to 500); with `offset`, from that position.
+    /// The answer then carries `next_offset` (null on the last page).
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
 }
 
+/// Without `limit` or `offset`: every matching rule (the original answer). With either: one
+/// page, read through the store's rule indexes.
 pub async fn list(
     State(state): State<ApiState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    if q.limit.is_some() || q.offset.is_some() {
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=rule_ops::MAX_PAGE).contains(&limit) {
+            return Err(ApiError::invalid(
+                "invalid_field",
+                format!("`limit`: between 1 and {}", rule_ops::MAX_PAGE),
+            ));
+        }
+        let (rules, next) = rule_ops::page_rules(
+            state.store()?.as_ref(),
+            q.user_id.as_deref(),
+            q.symbol.as_deref(),
+            q.offset.unwrap_or(0),
+            limit,
+        )
+        .await?;
+        let views: Vec<Value> = rules.iter().map(|r| view(&state, r)).collect();
+        return Ok(Json(json!({"rules": views, "next_offset": next})));
+    }
     let rules = rule_ops::list_rules(
         state.store()?.as_ref(),
         q.user_id.as_deref(),

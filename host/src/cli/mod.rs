@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LogFormat};
 
+pub mod logging;
 mod plugin;
 mod run;
 mod scraper;
@@ -69,7 +70,7 @@ pub fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
     let format = cli.log_format.unwrap_or(config.log.format);
-    init_logging(format, &config.log.level);
+    logging::init(format, &config.log.level);
     match cli.command {
         Command::Run { workers } => run::run(config, workers),
         Command::Plugin(cmd) => plugin::dispatch(&config, cmd, cli.config.is_some()),
@@ -77,21 +78,4 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Scraper(cmd) => scraper::dispatch(&config, cmd),
         Command::Webpush(cmd) => webpush::dispatch(&config, cmd),
     }
-}
-
-fn init_logging(format: LogFormat, level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(level))
-        // chromiumoxide logs every DevTools command and event at debug/trace level, the keys
-        // the scraper types into X's login form (passwords, codes) and the login request's
-        // body among them: only its warnings and errors, whatever the configured level.
-        .add_directive("chromiumoxide=warn".parse().expect("a valid directive"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
 }

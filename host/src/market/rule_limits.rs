@@ -171,22 +171,15 @@ impl<'a> CreateGuard<'a> {
     }
 }
 
-/// How many rules the store holds, and how many of them are `user_id`'s. Reads only the
-/// `user_id` of each record.
+/// How many rules the store holds, and how many of them are `user_id`'s: two index sizes
+/// (`storage::rule_index`), not a read of every rule.
 pub async fn count_rules(store: &dyn Store, user_id: &str) -> anyhow::Result<(usize, usize)> {
-    #[derive(serde::Deserialize)]
-    struct Owner<'a> {
-        #[serde(borrow)]
-        user_id: std::borrow::Cow<'a, str>,
-    }
-    let all = store.list_rules().await?;
-    let mine = all
-        .iter()
-        .filter(|j| {
-            serde_json::from_str::<Owner<'_>>(j).is_ok_and(|o| o.user_id.as_ref() == user_id)
-        })
-        .count();
-    Ok((all.len(), mine))
+    use crate::storage::RuleScope;
+    let all = store.count_rules_in(&RuleScope::All).await?;
+    let mine = store
+        .count_rules_in(&RuleScope::User(user_id.to_string()))
+        .await?;
+    Ok((all as usize, mine as usize))
 }
 
 #[cfg(test)]

@@ -174,6 +174,77 @@ pub async fn list_rules(
     Ok(rules)
 }
 
+/// The most rules one page holds (`GET /api/v1/rules?limit=`, the console).
+pub const MAX_PAGE: usize = 500;
+
+/// One page of rules of `user_id` and/or on `symbol` (case-insensitive), oldest first,
+/// from position `offset`: the rules and the offset of the next page, if there is one.
+/// Read through the store's rule indexes: a page costs its own size, whatever the store
+/// holds. With both filters the user's index is read (a user's rules are bounded by
+/// `max_rules_per_user`) and the symbol is matched on it.
+pub async fn page_rules(
+    store: &dyn Store,
+    user_id: Option<&str>,
+    symbol: Option<&str>,
+    offset: usize,
+    limit: usize,
+) -> Result<(Vec<RuleRecord>, Option<usize>), RuleOpError> {
+    use crate::storage::RuleScope;
+    let limit = limit.clamp(1, MAX_PAGE);
+    let parse = |all: Vec<String>| -> Vec<RuleRecord> {
+        all.iter()
+            .filter_map(|j| serde_json::from_str(j).ok())
+            .collect()
+    };
+    let (scope, also_symbol) = match (user_id, symbol) {
+        (Some(u), s) => (RuleScope::User(u.to_string()), s),
+        (None, Some(s)) => (RuleScope::Symbol(s.to_string()), None),
+        (None, None) => (RuleScope::All, None),
+    };
+    let Some(symbol) = also_symbol else {
+        // One more than asked says whether a next page exists.
+        let mut page = parse(
+            store
+                .page_rules(&scope, offset, limit + 1)
+                .await
+                .map_err(RuleOpError::Store)?,
+        );
+        let next = (page.len() > limit).then_some(offset + limit);
+        page.truncate(limit);
+        return Ok((page, next));
+    };
+    // Both filters: walk the user's rules in chunks, counting matches to `offset`.
+    let mut skipped = 0;
+    let mut out = Vec::new();
+    let mut at = 0;
+    const CHUNK: usize = 500;
+    loop {
+        let chunk = parse(
+            store
+                .page_rules(&scope, at, CHUNK)
+                .await
+                .map_err(RuleOpError::Store)?,
+        );
+        let done = chunk.len() < CHUNK;
+        at += CHUNK;
+        for r in chunk {
+            if !r.symbol.eq_ignore_ascii_case(symbol) {
+                continue;
+            }
+            if skipped < offset {
+                skipped += 1;
+            } else if out.len() < limit {
+                out.push(r);
+            } else {
+                return Ok((out, Some(offset + limit)));
+            }
+        }
+        if done {
+            return Ok((out, None));
+        }
+    }
+}
+
 /// Delete the rule `id`; with `owner`, only if it belongs to that user (a rule of
 /// another user is reported as not found, so its existence is not revealed). Returns the
 /// deleted record.

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::rule_index::IndexedRule;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -27,6 +28,9 @@ use super::{
 use crate::util::now_ms;
 
 const RULES: TableDefinition<&str, &str> = TableDefinition::new("rules");
+/// The rule indexes (`rule_index`): (scope, `"<created_at> <id>"`), and each scope's size.
+const RULE_INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("rule_index");
+const RULE_INDEX_SIZE: TableDefinition<&str, u64> = TableDefinition::new("rule_index_size");
 const LATEST: TableDefinition<&str, &[u8]> = TableDefinition::new("prices_latest");
 /// (symbol, per-symbol sequence) → point; the oldest beyond `history_len` is removed.
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("prices_history");
@@ -138,6 +142,7 @@ impl EmbeddedStore {
     fn init_tables(&self) -> Result<()> {
         let tx = self.db.begin_write()?;
         tx.open_table(RULES)?;
+        Self::index_unindexed_rules(&tx)?;
         tx.open_table(LATEST)?;
         tx.open_table(HISTORY)?;
         tx.open_table(HISTORY_SEQ)?;
@@ -479,6 +484,63 @@ fn decode_point(bytes: &[u8]) -> Result<PricePoint> {
     serde_json::from_slice(bytes).context("corrupt price record in the embedded store")
 }
 
+/// The rule indexes' upkeep, inside the caller's write transaction.
+impl EmbeddedStore {
+    fn index_rule(tx: &redb::WriteTransaction, rule: &IndexedRule) -> Result<()> {
+        let mut index = tx.open_table(RULE_INDEX)?;
+        let mut sizes = tx.open_table(RULE_INDEX_SIZE)?;
+        let entry = rule.entry();
+        for scope in rule.scopes() {
+            if index
+                .insert((scope.as_str(), entry.as_str()), ())?
+                .is_none()
+            {
+                let n = sizes.get(scope.as_str())?.map_or(0, |v| v.value());
+                sizes.insert(scope.as_str(), n + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn unindex_rule(tx: &redb::WriteTransaction, rule: &IndexedRule) -> Result<()> {
+        let mut index = tx.open_table(RULE_INDEX)?;
+        let mut sizes = tx.open_table(RULE_INDEX_SIZE)?;
+        let entry = rule.entry();
+        for scope in rule.scopes() {
+            if index.remove((scope.as_str(), entry.as_str()))?.is_some() {
+                let n = sizes.get(scope.as_str())?.map_or(0, |v| v.value());
+                if n <= 1 {
+                    sizes.remove(scope.as_str())?;
+                } else {
+                    sizes.insert(scope.as_str(), n - 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Index rules stored before the indexes existed (an empty index beside rules).
+    fn index_unindexed_rules(tx: &redb::WriteTransaction) -> Result<()> {
+        let rules: Vec<String> = {
+            let index = tx.open_table(RULE_INDEX)?;
+            let rules = tx.open_table(RULES)?;
+            if !index.is_empty()? || rules.is_empty()? {
+                return Ok(());
+            }
+            rules
+                .iter()?
+                .map(|item| item.map(|(_, v)| v.value().to_string()))
+                .collect::<Result<_, _>>()?
+        };
+        for json in &rules {
+            if let Some(keys) = IndexedRule::indexable(json) {
+                Self::index_rule(tx, &keys)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     fn backend(&self) -> &'static str {
@@ -492,7 +554,19 @@ impl Store for EmbeddedStore {
 
     async fn put_rule(&self, id: &str, json: &str) -> Result<()> {
         let tx = self.db.begin_write()?;
-        tx.open_table(RULES)?.insert(id, json)?;
+        let before = tx
+            .open_table(RULES)?
+            .insert(id, json)?
+            .map(|v| v.value().to_string());
+        if let Some(old) = before
+            .as_deref()
+            .and_then(|j| IndexedRule::from_json(j).ok())
+        {
+            Self::unindex_rule(&tx, &old)?;
+        }
+        if let Some(keys) = IndexedRule::indexable(json) {
+            Self::index_rule(&tx, &keys)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -515,9 +589,53 @@ impl Store for EmbeddedStore {
 
     async fn delete_rule(&self, id: &str) -> Result<bool> {
         let tx = self.db.begin_write()?;
-        let existed = tx.open_table(RULES)?.remove(id)?.is_some();
+        let removed = tx
+            .open_table(RULES)?
+            .remove(id)?
+            .map(|v| v.value().to_string());
+        if let Some(old) = removed
+            .as_deref()
+            .and_then(|j| IndexedRule::from_json(j).ok())
+        {
+            Self::unindex_rule(&tx, &old)?;
+        }
         tx.commit()?;
-        Ok(existed)
+        Ok(removed.is_some())
+    }
+
+    async fn page_rules(
+        &self,
+        scope: &super::RuleScope,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let tx = self.db.begin_read()?;
+        let index = tx.open_table(RULE_INDEX)?;
+        let rules = tx.open_table(RULES)?;
+        let key = scope.key();
+        let mut out = Vec::with_capacity(limit.min(1000));
+        // `(key, "")` is the scope's first entry; every entry of the scope starts with
+        // its key, so the range ends where the key changes.
+        for item in index.range((key.as_str(), "")..)?.skip(offset) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item?;
+            let (scope_key, entry) = k.value();
+            if scope_key != key {
+                break;
+            }
+            if let Some(json) = rules.get(super::rule_index::id_of_entry(entry))? {
+                out.push(json.value().to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn count_rules_in(&self, scope: &super::RuleScope) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(RULE_INDEX_SIZE)?;
+        Ok(t.get(scope.key().as_str())?.map_or(0, |v| v.value()))
     }
 
     async fn latest_price(&self, symbol: &str) -> Result<Option<PricePoint>> {

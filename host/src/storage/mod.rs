@@ -48,6 +48,9 @@ pub mod embedded;
 pub mod events;
 mod redis_reply;
 pub mod redis_store;
+pub mod rule_index;
+
+pub use rule_index::RuleScope;
 
 pub use events::{EventCommit, KvEffect, KvOp, StaleAcks};
 
@@ -243,6 +246,17 @@ pub trait Store: Send + Sync {
     async fn list_rules(&self) -> Result<Vec<String>>;
     /// Remove a rule; false if it did not exist.
     async fn delete_rule(&self, id: &str) -> Result<bool>;
+    /// A page of the rules in `scope`, by creation time then id: the rule records (JSON)
+    /// from position `offset`, at most `limit`. Reads the page through an index
+    /// ([`rule_index`]), never the whole collection.
+    async fn page_rules(
+        &self,
+        scope: &RuleScope,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>>;
+    /// How many rules `scope` holds (an index's size; no scan).
+    async fn count_rules_in(&self, scope: &RuleScope) -> Result<u64>;
 
     async fn latest_price(&self, symbol: &str) -> Result<Option<PricePoint>>;
     async fn latest_prices(&self) -> Result<Vec<PricePoint>>;

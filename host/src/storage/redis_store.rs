@@ -1,6 +1,7 @@
 //! The Redis backend (Redis 7, `redis` crate, tokio).
 //!
-//! Layout: `market:rules` (hash id → JSON), `market:prices:latest` (hash symbol → JSON),
+//! Layout: `market:rules` (hash id → JSON) with its indexes `market:rules:index:<scope>`
+//! (sorted sets, `storage::rule_index`), `market:prices:latest` (hash symbol → JSON),
 //! `market:prices:history:<symbol>` (list, newest first, trimmed to `history_len`),
 //! `market:checkpoints` (hash), streams under their own names (`notify:requests`) with
 //! idempotency keys `<stream>:idem:<key>` that expire after `idempotency_ttl_secs`,
@@ -38,6 +39,15 @@ use super::{
 };
 
 const RULES: &str = "market:rules";
+/// The rule indexes (`rule_index`): a sorted set per scope, every score 0, so members
+/// `"<created_at> <id>"` sort by creation time and a page is a rank range.
+const RULE_INDEX_PREFIX: &str = "market:rules:index:";
+/// Set once the indexes hold every rule (built at connect for rules stored before them).
+const RULE_INDEX_READY: &str = "market:rules:index-ready";
+
+fn rule_index_key(scope: &str) -> String {
+    format!("{RULE_INDEX_PREFIX}{scope}")
+}
 const LATEST: &str = "market:prices:latest";
 const CHECKPOINTS: &str = "market:checkpoints";
 
@@ -192,7 +202,7 @@ impl RedisStore {
             .get_connection_manager_with_config(config)
             .await
             .with_context(|| format!("cannot connect to Redis at {url}"))?;
-        Ok(RedisStore {
+        RedisStore {
             client,
             conn,
             blocking: Mutex::new(Vec::new()),
@@ -209,7 +219,52 @@ impl RedisStore {
             schedule_load: Script::new(include_str!("redis_lua/schedule_load.lua")),
             schedule_cas: Script::new(include_str!("redis_lua/schedule_cas.lua")),
             stats: StreamStats::default(),
-        })
+        }
+        .with_rule_indexes()
+        .await
+    }
+
+    /// Index the rules stored before the indexes existed (once per Redis; idempotent, so
+    /// two hosts starting together both writing it is harmless).
+    async fn with_rule_indexes(self) -> Result<RedisStore> {
+        let mut c = self.conn.clone();
+        let ready: bool = c
+            .exists(RULE_INDEX_READY)
+            .await
+            .context("cannot read the rule index marker")?;
+        if ready {
+            return Ok(self);
+        }
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, pairs): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(RULES)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut c)
+                .await?;
+            let mut pipe = redis::pipe();
+            for (id, json) in &pairs {
+                match super::rule_index::IndexedRule::from_json(json) {
+                    Ok(keys) => {
+                        for scope in keys.scopes() {
+                            pipe.zadd(rule_index_key(&scope), keys.entry(), 0).ignore();
+                        }
+                    }
+                    Err(e) => tracing::warn!(rule = %id, error = %e, "rule left out of the index"),
+                }
+            }
+            if !pairs.is_empty() {
+                let _: () = pipe.query_async(&mut c).await?;
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let _: () = c.set(RULE_INDEX_READY, 1).await?;
+        Ok(self)
     }
 
     async fn blocking_conn(&self) -> Result<ConnectionManager> {
@@ -319,8 +374,18 @@ impl Store for RedisStore {
     }
 
     async fn put_rule(&self, id: &str, json: &str) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().hset(RULES, id, json).ignore();
+        // A record without the indexed fields is stored (the store does not judge rules)
+        // but is in no page; the rule layer never writes one.
+        if let Some(keys) = super::rule_index::IndexedRule::indexable(json) {
+            let entry = keys.entry();
+            for scope in keys.scopes() {
+                pipe.zadd(rule_index_key(&scope), &entry, 0).ignore();
+            }
+        }
         let mut c = self.conn.clone();
-        let _: () = c.hset(RULES, id, json).await?;
+        let _: () = pipe.query_async(&mut c).await?;
         Ok(())
     }
 
@@ -336,8 +401,59 @@ impl Store for RedisStore {
 
     async fn delete_rule(&self, id: &str) -> Result<bool> {
         let mut c = self.conn.clone();
-        let n: u64 = c.hdel(RULES, id).await?;
+        let json: Option<String> = c.hget(RULES, id).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().hdel(RULES, id);
+        // An unreadable record has no index entries to find; it is removed all the same.
+        if let Some(keys) = json
+            .as_deref()
+            .and_then(|j| super::rule_index::IndexedRule::from_json(j).ok())
+        {
+            let entry = keys.entry();
+            for scope in keys.scopes() {
+                pipe.zrem(rule_index_key(&scope), &entry).ignore();
+            }
+        }
+        let (n,): (u64,) = pipe.query_async(&mut c).await?;
         Ok(n > 0)
+    }
+
+    async fn page_rules(
+        &self,
+        scope: &super::RuleScope,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let entries: Vec<String> = c
+            .zrange(
+                rule_index_key(&scope.key()),
+                offset as isize,
+                (offset + limit - 1) as isize,
+            )
+            .await?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = entries
+            .iter()
+            .map(|e| super::rule_index::id_of_entry(e))
+            .collect();
+        let found: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(RULES)
+            .arg(&ids)
+            .query_async(&mut c)
+            .await?;
+        // A rule deleted between the two reads is left out.
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn count_rules_in(&self, scope: &super::RuleScope) -> Result<u64> {
+        let mut c = self.conn.clone();
+        Ok(c.zcard(rule_index_key(&scope.key())).await?)
     }
 
     async fn latest_price(&self, symbol: &str) -> Result<Option<PricePoint>> {

@@ -351,3 +351,78 @@ fn metrics_text(port: u16) -> String {
     let _ = s.read_to_string(&mut buf);
     buf
 }
+
+/// SPEC §11: `--log-format json` prints one flat JSON object a line, `worker` and
+/// `plugin` on every line, filled in on the lines of a worker and of a plugin. A real
+/// `impressox run` with the scheduler firing a plugin every second.
+#[test]
+fn json_logs_are_one_flat_object_a_line_naming_worker_and_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"data\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[plugins]\ndir = \"plugins.d\"\n\
+             [plugins.grants.sched-probe]\nkv = true\n[workers]\nenabled = [\"scheduler\"]\n\
+             [[schedules]]\nname = \"tick\"\nevery = \"1s\"\nplugin = \"sched-probe\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins.d")).unwrap();
+    std::fs::copy(
+        test_artifacts::GUEST_SCHED_PROBE,
+        dir.path().join("plugins.d/sched-probe.wasm"),
+    )
+    .unwrap();
+    let mut child = impressox()
+        .args(["--config", cfg.to_str().unwrap(), "--log-format", "json"])
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = wait_until(Duration::from_secs(60), || {
+        reqwest::blocking_free_get(&format!("http://127.0.0.1:{port}/readyz")) == Some(200)
+    });
+    assert!(ready, "host never became ready");
+    // A few firings of the schedule.
+    std::thread::sleep(Duration::from_secs(3));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.success(), "exit status {status:?}: {stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() > 3, "{stderr}");
+    for line in &lines {
+        let object = line.as_object().unwrap_or_else(|| panic!("{line}"));
+        for key in [
+            "timestamp",
+            "level",
+            "target",
+            "worker",
+            "plugin",
+            "message",
+        ] {
+            assert!(object.contains_key(key), "`{key}` missing: {line}");
+        }
+        assert!(!object.contains_key("fields"), "nested fields: {line}");
+    }
+    assert!(
+        lines.iter().any(|l| l["plugin"] == "sched-probe"),
+        "no line names the plugin: {stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l["worker"] == "scheduler"),
+        "no line names the worker: {stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "SIGTERM received"),
+        "{stderr}"
+    );
+}

@@ -7,6 +7,8 @@ mod cache;
 mod capabilities;
 mod cli;
 mod componentize;
+mod console;
+mod deploy;
 mod documents;
 mod events;
 mod fuzz;

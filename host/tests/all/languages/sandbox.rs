@@ -144,8 +144,8 @@ fn python_prints_reach_the_log_as_whole_lines() {
         .iter()
         .map(|v| {
             (
-                v["fields"]["stream"].as_str().unwrap_or_default(),
-                v["fields"]["message"].as_str().unwrap_or_default(),
+                v["stream"].as_str().unwrap_or_default(),
+                v["message"].as_str().unwrap_or_default(),
             )
         })
         .collect();
@@ -157,7 +157,7 @@ fn python_prints_reach_the_log_as_whole_lines() {
         ],
         "{stderr}"
     );
-    assert!(lines.iter().all(|v| v["fields"]["plugin"] == "py-sandbox"));
+    assert!(lines.iter().all(|v| v["plugin"] == "py-sandbox"));
 }
 
 /// componentize-js without `-d http -d fetch-event` imports `wasi:http`: what an author
