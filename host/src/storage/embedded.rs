@@ -142,6 +142,8 @@ impl EmbeddedStore {
     fn init_tables(&self) -> Result<()> {
         let tx = self.db.begin_write()?;
         tx.open_table(RULES)?;
+        tx.open_table(RULE_INDEX)?;
+        tx.open_table(RULE_INDEX_SIZE)?;
         Self::index_unindexed_rules(&tx)?;
         tx.open_table(LATEST)?;
         tx.open_table(HISTORY)?;
