@@ -1,4 +1,4 @@
-//! The six plugin kinds: their world names, the interface each exports, and the typed
+//! The seven plugin kinds: their world names, the interface each exports, and the typed
 //! pre-instantiated component and bindings for each.
 
 use std::fmt;
@@ -9,7 +9,8 @@ use wasmtime::component::InstancePre;
 
 use super::state::StoreState;
 use crate::bindings::{
-    event_handler, feed_parser, notify_formatter, rule_processor, scrape_parser, task, types,
+    doc_chunker, event_handler, feed_parser, notify_formatter, rule_processor, scrape_parser, task,
+    types,
 };
 
 /// A plugin kind (one WIT world each).
@@ -28,17 +29,20 @@ pub enum Kind {
     Task,
     /// Stream event → outcome.
     EventHandler,
+    /// Document → chunks with offsets and metadata (retrieval).
+    DocChunker,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::FeedParser,
         Kind::RuleProcessor,
         Kind::ScrapeParser,
         Kind::NotifyFormatter,
         Kind::Task,
         Kind::EventHandler,
+        Kind::DocChunker,
     ];
 
     /// This kind's position in [`Kind::ALL`].
@@ -55,6 +59,7 @@ impl Kind {
             Kind::NotifyFormatter => "notify-formatter",
             Kind::Task => "task",
             Kind::EventHandler => "event-handler",
+            Kind::DocChunker => "doc-chunker",
         }
     }
 
@@ -67,6 +72,7 @@ impl Kind {
             Kind::NotifyFormatter => "format-notification",
             Kind::Task => "run-task",
             Kind::EventHandler => "handle-event",
+            Kind::DocChunker => "chunk-document",
         }
     }
 
@@ -80,7 +86,8 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.export_interface() == name)
     }
 
-    /// Pure kinds get only `log`: everything else arrives as arguments.
+    /// Pure kinds get only `log` (and doc-chunkers `tokens`, which does no I/O):
+    /// everything else arrives as arguments.
     pub fn is_pure(self) -> bool {
         !matches!(self, Kind::Task | Kind::EventHandler)
     }
@@ -93,6 +100,7 @@ impl Kind {
             types::PluginKind::NotifyFormatter => Kind::NotifyFormatter,
             types::PluginKind::Task => Kind::Task,
             types::PluginKind::EventHandler => Kind::EventHandler,
+            types::PluginKind::DocChunker => Kind::DocChunker,
         }
     }
 }
@@ -111,6 +119,7 @@ pub(crate) enum KindPre {
     NotifyFormatter(notify_formatter::NotifyFormatterPre<StoreState>),
     Task(task::TaskPre<StoreState>),
     EventHandler(event_handler::EventHandlerPre<StoreState>),
+    DocChunker(doc_chunker::DocChunkerPre<StoreState>),
 }
 
 /// A live instance's typed exports.
@@ -121,6 +130,7 @@ pub(crate) enum KindBindings {
     NotifyFormatter(notify_formatter::NotifyFormatter),
     Task(task::Task),
     EventHandler(event_handler::EventHandler),
+    DocChunker(doc_chunker::DocChunker),
 }
 
 impl KindPre {
@@ -138,6 +148,7 @@ impl KindPre {
             }
             Kind::Task => KindPre::Task(task::TaskPre::new(pre)?),
             Kind::EventHandler => KindPre::EventHandler(event_handler::EventHandlerPre::new(pre)?),
+            Kind::DocChunker => KindPre::DocChunker(doc_chunker::DocChunkerPre::new(pre)?),
         })
     }
 
@@ -152,6 +163,7 @@ impl KindPre {
             KindPre::NotifyFormatter(p) => KindBindings::NotifyFormatter(p.instantiate(store)?),
             KindPre::Task(p) => KindBindings::Task(p.instantiate(store)?),
             KindPre::EventHandler(p) => KindBindings::EventHandler(p.instantiate(store)?),
+            KindPre::DocChunker(p) => KindBindings::DocChunker(p.instantiate(store)?),
         })
     }
 }
@@ -171,6 +183,7 @@ impl KindBindings {
             }
             KindBindings::Task(b) => b.impressox_plugin_run_task().call_info(store),
             KindBindings::EventHandler(b) => b.impressox_plugin_handle_event().call_info(store),
+            KindBindings::DocChunker(b) => b.impressox_plugin_chunk_document().call_info(store),
         }
     }
 }

@@ -130,3 +130,19 @@ impl OutputSize for Outcome {
         }
     }
 }
+impl OutputSize for Chunk {
+    fn output_bytes(&self) -> usize {
+        self.text.len()
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 16)
+                .sum::<usize>()
+            + 8
+    }
+}
+impl OutputSize for Chunked {
+    fn output_bytes(&self) -> usize {
+        self.normalised.output_bytes() + self.chunks.output_bytes()
+    }
+}
