@@ -767,7 +767,14 @@ macro_rules! export_doc_chunker {
             impl $crate::bindings::doc_chunker::exports::impressox::plugin::chunk_document::Guest
                 for __ImpressoxPlugin
             {
-                $crate::__impressox_meta!($ty, DocChunker, DocChunker);
+                // `chunker-info`: a doc-chunker's kind is its export.
+                fn info() -> $crate::types::ChunkerInfo {
+                    $crate::types::ChunkerInfo {
+                        name: <$ty as $crate::DocChunker>::NAME.to_string(),
+                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        description: <$ty as $crate::DocChunker>::DESCRIPTION.to_string(),
+                    }
+                }
                 fn chunk(
                     document: $crate::types::Document,
                     options: $crate::types::ChunkOptions,

@@ -152,7 +152,7 @@ impl PluginHandle {
     }
 
     /// The serving version's own `info`.
-    pub fn info(&self) -> Result<PluginInfo, CallError> {
+    pub fn info(&self) -> Result<super::kind::Identity, CallError> {
         self.call(None, |b, store| b.info(store))
     }
 

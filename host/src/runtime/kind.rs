@@ -100,7 +100,6 @@ impl Kind {
             types::PluginKind::NotifyFormatter => Kind::NotifyFormatter,
             types::PluginKind::Task => Kind::Task,
             types::PluginKind::EventHandler => Kind::EventHandler,
-            types::PluginKind::DocChunker => Kind::DocChunker,
         }
     }
 }
@@ -108,6 +107,28 @@ impl Kind {
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.world())
+    }
+}
+
+/// Who a plugin says it is: its `info()`, whichever record its kind's interface returns
+/// (`plugin-info`, or `chunker-info` for doc-chunkers, whose kind is their export).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identity {
+    pub name: String,
+    pub version: String,
+    /// The kind it says it is (a doc-chunker's is its export's).
+    pub kind: Kind,
+    pub description: String,
+}
+
+impl Identity {
+    fn from_info(info: types::PluginInfo) -> Identity {
+        Identity {
+            name: info.name,
+            version: info.version,
+            kind: Kind::from_wit(info.kind),
+            description: info.description,
+        }
     }
 }
 
@@ -170,20 +191,36 @@ impl KindPre {
 
 impl KindBindings {
     /// The plugin's own `info()`.
-    pub(crate) fn info(
-        &self,
-        store: &mut Store<StoreState>,
-    ) -> wasmtime::Result<types::PluginInfo> {
+    pub(crate) fn info(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Identity> {
+        let from = Identity::from_info;
         match self {
-            KindBindings::FeedParser(b) => b.impressox_plugin_parse_feed().call_info(store),
-            KindBindings::RuleProcessor(b) => b.impressox_plugin_process_rules().call_info(store),
-            KindBindings::ScrapeParser(b) => b.impressox_plugin_parse_page().call_info(store),
-            KindBindings::NotifyFormatter(b) => {
-                b.impressox_plugin_format_notification().call_info(store)
+            KindBindings::FeedParser(b) => {
+                b.impressox_plugin_parse_feed().call_info(store).map(from)
             }
-            KindBindings::Task(b) => b.impressox_plugin_run_task().call_info(store),
-            KindBindings::EventHandler(b) => b.impressox_plugin_handle_event().call_info(store),
-            KindBindings::DocChunker(b) => b.impressox_plugin_chunk_document().call_info(store),
+            KindBindings::RuleProcessor(b) => b
+                .impressox_plugin_process_rules()
+                .call_info(store)
+                .map(from),
+            KindBindings::ScrapeParser(b) => {
+                b.impressox_plugin_parse_page().call_info(store).map(from)
+            }
+            KindBindings::NotifyFormatter(b) => b
+                .impressox_plugin_format_notification()
+                .call_info(store)
+                .map(from),
+            KindBindings::Task(b) => b.impressox_plugin_run_task().call_info(store).map(from),
+            KindBindings::EventHandler(b) => {
+                b.impressox_plugin_handle_event().call_info(store).map(from)
+            }
+            KindBindings::DocChunker(b) => {
+                let info = b.impressox_plugin_chunk_document().call_info(store)?;
+                Ok(Identity {
+                    name: info.name,
+                    version: info.version,
+                    kind: Kind::DocChunker,
+                    description: info.description,
+                })
+            }
         }
     }
 }

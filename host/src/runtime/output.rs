@@ -130,6 +130,11 @@ impl OutputSize for Outcome {
         }
     }
 }
+impl OutputSize for crate::runtime::kind::Identity {
+    fn output_bytes(&self) -> usize {
+        self.name.len() + self.version.len() + self.description.len() + 8
+    }
+}
 impl OutputSize for Chunk {
     fn output_bytes(&self) -> usize {
         self.text.len()

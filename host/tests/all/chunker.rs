@@ -176,7 +176,12 @@ fn html_becomes_markdown_and_is_cut_by_its_headings() {
     for c in &out.chunks {
         assert_eq!(chars(md, c.start, c.end), c.text);
     }
-    assert!(out.chunks[0].text.contains("prices & evaluates"));
+    let monitor = out
+        .chunks
+        .iter()
+        .find(|c| meta(c, "section") == Some("Market monitor"))
+        .unwrap();
+    assert!(monitor.text.contains("prices & evaluates"), "{monitor:?}");
 }
 
 fn stored_tweet(id: &str, text: &str, cashtags: &[&str]) -> String {

@@ -7,7 +7,7 @@
 /// they match the host's as long as they have the same shape).
 const TYPES_IMPORT: &str = r#"
   (type $types-inst (instance
-    (type $pk (enum "feed-parser" "rule-processor" "scrape-parser" "notify-formatter" "task" "event-handler" "doc-chunker"))
+    (type $pk (enum "feed-parser" "rule-processor" "scrape-parser" "notify-formatter" "task" "event-handler"))
     (export "plugin-kind" (type $pk-e (eq $pk)))
     (type $pi (record (field "name" string) (field "version" string) (field "kind" $pk-e) (field "description" string)))
     (export "plugin-info" (type $pi-e (eq $pi)))

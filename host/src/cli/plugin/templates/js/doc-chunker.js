@@ -15,7 +15,8 @@ const chars = (text, index) => [...text.slice(0, index)].length;
 
 export const chunkDocument = {
   info() {
-    return { name: NAME, version: VERSION, kind: "doc-chunker", description: "paragraphs packed up to maxTokens" };
+    // No `kind`: a doc-chunker's kind is its export.
+    return { name: NAME, version: VERSION, description: "paragraphs packed up to maxTokens" };
   },
 
   chunk(document, options) {

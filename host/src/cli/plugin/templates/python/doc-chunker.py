@@ -17,11 +17,11 @@ VERSION = "0.1.0"
 
 
 class ChunkDocument(exports.ChunkDocument):
-    def info(self) -> types.PluginInfo:
-        return types.PluginInfo(
+    def info(self) -> types.ChunkerInfo:
+        # No `kind`: a doc-chunker's kind is its export.
+        return types.ChunkerInfo(
             name=NAME,
             version=VERSION,
-            kind=types.PluginKind.DOC_CHUNKER,
             description="paragraphs packed up to max_tokens",
         )
 
