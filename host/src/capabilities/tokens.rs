@@ -13,7 +13,9 @@ impl StoreState {
         let Some(counter) = self.plugin.caps.tokens.as_ref() else {
             // Only a probe (asking a component its name before it is granted anything)
             // runs without one; a chunker that counts while saying its name is broken.
-            wasmtime::bail!("the embedder's token count is not available while loading");
+            return Err(wasmtime::format_err!(
+                "the embedder's token count is not available while loading"
+            ));
         };
         counter.count(text).map_err(wasmtime::Error::msg)
     }

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 
 /// The normalised text of a JSON document, or the parser's error (with line and column).
 pub fn normalise(json: &str) -> Result<String, String> {
@@ -53,7 +53,7 @@ impl<'de> Visitor<'de> for Walk<'_> {
         f.write_str("any JSON value")
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+    fn visit_str<E: Error>(self, v: &str) -> Result<(), E> {
         let v = v.trim();
         if v.chars().any(char::is_alphabetic) {
             self.out.push(match self.path.is_empty() {
@@ -64,19 +64,19 @@ impl<'de> Visitor<'de> for Walk<'_> {
         Ok(())
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+    fn visit_bool<E: Error>(self, _: bool) -> Result<(), E> {
         Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+    fn visit_i64<E: Error>(self, _: i64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+    fn visit_u64<E: Error>(self, _: u64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+    fn visit_f64<E: Error>(self, _: f64) -> Result<(), E> {
         Ok(())
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
+    fn visit_unit<E: Error>(self) -> Result<(), E> {
         Ok(())
     }
 
