@@ -208,7 +208,11 @@ mod tests {
                 .all(|s| *s == "Intro > Setup")
         );
         assert_eq!(*sections.last().unwrap(), "Empty > Inner");
-        assert!(out.chunks.iter().all(|c| words(&[c.text.clone()])[0] <= 12));
+        assert!(
+            out.chunks
+                .iter()
+                .all(|c| words(std::slice::from_ref(&c.text))[0] <= 12)
+        );
         assert!(
             out.chunks
                 .iter()

@@ -78,7 +78,7 @@ pub fn chunk_tweet(
         _ if text.trim().is_empty() => Vec::new(),
         Some(&n) if n <= options.max_tokens => {
             // One tweet, one chunk: all of it, as stored.
-            vec![0..text.len()]
+            std::iter::once(0..text.len()).collect()
         }
         _ => chunking::split(&text, 0..text.len(), options, count),
     };
