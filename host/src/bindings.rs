@@ -19,11 +19,13 @@ mod host_world {
             "impressox:plugin/docs": trappable,
             "impressox:plugin/notify": trappable,
             "impressox:plugin/prices": trappable,
+            // A counter that cannot answer (a tokenizer that fails) ends the call.
+            "impressox:plugin/tokens": trappable,
         },
     });
 }
 
-pub use host_world::impressox::plugin::{config, docs, kv, log, notify, prices, types};
+pub use host_world::impressox::plugin::{config, docs, kv, log, notify, prices, tokens, types};
 
 macro_rules! kind_world {
     ($module:ident, $world:literal, pure) => {
@@ -34,6 +36,19 @@ macro_rules! kind_world {
                 with: {
                     "impressox:plugin/types": crate::bindings::types,
                     "impressox:plugin/log": crate::bindings::log,
+                },
+            });
+        }
+    };
+    ($module:ident, $world:literal, chunker) => {
+        pub mod $module {
+            wasmtime::component::bindgen!({
+                world: $world,
+                path: "../wit",
+                with: {
+                    "impressox:plugin/types": crate::bindings::types,
+                    "impressox:plugin/log": crate::bindings::log,
+                    "impressox:plugin/tokens": crate::bindings::tokens,
                 },
             });
         }
@@ -61,6 +76,7 @@ kind_world!(feed_parser, "feed-parser", pure);
 kind_world!(rule_processor, "rule-processor", pure);
 kind_world!(scrape_parser, "scrape-parser", pure);
 kind_world!(notify_formatter, "notify-formatter", pure);
+kind_world!(doc_chunker, "doc-chunker", chunker);
 kind_world!(task, "task", granted);
 kind_world!(event_handler, "event-handler", granted);
 

@@ -49,6 +49,8 @@ pub struct Config {
     /// `[[schedules]]`: tasks to run on a cron pattern or an interval (read-only through
     /// the API; API-made schedules live in the document store).
     pub schedules: Vec<crate::scheduler::config::ScheduleSpec>,
+    /// Retrieval: the embedder whose tokenizer sizes document chunks.
+    pub rag: crate::rag::RagConfig,
     /// Log output.
     pub log: LogConfig,
     /// The folder relative paths resolve against (the config file's). Not a config key.
@@ -73,6 +75,7 @@ impl Default for Config {
             listeners: Vec::new(),
             scheduler: Default::default(),
             schedules: Vec::new(),
+            rag: Default::default(),
             log: LogConfig::default(),
             base_dir: PathBuf::from("."),
         }
@@ -394,6 +397,11 @@ impl Config {
         } else {
             self.base_dir.join(path)
         }
+    }
+
+    /// `[rag.embedder] model_dir`, resolved (the default model's cache folder when unset).
+    pub fn model_dir(&self) -> PathBuf {
+        self.rag.embedder.model_dir(&self.base_dir)
     }
 
     /// The data directory, resolved.

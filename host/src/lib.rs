@@ -34,6 +34,7 @@ pub mod input;
 pub mod market;
 pub mod net;
 pub mod notify;
+pub mod rag;
 pub mod runtime;
 pub mod scheduler;
 pub mod scraper;

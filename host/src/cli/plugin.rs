@@ -23,7 +23,8 @@ pub enum PluginCommand {
     /// Scaffold a plugin project that builds as-is: a Rust crate, or a Python or
     /// JavaScript project with the host's WIT and a pinned toolchain.
     New {
-        /// feed-parser, rule-processor, scrape-parser, notify-formatter, task or event-handler.
+        /// feed-parser, rule-processor, scrape-parser, notify-formatter, task, event-handler
+        /// or doc-chunker.
         kind: String,
         /// The plugin's name (a-z, 0-9, `-`, `_`).
         name: String,

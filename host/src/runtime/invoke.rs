@@ -74,6 +74,20 @@ impl PluginHandle {
         })
     }
 
+    /// Cut a document into chunks.
+    pub fn chunk(
+        &self,
+        document: &Document,
+        options: ChunkOptions,
+    ) -> Result<Result<Chunked, String>, CallError> {
+        self.call(Some(Kind::DocChunker), |b, store| match b {
+            KindBindings::DocChunker(b) => b
+                .impressox_plugin_chunk_document()
+                .call_chunk(store, document, options),
+            _ => unreachable!("kind checked by call"),
+        })
+    }
+
     /// Run a task once.
     pub fn run_task(&self, run: &TaskRun) -> Result<Result<TaskReport, String>, CallError> {
         self.call(Some(Kind::Task), |b, store| match b {
@@ -138,7 +152,7 @@ impl PluginHandle {
     }
 
     /// The serving version's own `info`.
-    pub fn info(&self) -> Result<PluginInfo, CallError> {
+    pub fn info(&self) -> Result<super::kind::Identity, CallError> {
         self.call(None, |b, store| b.info(store))
     }
 
@@ -374,6 +388,32 @@ struct FormatInput {
     channel: String,
 }
 
+/// `plugin run` input for a doc-chunker: the document's fields, and the chunk sizes
+/// (defaults: [`ChunkInput::DEFAULT_MAX_TOKENS`], [`ChunkInput::DEFAULT_OVERLAP_TOKENS`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChunkInput {
+    #[serde(default)]
+    id: String,
+    /// The document's text; a JSON value other than a string is the text of a JSON
+    /// document (`"text": {"raw_content": ...}` for a tweet), written out compactly.
+    text: Value,
+    media_type: String,
+    /// `{"key": "value", ...}`: easier to write by hand than a list of pairs.
+    #[serde(default)]
+    metadata: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    overlap_tokens: Option<u32>,
+}
+
+impl ChunkInput {
+    /// all-MiniLM-L6-v2 reads 256 tokens, two of them its own `[CLS]` and `[SEP]`.
+    const DEFAULT_MAX_TOKENS: u32 = 254;
+    const DEFAULT_OVERLAP_TOKENS: u32 = 32;
+}
+
 fn parse_input<T: for<'de> Deserialize<'de>>(kind: Kind, input: Value) -> Result<T> {
     serde_json::from_value(input)
         .with_context(|| format!("input does not have the {kind} shape (see `impressox plugin run --help` and the SDK docs)"))
@@ -433,6 +473,25 @@ pub fn run_json(handle: &PluginHandle, input: Value) -> Result<Value> {
         Kind::EventHandler => {
             let event: Event = parse_input(loaded.kind, input)?;
             serde_json::to_value(handle.handle_event(&event)?)?
+        }
+        Kind::DocChunker => {
+            let i: ChunkInput = parse_input(loaded.kind, input)?;
+            let document = Document {
+                id: i.id,
+                text: match i.text {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                },
+                media_type: i.media_type,
+                metadata: i.metadata.into_iter().collect(),
+            };
+            let options = ChunkOptions {
+                max_tokens: i.max_tokens.unwrap_or(ChunkInput::DEFAULT_MAX_TOKENS),
+                overlap_tokens: i
+                    .overlap_tokens
+                    .unwrap_or(ChunkInput::DEFAULT_OVERLAP_TOKENS),
+            };
+            result_json(handle.chunk(&document, options)?)?
         }
     };
     Ok(out)

@@ -1,4 +1,4 @@
-//! The six plugin kinds: their world names, the interface each exports, and the typed
+//! The seven plugin kinds: their world names, the interface each exports, and the typed
 //! pre-instantiated component and bindings for each.
 
 use std::fmt;
@@ -9,7 +9,8 @@ use wasmtime::component::InstancePre;
 
 use super::state::StoreState;
 use crate::bindings::{
-    event_handler, feed_parser, notify_formatter, rule_processor, scrape_parser, task, types,
+    doc_chunker, event_handler, feed_parser, notify_formatter, rule_processor, scrape_parser, task,
+    types,
 };
 
 /// A plugin kind (one WIT world each).
@@ -28,17 +29,20 @@ pub enum Kind {
     Task,
     /// Stream event → outcome.
     EventHandler,
+    /// Document → chunks with offsets and metadata (retrieval).
+    DocChunker,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::FeedParser,
         Kind::RuleProcessor,
         Kind::ScrapeParser,
         Kind::NotifyFormatter,
         Kind::Task,
         Kind::EventHandler,
+        Kind::DocChunker,
     ];
 
     /// This kind's position in [`Kind::ALL`].
@@ -55,6 +59,7 @@ impl Kind {
             Kind::NotifyFormatter => "notify-formatter",
             Kind::Task => "task",
             Kind::EventHandler => "event-handler",
+            Kind::DocChunker => "doc-chunker",
         }
     }
 
@@ -67,6 +72,7 @@ impl Kind {
             Kind::NotifyFormatter => "format-notification",
             Kind::Task => "run-task",
             Kind::EventHandler => "handle-event",
+            Kind::DocChunker => "chunk-document",
         }
     }
 
@@ -80,7 +86,8 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.export_interface() == name)
     }
 
-    /// Pure kinds get only `log`: everything else arrives as arguments.
+    /// Pure kinds get only `log` (and doc-chunkers `tokens`, which does no I/O):
+    /// everything else arrives as arguments.
     pub fn is_pure(self) -> bool {
         !matches!(self, Kind::Task | Kind::EventHandler)
     }
@@ -103,6 +110,28 @@ impl fmt::Display for Kind {
     }
 }
 
+/// Who a plugin says it is: its `info()`, whichever record its kind's interface returns
+/// (`plugin-info`, or `chunker-info` for doc-chunkers, whose kind is their export).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Identity {
+    pub name: String,
+    pub version: String,
+    /// The kind it says it is (a doc-chunker's is its export's).
+    pub kind: Kind,
+    pub description: String,
+}
+
+impl Identity {
+    fn from_info(info: types::PluginInfo) -> Identity {
+        Identity {
+            name: info.name,
+            version: info.version,
+            kind: Kind::from_wit(info.kind),
+            description: info.description,
+        }
+    }
+}
+
 /// A component linked and type-checked against its kind's world, ready to instantiate.
 pub(crate) enum KindPre {
     FeedParser(feed_parser::FeedParserPre<StoreState>),
@@ -111,6 +140,7 @@ pub(crate) enum KindPre {
     NotifyFormatter(notify_formatter::NotifyFormatterPre<StoreState>),
     Task(task::TaskPre<StoreState>),
     EventHandler(event_handler::EventHandlerPre<StoreState>),
+    DocChunker(doc_chunker::DocChunkerPre<StoreState>),
 }
 
 /// A live instance's typed exports.
@@ -121,6 +151,7 @@ pub(crate) enum KindBindings {
     NotifyFormatter(notify_formatter::NotifyFormatter),
     Task(task::Task),
     EventHandler(event_handler::EventHandler),
+    DocChunker(doc_chunker::DocChunker),
 }
 
 impl KindPre {
@@ -138,6 +169,7 @@ impl KindPre {
             }
             Kind::Task => KindPre::Task(task::TaskPre::new(pre)?),
             Kind::EventHandler => KindPre::EventHandler(event_handler::EventHandlerPre::new(pre)?),
+            Kind::DocChunker => KindPre::DocChunker(doc_chunker::DocChunkerPre::new(pre)?),
         })
     }
 
@@ -152,25 +184,43 @@ impl KindPre {
             KindPre::NotifyFormatter(p) => KindBindings::NotifyFormatter(p.instantiate(store)?),
             KindPre::Task(p) => KindBindings::Task(p.instantiate(store)?),
             KindPre::EventHandler(p) => KindBindings::EventHandler(p.instantiate(store)?),
+            KindPre::DocChunker(p) => KindBindings::DocChunker(p.instantiate(store)?),
         })
     }
 }
 
 impl KindBindings {
     /// The plugin's own `info()`.
-    pub(crate) fn info(
-        &self,
-        store: &mut Store<StoreState>,
-    ) -> wasmtime::Result<types::PluginInfo> {
+    pub(crate) fn info(&self, store: &mut Store<StoreState>) -> wasmtime::Result<Identity> {
+        let from = Identity::from_info;
         match self {
-            KindBindings::FeedParser(b) => b.impressox_plugin_parse_feed().call_info(store),
-            KindBindings::RuleProcessor(b) => b.impressox_plugin_process_rules().call_info(store),
-            KindBindings::ScrapeParser(b) => b.impressox_plugin_parse_page().call_info(store),
-            KindBindings::NotifyFormatter(b) => {
-                b.impressox_plugin_format_notification().call_info(store)
+            KindBindings::FeedParser(b) => {
+                b.impressox_plugin_parse_feed().call_info(store).map(from)
             }
-            KindBindings::Task(b) => b.impressox_plugin_run_task().call_info(store),
-            KindBindings::EventHandler(b) => b.impressox_plugin_handle_event().call_info(store),
+            KindBindings::RuleProcessor(b) => b
+                .impressox_plugin_process_rules()
+                .call_info(store)
+                .map(from),
+            KindBindings::ScrapeParser(b) => {
+                b.impressox_plugin_parse_page().call_info(store).map(from)
+            }
+            KindBindings::NotifyFormatter(b) => b
+                .impressox_plugin_format_notification()
+                .call_info(store)
+                .map(from),
+            KindBindings::Task(b) => b.impressox_plugin_run_task().call_info(store).map(from),
+            KindBindings::EventHandler(b) => {
+                b.impressox_plugin_handle_event().call_info(store).map(from)
+            }
+            KindBindings::DocChunker(b) => {
+                let info = b.impressox_plugin_chunk_document().call_info(store)?;
+                Ok(Identity {
+                    name: info.name,
+                    version: info.version,
+                    kind: Kind::DocChunker,
+                    description: info.description,
+                })
+            }
         }
     }
 }

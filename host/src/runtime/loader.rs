@@ -218,7 +218,7 @@ impl Inner {
             .and_then(|pre| KindPre::new(kind, pre))
             .map_err(|e| format!("does not match the {kind} world: {}", e.root_cause()))?;
         let info = self.probe_info(&pre, &file)?;
-        let reported = Kind::from_wit(info.kind);
+        let reported = info.kind;
         if reported != kind {
             return Err(format!(
                 "wrong world: plugin `{}` says it is a {reported} plugin but exports the {kind} interface",
@@ -281,11 +281,7 @@ impl Inner {
     /// Ask the component who it is, through the same linker that loads it. It runs with
     /// no grants and no settings (its name is not known yet): a capability it calls while
     /// answering is refused like any ungranted call.
-    fn probe_info(
-        &self,
-        pre: &KindPre,
-        file: &str,
-    ) -> Result<crate::bindings::types::PluginInfo, String> {
+    fn probe_info(&self, pre: &KindPre, file: &str) -> Result<super::kind::Identity, String> {
         let probe_name = file.to_string();
         let ctx = Arc::new(PluginContext {
             name: probe_name.clone(),

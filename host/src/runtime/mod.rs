@@ -67,8 +67,8 @@ pub(crate) struct Linkers([Linker<StoreState>; Kind::ALL.len()]);
 impl Linkers {
     fn build(engine: &Engine) -> Result<Linkers> {
         let linkers = Kind::ALL.map(|kind| crate::capabilities::linker_for(engine, kind));
-        let [a, b, c, d, e, f] = linkers;
-        Ok(Linkers([a?, b?, c?, d?, e?, f?]))
+        let [a, b, c, d, e, f, g] = linkers;
+        Ok(Linkers([a?, b?, c?, d?, e?, f?, g?]))
     }
 
     pub(crate) fn for_kind(&self, kind: Kind) -> &Linker<StoreState> {

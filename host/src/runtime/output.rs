@@ -130,3 +130,24 @@ impl OutputSize for Outcome {
         }
     }
 }
+impl OutputSize for crate::runtime::kind::Identity {
+    fn output_bytes(&self) -> usize {
+        self.name.len() + self.version.len() + self.description.len() + 8
+    }
+}
+impl OutputSize for Chunk {
+    fn output_bytes(&self) -> usize {
+        self.text.len()
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 16)
+                .sum::<usize>()
+            + 8
+    }
+}
+impl OutputSize for Chunked {
+    fn output_bytes(&self) -> usize {
+        self.normalised.output_bytes() + self.chunks.output_bytes()
+    }
+}

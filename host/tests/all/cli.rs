@@ -116,6 +116,8 @@ fn bundled_example_inputs_run() {
         ("replay-rows", test_artifacts::REPLAY_ROWS),
         ("plain-formatter", test_artifacts::PLAIN_FORMATTER),
         ("x-timeline", test_artifacts::X_TIMELINE),
+        ("markdown-chunker", test_artifacts::MARKDOWN_CHUNKER),
+        ("tweet-chunker", test_artifacts::TWEET_CHUNKER),
     ];
     for (name, wasm) in cases {
         let input = root.join("plugins").join(name).join("examples/input.json");

@@ -5,6 +5,7 @@
 mod api;
 mod cache;
 mod capabilities;
+mod chunker;
 mod cli;
 mod componentize;
 mod console;

@@ -30,6 +30,16 @@ fn every_bundled_plugin_loads_with_its_own_identity() {
             "event-logger",
             Kind::EventHandler,
         ),
+        (
+            test_artifacts::MARKDOWN_CHUNKER,
+            "markdown-chunker",
+            Kind::DocChunker,
+        ),
+        (
+            test_artifacts::TWEET_CHUNKER,
+            "tweet-chunker",
+            Kind::DocChunker,
+        ),
     ];
     for (artifact, name, kind) in expected {
         // Identity comes from inside the component; the file must agree with it.

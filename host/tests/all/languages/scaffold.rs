@@ -178,8 +178,8 @@ fn plugin_build_names_what_is_not_a_project() {
     assert!(err.contains("app.py is missing"), "{err}");
 }
 
-/// Every kind in both languages, scaffolded, built and run on its example input. Twelve
-/// large builds (about six minutes cold on two cores), so on demand:
+/// Every kind in both languages, scaffolded, built and run on its example input. Fourteen
+/// large builds (about seven minutes cold on two cores), so on demand:
 /// `cargo test --release --workspace --test all every_kind -- --ignored`.
 #[test]
 #[ignore]
@@ -193,6 +193,7 @@ fn every_kind_scaffolds_builds_and_runs_in_python_and_js() {
             "notify-formatter",
             "task",
             "event-handler",
+            "doc-chunker",
         ] {
             let name = format!("{lang}-{kind}");
             let project = new_project(dir.path(), kind, &name, lang);

@@ -49,6 +49,7 @@ pub fn example_input(kind: Kind) -> &'static str {
         Kind::NotifyFormatter => include_str!("examples/notify-formatter.json"),
         Kind::Task => include_str!("examples/task.json"),
         Kind::EventHandler => include_str!("examples/event-handler.json"),
+        Kind::DocChunker => include_str!("examples/doc-chunker.json"),
     }
 }
 
@@ -60,6 +61,7 @@ fn python_app(kind: Kind) -> &'static str {
         Kind::NotifyFormatter => include_str!("python/notify-formatter.py"),
         Kind::Task => include_str!("python/task.py"),
         Kind::EventHandler => include_str!("python/event-handler.py"),
+        Kind::DocChunker => include_str!("python/doc-chunker.py"),
     }
 }
 
@@ -71,6 +73,7 @@ fn js_app(kind: Kind) -> &'static str {
         Kind::NotifyFormatter => include_str!("js/notify-formatter.js"),
         Kind::Task => include_str!("js/task.js"),
         Kind::EventHandler => include_str!("js/event-handler.js"),
+        Kind::DocChunker => include_str!("js/doc-chunker.js"),
     }
 }
 

@@ -237,6 +237,43 @@ impl EventHandler for {ty} {{
 export_event_handler!({ty});
 "#
         ),
+        Kind::DocChunker => format!(
+            r#"use impressox_plugin_sdk::chunking::{{self, CharOffsets}};
+use impressox_plugin_sdk::types::{{Chunk, ChunkOptions, Chunked, Document}};
+use impressox_plugin_sdk::{{DocChunker, export_doc_chunker, tokens}};
+
+struct {ty};
+
+/// Cuts a text document into pieces of at most `max_tokens` of the embedder's tokens,
+/// overlapping by `overlap_tokens`, at paragraph, line, sentence or word boundaries.
+impl DocChunker for {ty} {{
+    const NAME: &'static str = "{name}";
+
+    fn chunk(doc: Document, options: ChunkOptions) -> Result<Chunked, String> {{
+        chunking::check_options(&options)?;
+        if !doc.media_type.starts_with("text/") {{
+            return Err(format!("document `{{}}`: `{{}}` is not text", doc.id, doc.media_type));
+        }}
+        let mut count = |texts: &[String]| tokens::count_many(texts);
+        let pieces = chunking::split(&doc.text, 0..doc.text.len(), &options, &mut count);
+        // Offsets are chars (not bytes) of the document's text.
+        let mut offsets = CharOffsets::new(&doc.text);
+        let chunks = pieces
+            .into_iter()
+            .map(|r| Chunk {{
+                text: doc.text[r.clone()].to_string(),
+                start: offsets.at(r.start),
+                end: offsets.at(r.end),
+                metadata: doc.metadata.clone(),
+            }})
+            .collect();
+        Ok(Chunked {{ normalised: None, chunks }})
+    }}
+}}
+
+export_doc_chunker!({ty});
+"#
+        ),
     };
     vec![
         ("Cargo.toml", manifest),
