@@ -161,7 +161,8 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let _mongo_guard;
+    // Kept until the end: dropping it stops the MongoDB stand-in.
+    let mut _mongo_guard = None;
     rt.block_on(async {
         let store: Arc<dyn Store> = Arc::new(
             RedisStore::connect(&format!("redis://127.0.0.1:{}", redis.1), Default::default())
@@ -171,7 +172,7 @@ fn main() {
         let docs: Arc<dyn Documents> = match docs_kind.as_str() {
             "mongodb" => {
                 let (guard, url) = mongo::start();
-                _mongo_guard = guard;
+                _mongo_guard = Some(guard);
                 Arc::new(MongoDocuments::connect(&url, "console_bench").await.unwrap())
             }
             _ => Arc::new(EmbeddedDocuments::open(&dir.path().join("docs.redb")).unwrap()),
