@@ -246,7 +246,7 @@ fn cluster(out: &mut String, c: &crate::market::cluster::ClusterView) {
         (
             "impressox_market_cluster_hosts_live",
             "Hosts whose heartbeat is younger than a lease, at this host's last heartbeat.",
-            c.live_hosts.load(Relaxed),
+            c.live_hosts.load(std::sync::atomic::Ordering::Relaxed),
         ),
     ];
     for (metric, help, v) in gauges {
@@ -265,7 +265,11 @@ fn cluster(out: &mut String, c: &crate::market::cluster::ClusterView) {
         ("released", &c.released),
         ("lost", &c.lost),
     ] {
-        let _ = writeln!(out, "{metric}{{change=\"{change}\"}} {}", v.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "{metric}{{change=\"{change}\"}} {}",
+            v.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
 }
 

@@ -135,11 +135,12 @@ impl Owned {
 
     /// The buffered ticks of `parts`, in arrival order (taken out of the buffer).
     pub fn drain(&mut self, parts: &[u32]) -> Vec<Buffered> {
-        let mut out: Vec<Buffered> = parts
-            .iter()
-            .filter_map(|p| self.buffer.get_mut(*p as usize))
-            .flat_map(std::mem::take)
-            .collect();
+        let mut out: Vec<Buffered> = Vec::new();
+        for p in parts {
+            if let Some(q) = self.buffer.get_mut(*p as usize) {
+                out.extend(std::mem::take(q));
+            }
+        }
         out.sort_by_key(|b| b.seq);
         out
     }
