@@ -382,6 +382,13 @@ impl Config {
             }
         }
         self.market.validate()?;
+        if self.market.partitions.is_some() && self.storage.backend == StorageBackend::Embedded {
+            bail!(
+                "[market] partitions is set, but the embedded store serves one host: several \
+                 hosts sharing the market rules need `[storage] backend = \"redis\"` (remove \
+                 `partitions` to run one host on the embedded store)"
+            );
+        }
         self.notify.validate()?;
         self.scraper
             .validate(&self.workers.enabled, &self.base_dir)?;

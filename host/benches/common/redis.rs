@@ -47,3 +47,26 @@ impl Drop for Redis {
         let _ = self.0.wait();
     }
 }
+
+/// A plain connection to the bench Redis.
+#[allow(dead_code)]
+pub fn client(port: u16) -> ::redis::Connection {
+    ::redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// Announce market host `name` (a heartbeat in `market:cluster:hosts`, Redis' clock), as
+/// the host itself does every third of a lease.
+#[allow(dead_code)]
+pub fn heartbeat(c: &mut ::redis::Connection, name: &str) {
+    let (secs, micros): (i64, i64) = ::redis::cmd("TIME").query(c).unwrap();
+    let now = secs * 1000 + micros / 1000;
+    let _: i64 = ::redis::cmd("ZADD")
+        .arg(impressox_host::market::cluster::HOSTS_KEY)
+        .arg(now)
+        .arg(name)
+        .query(c)
+        .unwrap();
+}

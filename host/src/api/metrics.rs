@@ -230,6 +230,49 @@ async fn events(out: &mut String, e: &crate::events::EventsHandle, state: &ApiSt
     }
 }
 
+/// This host's share of the market partitions (several hosts on one Redis).
+fn cluster(out: &mut String, c: &crate::market::cluster::ClusterView) {
+    let gauges = [
+        (
+            "impressox_market_partitions_owned",
+            "Market partitions this host holds a lease on and evaluates.",
+            c.owned().len() as u64,
+        ),
+        (
+            "impressox_market_partitions",
+            "Market partitions in all ([market] partitions).",
+            u64::from(c.partitions),
+        ),
+        (
+            "impressox_market_cluster_hosts_live",
+            "Hosts whose heartbeat is younger than a lease, at this host's last heartbeat.",
+            c.live_hosts.load(std::sync::atomic::Ordering::Relaxed),
+        ),
+    ];
+    for (metric, help, v) in gauges {
+        let _ = writeln!(out, "# HELP {metric} {help}");
+        let _ = writeln!(out, "# TYPE {metric} gauge");
+        let _ = writeln!(out, "{metric} {v}");
+    }
+    let metric = "impressox_market_lease_changes_total";
+    let _ = writeln!(
+        out,
+        "# HELP {metric} Partition leases this host took, gave up (rebalance, shutdown) or lost (expired, taken over)."
+    );
+    let _ = writeln!(out, "# TYPE {metric} counter");
+    for (change, v) in [
+        ("acquired", &c.acquired),
+        ("released", &c.released),
+        ("lost", &c.lost),
+    ] {
+        let _ = writeln!(
+            out,
+            "{metric}{{change=\"{change}\"}} {}",
+            v.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+}
+
 /// Per-source health and pipeline counters of the market monitor.
 fn market(out: &mut String, m: &crate::market::MarketHandle) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -342,6 +385,21 @@ fn market(out: &mut String, m: &crate::market::MarketHandle) {
             "State commits.",
             &s.commits,
         ),
+        (
+            "impressox_market_ticks_caught_up_total",
+            "Ticks kept while another host held their partition, evaluated on taking it over.",
+            &s.ticks_caught_up,
+        ),
+        (
+            "impressox_market_ticks_evaluated_before_total",
+            "Ticks of a newly held partition its previous owner had evaluated, skipped.",
+            &s.ticks_evaluated_before,
+        ),
+        (
+            "impressox_market_commits_fenced_total",
+            "Commits refused because a partition's lease had moved to another host.",
+            &s.commits_fenced,
+        ),
     ] {
         let _ = writeln!(out, "# HELP {metric} {help}");
         let _ = writeln!(out, "# TYPE {metric} counter");
@@ -362,6 +420,9 @@ fn market(out: &mut String, m: &crate::market::MarketHandle) {
         let _ = writeln!(out, "# HELP {metric} {help}");
         let _ = writeln!(out, "# TYPE {metric} gauge");
         let _ = writeln!(out, "{metric} {v}");
+    }
+    if let Some(c) = &m.cluster {
+        cluster(out, c);
     }
     histogram(
         out,

@@ -27,6 +27,7 @@ use crate::runtime::Runtime;
 use crate::runtime::watcher::RescanTrigger;
 use crate::storage::Store;
 
+mod cluster;
 pub mod console;
 mod events;
 #[doc(hidden)]
@@ -239,6 +240,7 @@ pub fn router_with(
             get(rules::get).patch(rules::patch).delete(rules::delete),
         )
         .route("/prices/{symbol}", get(prices::get))
+        .route("/cluster", get(cluster::get))
         .route("/notifications", axum::routing::post(notifications::create))
         .route("/notifications/{id}", get(notifications::get))
         .route("/dead-letters", get(notifications::dead_letters))

@@ -98,6 +98,7 @@ pub async fn document() -> Json<Value> {
     if let Some(paths) = doc["paths"].as_object_mut() {
         for more in [
             notify_paths(&error),
+            cluster_paths(&error),
             scraper_paths(&error),
             schedule_paths(&error),
         ] {
@@ -223,6 +224,27 @@ fn scraper_paths(error: &Value) -> Value {
         "/api/v1/scraper/accounts": {"get": {"summary": "The x-scraper's accounts (state, session, budgets, proxy) and proxies; never a password, email, TOTP secret or cookie",
             "responses": {"200": {"description": "{\"accounts\": [...], \"proxies\": [...]}"},
                 "503": {"description": "the x-scraper worker is not running in this process", "content": {"application/json": {"schema": error}}}}}}
+    })
+}
+
+/// The market cluster's route (README "Several hosts").
+fn cluster_paths(error: &Value) -> Value {
+    let lease = json!({"type": "object", "properties": {"partition": {"type": "integer"},
+        "lease_age_ms": {"type": "integer"}, "expires_in_ms": {"type": "integer"}}});
+    let host = json!({"type": "object",
+        "required": ["id", "heartbeat_age_ms", "live", "partitions_held", "leases"],
+        "properties": {"id": {"type": "string"}, "heartbeat_age_ms": {"type": ["integer", "null"]},
+            "live": {"type": "boolean"}, "this_host": {"type": "boolean"},
+            "partitions_held": {"type": "integer"}, "leases": {"type": "array", "items": lease}}});
+    let cluster = json!({"type": "object",
+        "required": ["this_host", "partitions", "lease_secs", "hosts", "unowned"],
+        "properties": {"this_host": {"type": "string"}, "partitions": {"type": "integer"},
+            "lease_secs": {"type": "integer"}, "hosts": {"type": "array", "items": host},
+            "unowned": {"type": "array", "items": {"type": "integer"}}}});
+    json!({
+        "/api/v1/cluster": {"get": {"summary": "Hosts sharing the market rules: heartbeat ages, partitions held per host with lease ages, unowned partitions",
+            "responses": {"200": {"description": "the cluster", "content": {"application/json": {"schema": cluster}}},
+                "404": {"description": "no clustered market monitor on this host", "content": {"application/json": {"schema": error}}}}}}
     })
 }
 

@@ -172,6 +172,7 @@ pub async fn patch(
     let rule = rule_ops::load_rule(state.store()?.as_ref(), &id).await?;
     let (rule, reset) = apply_patch(rule, &patch)?;
     rule_ops::save_rule(state.store()?.as_ref(), &rule).await?;
+    rule_ops::announce(state.store()?.as_ref(), &rule.id, !reset).await?;
     if let Some(m) = &state.services.market {
         m.upsert(rule.clone(), !reset).await;
     }

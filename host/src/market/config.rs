@@ -59,7 +59,23 @@ pub struct MarketConfig {
     /// several instances, so one instance that fails (say, out of memory while loading its
     /// rules) stops only its own share of the rules.
     pub rules_per_instance: usize,
+    /// Several hosts on one Redis (`market::cluster`): symbols hash to this many
+    /// partitions, and each host evaluates the partitions it holds a lease on. Absent:
+    /// 64 on the Redis store; the embedded store serves one host and refuses the key.
+    pub partitions: Option<u32>,
+    /// A partition's lease lasts this long unless renewed (renewed every third of it):
+    /// a host that stops renewing loses its partitions to the others within this time.
+    pub lease_secs: u64,
+    /// This host's name among the hosts sharing Redis; empty = the machine's host name.
+    /// Two processes on one machine need different names. A host restarting under its
+    /// own name takes its partitions back at once instead of waiting for the leases.
+    pub host_id: String,
 }
+
+/// Partitions when `[market] partitions` is absent on the Redis store.
+pub const DEFAULT_PARTITIONS: u32 = 64;
+/// Most `[market] partitions`.
+pub const MAX_PARTITIONS: u32 = 4096;
 
 /// `[market] rule_symbols`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +109,9 @@ impl Default for MarketConfig {
             rule_symbols: RuleSymbols::Known,
             allowed_symbols: Vec::new(),
             rules_per_instance: 10_000,
+            partitions: None,
+            lease_secs: 10,
+            host_id: String::new(),
         }
     }
 }
@@ -191,6 +210,15 @@ fn default_chunk_lines() -> usize {
 }
 
 impl MarketConfig {
+    /// This host's name in the cluster (`host_id`, or the machine's host name).
+    pub fn host_name(&self) -> String {
+        if self.host_id.is_empty() {
+            crate::util::host_name()
+        } else {
+            self.host_id.clone()
+        }
+    }
+
     /// Check what serde cannot: required fields per kind, unique names, known fallbacks.
     pub fn validate(&self) -> Result<()> {
         let mut names = std::collections::BTreeSet::new();
@@ -287,6 +315,20 @@ impl MarketConfig {
                      such as BTCUSDT"
                 );
             }
+        }
+        if let Some(n) = self.partitions
+            && !(1..=MAX_PARTITIONS).contains(&n)
+        {
+            bail!("[market] partitions must be between 1 and {MAX_PARTITIONS}");
+        }
+        if !(1..=3600).contains(&self.lease_secs) {
+            bail!("[market] lease_secs must be between 1 and 3600");
+        }
+        if !self.host_id.is_empty() && !crate::input::valid_key(&self.host_id, 128) {
+            bail!(
+                "[market] host_id {:?}: 1-128 characters of letters, digits and - _ . : @",
+                self.host_id
+            );
         }
         if self.rule_symbols == RuleSymbols::Listed && self.allowed_symbols.is_empty() {
             bail!(

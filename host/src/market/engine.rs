@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use super::cluster::owned::{Deferred, Owned};
 use super::config::{MarketConfig, SourceConfig, SourceKind};
 use super::health::{MarketStats, SourceHealth, SourceState};
 pub use super::input::{Input, SourceBatch};
@@ -45,7 +46,7 @@ use super::rules::{Firing, Mode, Op, RuleRecord, fmt_num};
 use crate::bindings::types::{Alert, Rule, Tick, TickBatch};
 use crate::runtime::invoke::{RuleProcessorInit, Session};
 use crate::runtime::{CallError, PluginHandle, Runtime};
-use crate::storage::{MarketCommit, PricePoint, Store, StreamFull};
+use crate::storage::{Fenced, MarketCommit, PricePoint, Store, StreamFull};
 use crate::util::{now_ms, rfc3339_ms};
 
 /// How the monitor tells the engine thread it is stopping, and until when it may still
@@ -110,6 +111,18 @@ pub struct EngineSetup {
     pub rules: Vec<RuleRecord>,
     pub latest: Vec<PricePoint>,
     pub stop: StopWatch,
+    /// Several hosts: evaluate only the partitions this host holds (none until the
+    /// coordinator hands some over).
+    pub cluster: Option<ClusterSetup>,
+}
+
+/// The engine's part of `[market]` for several hosts.
+#[derive(Debug, Clone)]
+pub struct ClusterSetup {
+    pub partitions: u32,
+    pub lease_ms: u64,
+    /// This host's name: its source checkpoints are its own.
+    pub host: String,
 }
 
 #[derive(Clone, Copy)]
@@ -317,8 +330,9 @@ struct Engine {
     dirty_rules: BTreeSet<String>,
     checkpoints: HashMap<usize, String>,
     history: Vec<PricePoint>,
-    /// Notification requests waiting for this cycle's commit.
-    requests: Vec<(String, String)>,
+    /// Notification requests waiting for this cycle's commit, with their partitions
+    /// (0 on one host).
+    requests: Vec<(u32, String, String)>,
     /// When the oldest message behind `requests` arrived.
     requests_received: Option<Instant>,
     last_commit: Instant,
@@ -326,6 +340,10 @@ struct Engine {
     /// A commit was given up (stopping): no later one may be written, since it would
     /// carry later checkpoints without the given-up alerts.
     gave_up: bool,
+    /// Several hosts: the partitions held and the ticks of the others.
+    cluster: Option<Owned>,
+    /// Several hosts: this host's name, which its checkpoints carry.
+    host: Option<String>,
 }
 
 /// Run the engine until `Input::Shutdown` or until every sender is gone. `ready` is
@@ -419,6 +437,11 @@ impl Engine {
             last_commit: Instant::now(),
             stop: s.stop,
             gave_up: false,
+            cluster: s
+                .cluster
+                .as_ref()
+                .map(|c| Owned::new(c.partitions, c.lease_ms)),
+            host: s.cluster.map(|c| c.host),
         };
         for p in s.latest {
             let sid = engine.symbols.intern(&p.symbol) as usize;
@@ -524,6 +547,25 @@ impl Engine {
                 }
                 Input::Flush(done) => flushes.push(done),
                 Input::Shutdown => stop = true,
+                Input::Acquired {
+                    parts,
+                    rules,
+                    latest,
+                    done,
+                } => {
+                    self.evaluate(&mut batch, oldest.take());
+                    self.acquire(parts, rules, latest, &mut batch);
+                    let _ = done.send(());
+                }
+                Input::Release { parts, done } => {
+                    // Everything evaluated so far is committed before the partitions go,
+                    // so the next owner starts exactly where this host stopped.
+                    self.evaluate(&mut batch, oldest.take());
+                    let committed = self.commit();
+                    self.drop_partitions(&parts);
+                    let _ = done.send(committed);
+                }
+                Input::Lost { parts } => self.drop_partitions(&parts),
             }
         }
         self.evaluate(&mut batch, oldest);
@@ -563,37 +605,58 @@ impl Engine {
                 self.stats.ticks_shadowed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            self.ensure_sym(sid as usize);
-            let interval = self.config.history_interval_ms as i64;
-            let slot = &mut self.latest[sid as usize];
-            let last_history_ts = match slot {
-                Some(l) if t.ts_ms - l.last_history_ts < interval => l.last_history_ts,
-                _ => {
-                    self.history.push(PricePoint {
-                        symbol: t.symbol.clone(),
-                        price: t.price,
-                        ts_ms: t.ts_ms,
-                        source: self.sources[src].name.clone(),
-                    });
-                    t.ts_ms
+            if let Some(c) = &mut self.cluster {
+                let p = c.partition(sid, &t.symbol);
+                // Kept whoever evaluates it: a host taking the partition over evaluates
+                // the ticks after its last commit from here (this host too, after its
+                // lease lapsed and its uncommitted work was dropped).
+                c.buffer(p, src, sid, t.price, t.ts_ms);
+                if !c.owns(p) {
+                    continue;
                 }
-            };
-            *slot = Some(Latest {
-                price: t.price,
-                ts_ms: t.ts_ms,
-                source: src,
-                dirty: true,
-                last_history_ts,
-            });
-            batch.push(Tick {
-                symbol_id: sid,
-                price: t.price,
-                ts_ms: t.ts_ms,
-            });
+                if c.evaluated_before(sid, t.ts_ms) {
+                    self.stats
+                        .ticks_evaluated_before
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            self.accept(src, sid, t.price, t.ts_ms, batch);
         }
         if let Some(c) = b.checkpoint {
             self.checkpoints.insert(src, c);
         }
+    }
+
+    /// Take a tick this host evaluates: latest price, history, and the batch.
+    fn accept(&mut self, src: usize, sid: u32, price: f64, ts_ms: i64, batch: &mut Vec<Tick>) {
+        self.ensure_sym(sid as usize);
+        let interval = self.config.history_interval_ms as i64;
+        let slot = &mut self.latest[sid as usize];
+        let last_history_ts = match slot {
+            Some(l) if ts_ms - l.last_history_ts < interval => l.last_history_ts,
+            _ => {
+                self.history.push(PricePoint {
+                    symbol: self.symbols.names[sid as usize].clone(),
+                    price,
+                    ts_ms,
+                    source: self.sources[src].name.clone(),
+                });
+                ts_ms
+            }
+        };
+        *slot = Some(Latest {
+            price,
+            ts_ms,
+            source: src,
+            dirty: true,
+            last_history_ts,
+        });
+        batch.push(Tick {
+            symbol_id: sid,
+            price,
+            ts_ms,
+        });
     }
 
     /// A fallback source's tick is not used while one of its primaries is healthy for
@@ -683,6 +746,10 @@ impl Engine {
                 .and_then(|l| self.sources.get(l.source))
                 .map(|s| s.name.clone())
                 .unwrap_or_default();
+            let part = match &mut self.cluster {
+                Some(c) => c.partition(a.symbol_id, &rule.symbol),
+                None => 0,
+            };
             let key = format!("rule-{}-{}", rule.id, a.fired_at_ms.div_euclid(1000));
             let body = notification_request(rule, &a, &key, &source).to_string();
             if rule.trigger.mode == Mode::Once
@@ -692,7 +759,7 @@ impl Engine {
             {
                 p.take(&rule.id, &self.stats);
             }
-            items.push((key, body));
+            items.push((part, key, body));
         }
         if items.is_empty() {
             return;
@@ -745,6 +812,13 @@ impl Engine {
     }
 
     fn upsert(&mut self, mut rule: RuleRecord, keep_firing: bool) {
+        if let Some(c) = &mut self.cluster
+            && !c.owns(super::cluster::partition_of(&rule.symbol, c.partitions))
+        {
+            // Another host's rule, or one of a partition this host is taking over now.
+            c.defer(Deferred::Upsert(Box::new(rule), keep_firing));
+            return;
+        }
         if let Some(old) = self.rules.get(&rule.id) {
             if keep_firing {
                 rule.firing = old.firing;
@@ -785,6 +859,11 @@ impl Engine {
     }
 
     fn remove(&mut self, id: &str) {
+        if let Some(c) = &mut self.cluster
+            && !self.rules.contains_key(id)
+        {
+            c.defer(Deferred::Remove(id.to_string()));
+        }
         self.dirty_rules.remove(id);
         let Some(old) = self.rules.remove(id) else {
             return;
@@ -812,13 +891,18 @@ impl Engine {
     /// Enqueue staged requests and write dirty rules, prices, history and checkpoints in
     /// one transaction. False only when stopping and the store did not take it within
     /// the grace period (then the engine ends; the next start replays from the last
-    /// checkpoint).
+    /// checkpoint). Several hosts: the commit is fenced with the leases of the partitions
+    /// held; a partition whose lease another host holds now is dropped with its
+    /// uncommitted work (its new owner evaluates it from the last commit) and the rest is
+    /// committed.
     fn commit(&mut self) -> bool {
         if self.gave_up {
             return false;
         }
+        let staged = std::mem::take(&mut self.requests);
+        let mut parts: Vec<u32> = staged.iter().map(|(p, _, _)| *p).collect();
         let mut commit = MarketCommit {
-            requests: std::mem::take(&mut self.requests),
+            requests: staged.into_iter().map(|(_, k, b)| (k, b)).collect(),
             ..Default::default()
         };
         let received = self.requests_received.take();
@@ -829,11 +913,15 @@ impl Engine {
                 commit.rules.push((id, json));
             }
         }
-        for (sid, slot) in self.latest.iter_mut().enumerate() {
-            if let Some(l) = slot
+        for sid in 0..self.latest.len() {
+            let owned = self.owns_symbol(&self.symbols.names[sid]);
+            if let Some(l) = &mut self.latest[sid]
                 && l.dirty
             {
                 l.dirty = false;
+                if !owned {
+                    continue;
+                }
                 commit.latest.push(PricePoint {
                     symbol: self.symbols.names[sid].clone(),
                     price: l.price,
@@ -847,34 +935,73 @@ impl Engine {
             }
         }
         commit.history = std::mem::take(&mut self.history);
+        commit.history.retain(|h| self.owns_symbol(&h.symbol));
         for (src, c) in std::mem::take(&mut self.checkpoints) {
-            commit
-                .checkpoints
-                .push((checkpoint_name(&self.sources[src].name), c));
+            commit.checkpoints.push((
+                checkpoint_name(&self.sources[src].name, self.host.as_deref()),
+                c,
+            ));
         }
         self.last_commit = Instant::now();
-        if commit.requests.is_empty()
-            && commit.rules.is_empty()
-            && commit.latest.is_empty()
-            && commit.history.is_empty()
-            && commit.checkpoints.is_empty()
-        {
-            return true;
-        }
         let store = self.store.clone();
-        let commit = Arc::new(commit);
         let started = Instant::now();
-        let Some(ids) = self.until_stored("commit market state", || {
-            let (store, commit) = (store.clone(), commit.clone());
-            async move { store.commit_market(&commit).await }
-        }) else {
-            tracing::warn!(
-                alerts = commit.requests.len(),
-                checkpoints = commit.checkpoints.len(),
-                "market engine: commit given up at the end of the shutdown grace period"
-            );
-            self.gave_up = true;
-            return false;
+        let ids = loop {
+            if let Some(c) = &self.cluster {
+                commit.fence = c.fence();
+            }
+            if commit.requests.is_empty()
+                && commit.rules.is_empty()
+                && commit.latest.is_empty()
+                && commit.history.is_empty()
+                && commit.checkpoints.is_empty()
+            {
+                return true;
+            }
+            let shared = Arc::new(commit);
+            let outcome = self.until_stored("commit market state", || {
+                let (store, commit) = (store.clone(), shared.clone());
+                async move {
+                    match store.commit_market(&commit).await {
+                        Ok(ids) => Ok(Ok(ids)),
+                        Err(e) => match Fenced::find(&e) {
+                            Some(f) => Ok(Err(f.lost.clone())),
+                            None => Err(e),
+                        },
+                    }
+                }
+            });
+            commit = Arc::try_unwrap(shared).unwrap_or_else(|a| (*a).clone());
+            match outcome {
+                None => {
+                    tracing::warn!(
+                        alerts = commit.requests.len(),
+                        checkpoints = commit.checkpoints.len(),
+                        "market engine: commit given up at the end of the shutdown grace period"
+                    );
+                    self.gave_up = true;
+                    return false;
+                }
+                Some(Ok(ids)) => break ids,
+                Some(Err(lost)) => {
+                    let lost: Vec<u32> = lost
+                        .iter()
+                        .filter_map(|k| Owned::partition_of_key(k))
+                        .collect();
+                    tracing::warn!(partitions = ?lost, "market engine: commit refused, another host holds these partitions now; their uncommitted work is left to it");
+                    self.stats.commits_fenced.fetch_add(1, Ordering::Relaxed);
+                    self.drop_partitions(&lost);
+                    let keep: Vec<bool> = parts.iter().map(|p| !lost.contains(p)).collect();
+                    let mut i = 0;
+                    commit.requests.retain(|_| {
+                        i += 1;
+                        keep[i - 1]
+                    });
+                    parts.retain(|p| !lost.contains(p));
+                    commit.rules.retain(|(id, _)| self.rules.contains_key(id));
+                    commit.latest.retain(|p| self.owns_symbol(&p.symbol));
+                    commit.history.retain(|p| self.owns_symbol(&p.symbol));
+                }
+            }
         };
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -898,11 +1025,154 @@ impl Engine {
         }
         true
     }
+
+    /// Whether this host evaluates `symbol` (always, on one host).
+    fn owns_symbol(&self, symbol: &str) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|c| c.owns(super::cluster::partition_of(symbol, c.partitions)))
+    }
+
+    /// Take over partitions: their committed prices become each symbol's last evaluated
+    /// price and floor, their committed rules are loaded (with changes that arrived while
+    /// the leases were being taken), and the ticks this host kept of them since then are
+    /// evaluated into `batch`.
+    fn acquire(
+        &mut self,
+        parts: Vec<(u32, String)>,
+        rules: Vec<RuleRecord>,
+        latest: Vec<PricePoint>,
+        batch: &mut Vec<Tick>,
+    ) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        c.take(&parts);
+        let ps: Vec<u32> = parts.iter().map(|(p, _)| *p).collect();
+        for p in latest {
+            let sid = self.symbols.intern(&p.symbol);
+            self.ensure_sym(sid as usize);
+            let source = self
+                .sources
+                .iter()
+                .position(|c| c.name == p.source)
+                .unwrap_or(usize::MAX);
+            self.evaluated[sid as usize] = Some((p.price, p.ts_ms));
+            self.latest[sid as usize] = Some(Latest {
+                price: p.price,
+                ts_ms: p.ts_ms,
+                source,
+                dirty: false,
+                last_history_ts: p.ts_ms,
+            });
+            if let Some(c) = &mut self.cluster {
+                c.set_floor(sid, &p.symbol, p.ts_ms);
+            }
+        }
+        let loaded = rules.len();
+        for r in rules {
+            self.symbols.intern(&r.symbol);
+            self.rules.insert(r.id.clone(), r);
+        }
+        let deferred = self
+            .cluster
+            .as_mut()
+            .map(|c| c.take_deferred())
+            .unwrap_or_default();
+        for d in deferred {
+            match d {
+                Deferred::Upsert(mut rule, keep_firing) => {
+                    if !self.owns_symbol(&rule.symbol) {
+                        continue;
+                    }
+                    if keep_firing && let Some(old) = self.rules.get(&rule.id) {
+                        rule.firing = old.firing;
+                    }
+                    self.symbols.intern(&rule.symbol);
+                    self.dirty_rules.insert(rule.id.clone());
+                    self.rules.insert(rule.id.clone(), *rule);
+                }
+                Deferred::Remove(id) => {
+                    self.rules.remove(&id);
+                    self.dirty_rules.remove(&id);
+                }
+            }
+        }
+        self.reset_processors();
+        let buffered = self
+            .cluster
+            .as_mut()
+            .map(|c| c.drain(&ps))
+            .unwrap_or_default();
+        let mut caught_up = 0u64;
+        for b in buffered {
+            if self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.evaluated_before(b.sid, b.ts_ms))
+            {
+                continue;
+            }
+            self.accept(b.source, b.sid, b.price, b.ts_ms, batch);
+            caught_up += 1;
+        }
+        self.stats
+            .ticks_caught_up
+            .fetch_add(caught_up, Ordering::Relaxed);
+        tracing::info!(partitions = ?ps, rules = loaded, ticks_caught_up = caught_up, "market engine: evaluating newly held partitions from their last commit");
+    }
+
+    /// Stop evaluating `parts` (given up after their commit, or lost): their rules and
+    /// uncommitted work go.
+    fn drop_partitions(&mut self, parts: &[u32]) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        c.drop_parts(parts);
+        let n = c.partitions;
+        let of = |symbol: &str| super::cluster::partition_of(symbol, n);
+        self.rules.retain(|_, r| !parts.contains(&of(&r.symbol)));
+        let rules = &self.rules;
+        self.dirty_rules.retain(|id| rules.contains_key(id));
+        self.requests.retain(|(p, _, _)| !parts.contains(p));
+        self.history.retain(|h| !parts.contains(&of(&h.symbol)));
+        for (sid, slot) in self.latest.iter_mut().enumerate() {
+            if let Some(l) = slot
+                && parts.contains(&of(&self.symbols.names[sid]))
+            {
+                l.dirty = false;
+            }
+        }
+        self.reset_processors();
+    }
+
+    /// Fresh processor instances for the rules held now: each loads its rules and the
+    /// last evaluated prices at its next call (after partitions changed hands).
+    fn reset_processors(&mut self) {
+        for p in self.processors.values() {
+            for s in &p.shards {
+                self.stats.clear_failing(&s.rules);
+                if s.failure.is_some() {
+                    self.stats.instances_failing.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.processors.clear();
+        let mut rules: Vec<RuleRecord> = std::mem::take(&mut self.rules).into_values().collect();
+        rules.sort_by(|a, b| a.id.cmp(&b.id));
+        for r in rules {
+            self.insert_rule(r);
+        }
+    }
 }
 
-/// The checkpoint key of a source.
-pub fn checkpoint_name(source: &str) -> String {
-    format!("source:{source}")
+/// The checkpoint key of a source; with several hosts each host's own (`@<host>`), since
+/// each reads every feed at its own pace.
+pub fn checkpoint_name(source: &str, host: Option<&str>) -> String {
+    match host {
+        Some(h) => format!("source:{source}@{h}"),
+        None => format!("source:{source}"),
+    }
 }
 
 /// The `init` a session runs on each fresh instance: every live rule of the processor,

@@ -115,6 +115,14 @@ impl SourceHealth {
 #[derive(Default)]
 pub struct MarketStats {
     pub ticks_evaluated: AtomicU64,
+    /// Several hosts: ticks of a newly held partition that its previous owner had
+    /// evaluated already (at or before its last committed tick time), skipped.
+    pub ticks_evaluated_before: AtomicU64,
+    /// Several hosts: ticks kept while another host held their partition, evaluated on
+    /// taking it over.
+    pub ticks_caught_up: AtomicU64,
+    /// Several hosts: commits refused because a lease had moved to another host.
+    pub commits_fenced: AtomicU64,
     /// Ticks older than their source's `stale_after` when they arrived.
     pub ticks_stale: AtomicU64,
     /// Fallback ticks not used because the primary source is healthy.

@@ -9,7 +9,9 @@
 //!   Telegram bot; `rule_limits`: the limits a create is checked against (rules per
 //!   user, in all, which symbols);
 //! - `console`: prints notification requests until the notify worker consumes them;
-//! - `health`: per-source state and counters for `/metrics` and the prices API.
+//! - `health`: per-source state and counters for `/metrics` and the prices API;
+//! - `cluster`: several hosts on one Redis, each partition of the symbols evaluated by
+//!   the one host holding its lease.
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use crate::config::Config;
 use crate::runtime::Runtime;
 use crate::storage::{NOTIFY_REQUESTS, Store};
 
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod engine;
@@ -41,11 +44,19 @@ pub struct MarketHandle {
     pub health: Arc<Vec<Arc<SourceHealth>>>,
     pub stats: Arc<MarketStats>,
     pub default_processor: Arc<str>,
+    /// Several hosts: the partitions held and the leases (API, `/metrics`). Rule changes
+    /// then reach the engine through the store's change stream, not through this handle.
+    pub cluster: Option<Arc<cluster::ClusterView>>,
 }
 
 impl MarketHandle {
-    /// Tell the engine about a created or changed rule; returns once it is applied.
+    /// Tell the engine about a created or changed rule; returns once it is applied. With
+    /// several hosts the change announced in the store reaches whichever host owns the
+    /// rule (`cluster::changes`), so nothing is sent here.
     pub async fn upsert(&self, rule: RuleRecord, keep_firing: bool) {
+        if self.cluster.is_some() {
+            return;
+        }
         let (done, wait) = oneshot::channel();
         let sent = self.tx.send(Input::Upsert {
             rule: Box::new(rule),
@@ -58,7 +69,12 @@ impl MarketHandle {
     }
 
     /// Tell the engine a rule is gone; returns once it no longer evaluates or writes it.
+    /// With several hosts see [`MarketHandle::upsert`] (a clustered commit never writes
+    /// back a deleted rule).
     pub async fn remove(&self, id: &str) {
+        if self.cluster.is_some() {
+            return;
+        }
         let (done, wait) = oneshot::channel();
         if self
             .tx
@@ -96,6 +112,8 @@ pub struct MarketMonitor {
     grace: std::time::Duration,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     engine: Option<std::thread::JoinHandle<()>>,
+    /// Several hosts: the lease task, whose leases are given up after the last commit.
+    coordinator: Option<tokio::task::JoinHandle<cluster::coordinator::Coordinator>>,
 }
 
 /// The consumer groups that read this monitor's alerts, created before the first alert:
@@ -130,16 +148,33 @@ impl MarketMonitor {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let market = config.market.clone();
         market.validate()?;
+        // Several hosts share the Redis store (one alone is a cluster of one); the
+        // embedded store serves one host, as `Config::validate` told the user.
+        let clustered = store.backend() == "redis";
+        if !clustered && market.partitions.is_some() {
+            anyhow::bail!(
+                "[market] partitions needs the Redis store: the embedded store serves one host"
+            );
+        }
+        let host = market.host_name();
         for seed in &market.rules {
             let id = seed.id.clone().unwrap_or_default();
             if store.get_rule(&id).await?.is_none() {
                 let rec = RuleRecord::create(seed.clone());
                 store.put_rule(&id, &serde_json::to_string(&rec)?).await?;
+                // Several hosts: the owner of its partition may be running already.
+                store.rule_changed(&id, false).await?;
                 tracing::info!(rule = %id, "seeded rule from [[market.rules]]");
             }
         }
         let mut rules = Vec::new();
-        for json in store.list_rules().await? {
+        // Several hosts: the engine gets its partitions' rules as it takes them.
+        let all_rules = if clustered {
+            Vec::new()
+        } else {
+            store.list_rules().await?
+        };
+        for json in all_rules {
             match serde_json::from_str::<RuleRecord>(&json) {
                 Ok(r) => rules.push(r),
                 Err(e) => {
@@ -163,7 +198,16 @@ impl MarketMonitor {
                 "console_alerts is off: removed the console printer's consumer group from {NOTIFY_REQUESTS}"
             );
         }
-        let latest = store.latest_prices().await?;
+        let latest = if clustered {
+            Vec::new()
+        } else {
+            store.latest_prices().await?
+        };
+        let cluster_setup = clustered.then(|| engine::ClusterSetup {
+            partitions: market.partitions.unwrap_or(config::DEFAULT_PARTITIONS),
+            lease_ms: market.lease_secs * 1000,
+            host: host.clone(),
+        });
         let health: Vec<Arc<SourceHealth>> = market
             .sources
             .iter()
@@ -191,6 +235,7 @@ impl MarketMonitor {
             rules,
             latest,
             stop: stop_watch,
+            cluster: cluster_setup.clone(),
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let engine = std::thread::Builder::new()
@@ -200,9 +245,42 @@ impl MarketMonitor {
         // Sources start once the processors hold their rules.
         let _ = tokio::task::spawn_blocking(move || ready_rx.recv()).await;
         let mut tasks = Vec::new();
+        let mut view = None;
+        let mut coordinator = None;
+        if let Some(c) = &cluster_setup {
+            let url = &config.storage.redis_url;
+            // The change stream's end is noted before any partition's rules are loaded,
+            // so no change falls between the two.
+            let changes = cluster::changes::Changes::connect(url).await?;
+            let leases = cluster::leases::Leases::connect(url).await?;
+            let v = Arc::new(cluster::ClusterView::new(
+                host.clone(),
+                c.partitions,
+                c.lease_ms,
+                leases,
+            ));
+            tasks.push(tokio::spawn(changes.run(
+                store.clone(),
+                tx.clone(),
+                shutdown_rx.clone(),
+            )));
+            let mut co =
+                cluster::coordinator::Coordinator::new(v.clone(), store.clone(), tx.clone());
+            // The first round before the sources start: this host's share is taken (or
+            // its own leases back after a restart) before the first tick.
+            if let Err(e) = co.round().await {
+                tracing::warn!(error = %e, "market cluster: first lease round failed; retrying");
+            }
+            coordinator = Some(tokio::spawn(co.run(shutdown_rx.clone())));
+            tracing::info!(host = %host, partitions = c.partitions, lease_secs = market.lease_secs, "market cluster: this host evaluates the partitions it holds");
+            view = Some(v);
+        }
         for (i, s) in market.sources.iter().enumerate() {
             let checkpoint = store
-                .get_checkpoint(&engine::checkpoint_name(&s.name))
+                .get_checkpoint(&engine::checkpoint_name(
+                    &s.name,
+                    cluster_setup.as_ref().map(|c| c.host.as_str()),
+                ))
                 .await?;
             let ctx = sources::SourceCtx {
                 index: i,
@@ -229,12 +307,14 @@ impl MarketMonitor {
                 health: Arc::new(health),
                 stats,
                 default_processor: market.default_processor.as_str().into(),
+                cluster: view,
             },
             shutdown,
             stop,
             grace: std::time::Duration::from_secs(market.shutdown_grace_secs),
             tasks,
             engine: Some(engine),
+            coordinator,
         })
     }
 
@@ -270,5 +350,11 @@ impl MarketMonitor {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         let _ = engine.join();
+        // The last commit is in: the other hosts may take the partitions at once.
+        if let Some(c) = self.coordinator.take()
+            && let Ok(Ok(mut c)) = tokio::time::timeout(std::time::Duration::from_secs(2), c).await
+        {
+            c.release_all().await;
+        }
     }
 }

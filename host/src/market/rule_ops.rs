@@ -3,8 +3,9 @@
 //! `/unwatch` share, so a rule made in a chat is checked, stored and handed to the market
 //! engine exactly as one made over HTTP.
 //!
-//! The store is written first (so a success is durable), then the market engine is told
-//! and the call returns once it applied the change. A delete tells the engine first, so
+//! The store is written first (so a success is durable), then the change is announced in
+//! the store (several hosts: the owner of the rule's partition hears of it there) and the
+//! local market engine is told; the call returns once it applied the change. A delete tells the engine first, so
 //! it cannot write the rule back after the store forgot it.
 //!
 //! A create is checked against the [`RulePolicy`] (rules per user, rules in all, which
@@ -94,6 +95,7 @@ pub async fn create_rule(
     let inserted = insert_within_limits(store, policy, spec).await;
     guard.release().await;
     let rule = inserted?;
+    announce(store, &rule.id, false).await?;
     if let Some(m) = market {
         m.upsert(rule.clone(), false).await;
     }
@@ -152,6 +154,15 @@ pub async fn save_rule(store: &dyn Store, rule: &RuleRecord) -> Result<(), RuleO
     let json = serde_json::to_string(rule).map_err(|e| RuleOpError::Store(e.into()))?;
     store
         .put_rule(&rule.id, &json)
+        .await
+        .map_err(RuleOpError::Store)
+}
+
+/// Tell the host that evaluates rule `id` (several hosts: whichever owns its partition)
+/// that it changed; `keep_firing`: its engine keeps the firing state it has.
+pub async fn announce(store: &dyn Store, id: &str, keep_firing: bool) -> Result<(), RuleOpError> {
+    store
+        .rule_changed(id, keep_firing)
         .await
         .map_err(RuleOpError::Store)
 }
@@ -263,6 +274,7 @@ pub async fn delete_rule(
         m.remove(id).await;
     }
     store.delete_rule(id).await.map_err(RuleOpError::Store)?;
+    announce(store, id, false).await?;
     Ok(rule)
 }
 

@@ -671,6 +671,12 @@ impl Store for EmbeddedStore {
     }
 
     async fn commit_market(&self, commit: &MarketCommit) -> Result<Vec<Option<String>>> {
+        if !commit.fence.is_empty() {
+            anyhow::bail!(
+                "the embedded store serves one host: a fenced (several-host) market commit \
+                 needs the Redis store"
+            );
+        }
         let tx = self.db.begin_write()?;
         let stream = super::NOTIFY_REQUESTS;
         let ids = self.counted(stream, self.append_once(&tx, stream, &commit.requests))?;

@@ -54,6 +54,9 @@ pub use rule_index::RuleScope;
 
 pub use events::{EventCommit, KvEffect, KvOp, StaleAcks};
 
+/// Stream announcing rule changes (`Store::rule_changed`): fields `id` and `keep`.
+pub const RULE_CHANGES: &str = "market:rules:changes";
+
 /// Stream that fired alerts go to and the notify worker consumes.
 pub const NOTIFY_REQUESTS: &str = "notify:requests";
 
@@ -116,6 +119,38 @@ pub struct MarketCommit {
     pub history: Vec<PricePoint>,
     /// Source checkpoints (name → opaque text), e.g. a replay file offset.
     pub checkpoints: Vec<(String, String)>,
+    /// Several hosts (`market::cluster`): each (lease key, token) must still be held,
+    /// or nothing is written and the error is a [`Fenced`]. With a fence, rule records
+    /// are only updated, never re-created (a rule deleted meanwhile stays deleted).
+    /// Only the Redis store supports it; empty on one host.
+    pub fence: Vec<(String, String)>,
+}
+
+/// A market commit refused because some of its leases are held by another host now (or
+/// expired): nothing of it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fenced {
+    /// The lease keys no longer holding their token.
+    pub lost: Vec<String>,
+}
+
+impl std::fmt::Display for Fenced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "commit refused: this host no longer holds the leases {}; nothing was written",
+            self.lost.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for Fenced {}
+
+impl Fenced {
+    /// The refusal inside an error from a store call, if that is what it is.
+    pub fn find(e: &anyhow::Error) -> Option<&Fenced> {
+        e.downcast_ref::<Fenced>()
+    }
 }
 
 /// An enqueue refused because the stream already holds its bound of entries that some
@@ -269,6 +304,13 @@ pub trait Store: Send + Sync {
     /// error is a [`StreamFull`].
     async fn commit_market(&self, commit: &MarketCommit) -> Result<Vec<Option<String>>>;
     async fn get_checkpoint(&self, name: &str) -> Result<Option<String>>;
+    /// Announce that rule `id` was created, changed or deleted (`keep_firing`: the market
+    /// engine keeps its firing state), so the host evaluating it learns at once (several
+    /// hosts: `market::cluster`). A no-op where only one host evaluates (embedded).
+    async fn rule_changed(&self, id: &str, keep_firing: bool) -> Result<()> {
+        let _ = (id, keep_firing);
+        Ok(())
+    }
     /// Write one checkpoint by itself.
     async fn put_checkpoint(&self, name: &str, value: &str) -> Result<()>;
 

@@ -9,7 +9,8 @@
 //! plugins' `kv` capability `plugin-kv:{<plugin>}:k:<key>` (a string with its own
 //! expiry) with an index `plugin-kv:{<plugin>}:index` that counts a plugin's live keys
 //! (`redis_lua/plugin_kv*.lua`; the braces keep one plugin's keys in one cluster slot),
-//! and the scheduler's records `schedule:<name>` (a hash of version `v` and `json`,
+//! the market cluster's keys (`market:cluster:*`, `market:rules:changes`: see
+//! `market::cluster`), and the scheduler's records `schedule:<name>` (a hash of version `v` and `json`,
 //! read and compare-and-set by `redis_lua/schedule_*.lua` with Redis' clock).
 //!
 //! Commands go through a [`ConnectionManager`], which reconnects after a Redis restart;
@@ -33,9 +34,9 @@ use redis::streams::StreamPendingCountReply;
 use redis::{AsyncCommands, Client, Script, Value};
 
 use super::{
-    EventCommit, KvOp, MarketCommit, PluginKvRefused, PricePoint, ScheduleCas, ScheduleCasReply,
-    ScheduleRead, ScheduleRecord, ScheduleWrite, Store, StoreLimits, StreamEntry, StreamFull,
-    StreamStats,
+    EventCommit, Fenced, KvOp, MarketCommit, PluginKvRefused, PricePoint, ScheduleCas,
+    ScheduleCasReply, ScheduleRead, ScheduleRecord, ScheduleWrite, Store, StoreLimits, StreamEntry,
+    StreamFull, StreamStats,
 };
 
 const RULES: &str = "market:rules";
@@ -488,6 +489,10 @@ impl Store for RedisStore {
             .arg(self.limits.idempotency_ttl_secs)
             .arg(self.limits.stream_maxlen)
             .arg(self.limits.history_len.max(1));
+        script.arg(commit.fence.len());
+        for (key, token) in &commit.fence {
+            script.key(key).arg(token);
+        }
         script.arg(commit.requests.len());
         for (key, body) in &commit.requests {
             script.key(idempotency_key(stream, key)).arg(key).arg(body);
@@ -519,11 +524,36 @@ impl Store for RedisStore {
         }
         let mut c = self.conn.clone();
         let reply: Vec<String> = script.invoke_async(&mut c).await?;
+        if reply.first().map(String::as_str) == Some("fenced") {
+            return Err(Fenced {
+                lost: reply[1..].to_vec(),
+            }
+            .into());
+        }
         let ids = enqueue_reply(stream, reply);
         if ids.as_ref().is_err_and(|e| StreamFull::find(e).is_some()) {
             self.stats.count_refusal(stream);
         }
         ids
+    }
+
+    async fn rule_changed(&self, id: &str, keep_firing: bool) -> Result<()> {
+        let mut c = self.conn.clone();
+        // Bounded: a host reads the changes as they come; one that was away longer than
+        // this loads its partitions' rules afresh when it takes them.
+        let _: String = redis::cmd("XADD")
+            .arg(super::RULE_CHANGES)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(100_000)
+            .arg("*")
+            .arg("id")
+            .arg(id)
+            .arg("keep")
+            .arg(if keep_firing { "1" } else { "0" })
+            .query_async(&mut c)
+            .await?;
+        Ok(())
     }
 
     async fn get_checkpoint(&self, name: &str) -> Result<Option<String>> {

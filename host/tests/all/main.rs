@@ -7,6 +7,7 @@ mod cache;
 mod capabilities;
 mod chunker;
 mod cli;
+mod cluster;
 mod componentize;
 mod console;
 mod deploy;

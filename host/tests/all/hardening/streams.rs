@@ -175,6 +175,7 @@ async fn a_market_commit_at_the_stream_bound_writes_nothing_until_there_is_room(
             }],
             history: Vec::new(),
             checkpoints: vec![("source:s".into(), "row 2".into())],
+            fence: Vec::new(),
         };
         let err = store.commit_market(&commit).await.unwrap_err();
         assert!(

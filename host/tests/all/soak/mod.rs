@@ -51,7 +51,7 @@ use audit::Audit;
 use timeline::{Sources, Timeline, clock};
 
 const SECRET: &str = "soak-webhook-signing-secret";
-/// The replay source's name (its checkpoint is `source:<name>`).
+/// The replay source's name (its checkpoint is `source:<name>@<host_id>`).
 const SOURCE: &str = "wave";
 
 /// The run's shape, from the environment.
@@ -291,10 +291,13 @@ async fn soak_alerts_raised_enqueued_and_delivered_stay_equal_through_a_redis_cr
             (id.clone(), v["firing"]["fired_count"].as_u64().unwrap_or(0))
         })
         .collect();
-    let checkpoint: String = c
-        .hget("market:checkpoints", format!("source:{SOURCE}"))
-        .await
-        .unwrap();
+    // On Redis each host keeps its own checkpoint (`source:<name>@<host_id>`).
+    let checkpoints: BTreeMap<String, String> = c.hgetall("market:checkpoints").await.unwrap();
+    let checkpoint = checkpoints
+        .iter()
+        .find(|(k, _)| k.starts_with(&format!("source:{SOURCE}@")))
+        .map(|(_, v)| v.clone())
+        .expect("the replay's checkpoint");
     let checkpoint: Value = serde_json::from_str(&checkpoint).unwrap();
     let (pass, offset) = (
         checkpoint["pass"].as_u64().unwrap(),
