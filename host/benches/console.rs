@@ -269,20 +269,24 @@ mod mongo {
             .port();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secantusd.toml"), "").unwrap();
-        let child = Command::new(venv.join("bin/secantusd-py"))
-            .arg("--config")
-            .arg(dir.path().join("secantusd.toml"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--storage-path")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("secantusd-py");
+        // Guarded at once: a server that never listens is still killed and reaped.
+        let guard = Guard(
+            Command::new(venv.join("bin/secantusd-py"))
+                .arg("--config")
+                .arg(dir.path().join("secantusd.toml"))
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .arg("--storage-path")
+                .arg(dir.path().join("data"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("secantusd-py"),
+            dir,
+        );
         for _ in 0..400 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return (
-                    Guard(child, dir),
+                    guard,
                     format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
                 );
             }
