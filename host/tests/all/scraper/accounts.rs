@@ -288,7 +288,16 @@ async fn accounts_view_has_no_secrets() {
         );
     }
 
-    let alice = rig.account_view("alice").await;
+    // The run's record is saved before the account is handed back with its page count
+    // (worker.rs: the target is freed first), so wait for the count.
+    let deadline = std::time::Instant::now() + RUN_TIMEOUT;
+    let alice = loop {
+        let alice = rig.account_view("alice").await;
+        if alice["pages"].as_u64().unwrap_or(0) > 0 || std::time::Instant::now() > deadline {
+            break alice;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(alice["has_totp"], true, "{alice}");
     assert_eq!(alice["session"]["present"], true, "{alice}");
     assert!(alice["session"]["saved_at"].is_string(), "{alice}");
