@@ -14,6 +14,7 @@ use impressox_host::rag::config::default_model_dir;
 use impressox_host::rag::tokens::WordPieceCounter;
 use impressox_host::runtime::Kind;
 
+use crate::cli::{bundled_example, plugin_run};
 use crate::harness::*;
 
 /// The tokenizer the host counts with: the same files, opened the same way.
@@ -404,7 +405,6 @@ fn a_chunker_without_the_model_files_is_refused_naming_the_path() {
 
 #[test]
 fn plugin_run_chunks_each_bundled_example_input() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "data_dir = \"d\"\n").unwrap();
@@ -413,15 +413,8 @@ fn plugin_run_chunks_each_bundled_example_input() {
         ("markdown-chunker", test_artifacts::MARKDOWN_CHUNKER),
         ("tweet-chunker", test_artifacts::TWEET_CHUNKER),
     ] {
-        let input = root.join("plugins").join(name).join("examples/input.json");
-        let stdout = stdout_of(
-            &mut impressox_in(
-                &cfg,
-                &["plugin", "run", wasm, "--input", input.to_str().unwrap()],
-            ),
-            name,
-        );
-        let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+        let input = bundled_example(name);
+        let v = plugin_run(&cfg, wasm, &input);
         let chunks = v["ok"]["chunks"]
             .as_array()
             .unwrap_or_else(|| panic!("{name}: {v}"));
@@ -481,21 +474,11 @@ fn a_scaffolded_chunker_builds_loads_and_runs_its_example() {
         "plugin build",
     );
     let wasm = dir.path().join("plugins.d/my_chunker.wasm");
-    let input = crate_dir.join("examples/input.json");
-    let stdout = stdout_of(
-        &mut impressox_in(
-            &cfg,
-            &[
-                "plugin",
-                "run",
-                wasm.to_str().unwrap(),
-                "--input",
-                input.to_str().unwrap(),
-            ],
-        ),
-        "plugin run",
+    let v = plugin_run(
+        &cfg,
+        wasm.to_str().unwrap(),
+        &crate_dir.join("examples/input.json"),
     );
-    let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let chunks = v["ok"]["chunks"]
         .as_array()
         .unwrap_or_else(|| panic!("{v}"));

@@ -70,6 +70,27 @@ fn plugin_check_leaves_no_files_behind_and_applies_the_loaders_cap() {
     assert!(stderr.contains("max_file_mib"), "{stderr}");
 }
 
+/// `impressox plugin run WASM --input INPUT` with `config`: its JSON answer (a failed run
+/// panics with its output).
+pub fn plugin_run(config: &Path, wasm: &str, input: &Path) -> serde_json::Value {
+    let stdout = stdout_of(
+        &mut impressox_in(
+            config,
+            &["plugin", "run", wasm, "--input", input.to_str().unwrap()],
+        ),
+        &format!("plugin run {wasm}"),
+    );
+    serde_json::from_slice(&stdout).unwrap()
+}
+
+/// The example input a bundled plugin ships (`plugins/NAME/examples/input.json`).
+pub fn bundled_example(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins")
+        .join(name)
+        .join("examples/input.json")
+}
+
 #[test]
 fn plugin_run_calls_a_plugin_on_json_input() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,20 +102,7 @@ fn plugin_run_calls_a_plugin_on_json_input() {
         r#"{"payload": "{\"e\":\"24hrMiniTicker\",\"E\":1764300000000,\"s\":\"ETHUSDT\",\"c\":\"3500.5\",\"o\":\"3400\",\"h\":\"3600\",\"l\":\"3300\",\"v\":\"1000\",\"q\":\"3500000\"}", "received_ms": 5}"#,
     )
     .unwrap();
-    let stdout = stdout_of(
-        &mut impressox_in(
-            &cfg,
-            &[
-                "plugin",
-                "run",
-                test_artifacts::BINANCE,
-                "--input",
-                input.to_str().unwrap(),
-            ],
-        ),
-        "plugin run",
-    );
-    let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    let v = plugin_run(&cfg, test_artifacts::BINANCE, &input);
     assert_eq!(v["parse"]["ok"]["ticks"][0]["symbol"], "ETHUSDT");
     assert_eq!(v["parse"]["ok"]["ticks"][0]["price"], 3500.5);
 }
@@ -102,7 +110,6 @@ fn plugin_run_calls_a_plugin_on_json_input() {
 #[test]
 fn bundled_example_inputs_run() {
     // Each bundled plugin ships an example input for `plugin run`.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "data_dir = \"d\"\n").unwrap();
@@ -120,15 +127,7 @@ fn bundled_example_inputs_run() {
         ("tweet-chunker", test_artifacts::TWEET_CHUNKER),
     ];
     for (name, wasm) in cases {
-        let input = root.join("plugins").join(name).join("examples/input.json");
-        let stdout = stdout_of(
-            &mut impressox_in(
-                &cfg,
-                &["plugin", "run", wasm, "--input", input.to_str().unwrap()],
-            ),
-            name,
-        );
-        let v: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+        let v = plugin_run(&cfg, wasm, &bundled_example(name));
         assert!(v.get("error").is_none(), "{name}: {v}");
     }
 }

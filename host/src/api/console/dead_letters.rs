@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::super::{ApiState, events as events_api, notifications as api};
-use super::{Ctx, after_action, button_form, cell, error_box, page_response, query, st, urlencode};
+use super::{Ctx, after_action, button_form, cell, listing, page_response, query, st, urlencode};
 
 /// Dead letters a page lists.
 pub const LIMIT: usize = 100;
@@ -58,43 +58,35 @@ pub async fn page(
                 }
                 button type="submit" { "Show" }
             }
-            @match &result {
-                Err(e) => (error_box(e)),
-                Ok(v) => {
-                    @let empty = Vec::new();
-                    @let items = v["dead_letters"].as_array().unwrap_or(&empty);
-                    @if items.is_empty() { p.muted { "No dead letters." } }
-                    @else {
-                        p.muted { "The newest " (items.len()) " (at most " (LIMIT) ")." }
-                        table #dead-letters {
-                            tr { th { "id" } th { "kind" } th { "what" } th { "reason" } th { "last error" } th { "attempts" } th { "dead since" } th { "" } }
-                            @for d in items {
-                                @let id = d["id"].as_str().unwrap_or("");
-                                @let is_event = d["kind"] == "event";
-                                tr data-dead-letter=(id) {
-                                    td.mono { (id) }
-                                    td { (cell(&d["kind"])) }
-                                    td {
-                                        @if is_event { "stream " (cell(&d["stream"])) }
-                                        @else { a href=(format!("/ui/notifications?id={}", urlencode(d["notification_id"].as_str().unwrap_or("")))) { (cell(&d["notification_id"])) }
-                                                " · " (cell(&d["channel"])) " → " span.mono { (cell(&d["target"])) } }
-                                    }
-                                    td { (cell(&d["reason"])) }
-                                    td.mono { (cell(&d["last_error"])) }
-                                    td { (cell(&d["attempts"])) }
-                                    td { (cell(&d["dead_at"])) }
-                                    td {
-                                        (button_form(&format!("/ui/dead-letters/{}/replay?back={}", urlencode(id), urlencode(&here)), &ctx, "Replay", ""))
-                                        @if is_event {
-                                            " " (button_form(&format!("/ui/dead-letters/{}/purge?back={}", urlencode(id), urlencode(&here)), &ctx, "Purge", "danger"))
-                                        }
-                                    }
+            (listing(&result, "dead_letters", "No dead letters.", |items| html! {
+                p.muted { "The newest " (items.len()) " (at most " (LIMIT) ")." }
+                table #dead-letters {
+                    tr { th { "id" } th { "kind" } th { "what" } th { "reason" } th { "last error" } th { "attempts" } th { "dead since" } th { "" } }
+                    @for d in items {
+                        @let id = d["id"].as_str().unwrap_or("");
+                        @let is_event = d["kind"] == "event";
+                        tr data-dead-letter=(id) {
+                            td.mono { (id) }
+                            td { (cell(&d["kind"])) }
+                            td {
+                                @if is_event { "stream " (cell(&d["stream"])) }
+                                @else { a href=(format!("/ui/notifications?id={}", urlencode(d["notification_id"].as_str().unwrap_or("")))) { (cell(&d["notification_id"])) }
+                                        " · " (cell(&d["channel"])) " → " span.mono { (cell(&d["target"])) } }
+                            }
+                            td { (cell(&d["reason"])) }
+                            td.mono { (cell(&d["last_error"])) }
+                            td { (cell(&d["attempts"])) }
+                            td { (cell(&d["dead_at"])) }
+                            td {
+                                (button_form(&format!("/ui/dead-letters/{}/replay?back={}", urlencode(id), urlencode(&here)), &ctx, "Replay", ""))
+                                @if is_event {
+                                    " " (button_form(&format!("/ui/dead-letters/{}/purge?back={}", urlencode(id), urlencode(&here)), &ctx, "Purge", "danger"))
                                 }
                             }
                         }
                     }
                 }
-            }
+            }))
         },
     )
 }

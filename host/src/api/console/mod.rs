@@ -204,6 +204,23 @@ pub fn error_box(e: &ApiError) -> Markup {
     }
 }
 
+/// A list the API answered under `key`, the shape most pages share: the handler's error,
+/// `empty` when the list has no items (or is missing), else `table` of its items.
+pub fn listing(
+    result: &Result<Value, ApiError>,
+    key: &str,
+    empty: &str,
+    table: impl FnOnce(&[Value]) -> Markup,
+) -> Markup {
+    match result {
+        Err(e) => error_box(e),
+        Ok(v) => match v[key].as_array() {
+            Some(items) if !items.is_empty() => table(items),
+            _ => html! { p.muted { (empty) } },
+        },
+    }
+}
+
 /// Back to `to` (a console path) with a message about what the action did.
 pub fn after_action(to: &str, outcome: Result<String, ApiError>) -> Response {
     let msg = match outcome {

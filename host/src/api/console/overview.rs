@@ -11,6 +11,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 
 use super::super::ApiState;
+use super::counts::DeadCounts;
 use super::{Ctx, Flash, age, html_response, page_response};
 use crate::runtime::State as PluginState;
 use crate::storage::RuleScope;
@@ -95,6 +96,15 @@ pub async fn live(state: &ApiState) -> Markup {
     }
     errors.truncate(10);
     let unknown = |n: Option<u64>| n.map_or_else(|| "?".to_string(), |n| n.to_string());
+    // A count still being taken (only right after start) shows as `…`, a failed one as `?`.
+    let dead_n = |n: fn(&DeadCounts) -> Option<u64>| {
+        dead.as_ref()
+            .map_or_else(|| "…".to_string(), |d| unknown(n(d)))
+    };
+    let (dead_notifications, dead_events) = (
+        dead.and_then(|d| d.notifications).unwrap_or(0),
+        dead.and_then(|d| d.events).unwrap_or(0),
+    );
     html! {
         div.cards {
             div.card { div.n { (workers(state).iter().filter(|w| w.1).count()) } div.l { "workers running" } }
@@ -102,8 +112,8 @@ pub async fn live(state: &ApiState) -> Markup {
             div.card.bad[failed > 0] { div.n { (failed) } div.l { "plugins failed" } }
             div.card.bad[quarantined > 0] { div.n { (quarantined) } div.l { "plugins quarantined" } }
             div.card { div.n #rules-count { (unknown(rules)) } div.l { "rules" } }
-            div.card.bad[dead.notifications.unwrap_or(0) > 0] { div.n #dead-notifications { (unknown(dead.notifications)) } div.l { "notification dead letters" } }
-            div.card.bad[dead.events.unwrap_or(0) > 0] { div.n #dead-events { (unknown(dead.events)) } div.l { "event dead letters" } }
+            div.card.bad[dead_notifications > 0] { div.n #dead-notifications { (dead_n(|d| d.notifications)) } div.l { "notification dead letters" } }
+            div.card.bad[dead_events > 0] { div.n #dead-events { (dead_n(|d| d.events)) } div.l { "event dead letters" } }
         }
         h2 { "Workers" }
         table {
@@ -145,6 +155,9 @@ pub async fn live(state: &ApiState) -> Markup {
                 @for (w, e) in &errors { tr.bad { td { (w) } td.mono { (e) } } }
             }
         }
-        p.muted { "As of " (crate::util::rfc3339_ms(now)) "; dead-letter counts refreshed every 5 s." }
+        p.muted {
+            "As of " (crate::util::rfc3339_ms(now)) "; dead-letter counts "
+            @match dead { Some(d) => { "taken " (age(now - d.taken_ms)) " ago, refreshed every 5 s." } None => { "still being taken." } }
+        }
     }
 }

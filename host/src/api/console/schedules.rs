@@ -7,7 +7,7 @@ use axum::response::Response;
 use maud::html;
 
 use super::super::{ApiError, ApiState, events as events_api, schedules as api};
-use super::{Ctx, Flash, after_action, button_form, cell, error_box, page_response, st, urlencode};
+use super::{Ctx, Flash, after_action, button_form, cell, listing, page_response, st, urlencode};
 
 pub async fn page(
     State(state): State<ApiState>,
@@ -25,64 +25,48 @@ pub async fn page(
         &ctx,
         html! {
             h2 { "Schedules" }
-            @match &schedules {
-                Err(e) => (error_box(e)),
-                Ok(v) => {
-                    @let empty = Vec::new();
-                    @let list = v["schedules"].as_array().unwrap_or(&empty);
-                    @if list.is_empty() { p.muted { "No schedules." } }
-                    @else {
-                        table #schedules {
-                            tr { th { "name" } th { "plugin" } th { "when" } th { "state" } th { "next run" } th { "last run" } th { "in flight" } th { "" } }
-                            @for s in list {
-                                @let name = s["name"].as_str().unwrap_or("");
-                                @let state_name = s["state"].as_str().unwrap_or("");
-                                @let enc = urlencode(name);
-                                tr data-schedule=(name) {
-                                    td { strong { (name) } " " span.muted { (cell(&s["origin"])) } }
-                                    td { (cell(&s["plugin"])) }
-                                    td.mono { (cell(if s["cron"].is_null() { &s["every"] } else { &s["cron"] })) }
-                                    td { span class=(format!("badge {state_name}")) { (state_name) } }
-                                    td { (cell(&s["next_run_at"])) }
-                                    td { @if s["last_run"].is_null() { span.muted { "never" } }
-                                         @else { (cell(&s["last_run"]["finished_at"])) " " (cell(&s["last_run"]["outcome"])) } }
-                                    td { (s["in_flight"].as_array().map_or(0, Vec::len)) }
-                                    td {
-                                        (button_form(&format!("/ui/schedules/{enc}/run"), &ctx, "Run now", ""))
-                                        " "
-                                        @if state_name == "paused" {
-                                            (button_form(&format!("/ui/schedules/{enc}/resume"), &ctx, "Resume", "secondary"))
-                                        } @else {
-                                            (button_form(&format!("/ui/schedules/{enc}/pause"), &ctx, "Pause", "secondary"))
-                                        }
-                                    }
+            (listing(&schedules, "schedules", "No schedules.", |list| html! {
+                table #schedules {
+                    tr { th { "name" } th { "plugin" } th { "when" } th { "state" } th { "next run" } th { "last run" } th { "in flight" } th { "" } }
+                    @for s in list {
+                        @let name = s["name"].as_str().unwrap_or("");
+                        @let state_name = s["state"].as_str().unwrap_or("");
+                        @let enc = urlencode(name);
+                        tr data-schedule=(name) {
+                            td { strong { (name) } " " span.muted { (cell(&s["origin"])) } }
+                            td { (cell(&s["plugin"])) }
+                            td.mono { (cell(if s["cron"].is_null() { &s["every"] } else { &s["cron"] })) }
+                            td { span class=(format!("badge {state_name}")) { (state_name) } }
+                            td { (cell(&s["next_run_at"])) }
+                            td { @if s["last_run"].is_null() { span.muted { "never" } }
+                                 @else { (cell(&s["last_run"]["finished_at"])) " " (cell(&s["last_run"]["outcome"])) } }
+                            td { (s["in_flight"].as_array().map_or(0, Vec::len)) }
+                            td {
+                                (button_form(&format!("/ui/schedules/{enc}/run"), &ctx, "Run now", ""))
+                                " "
+                                @if state_name == "paused" {
+                                    (button_form(&format!("/ui/schedules/{enc}/resume"), &ctx, "Resume", "secondary"))
+                                } @else {
+                                    (button_form(&format!("/ui/schedules/{enc}/pause"), &ctx, "Pause", "secondary"))
                                 }
                             }
                         }
                     }
                 }
-            }
+            }))
             h2 { "Listeners" }
-            @match &listeners {
-                Err(e) => (error_box(e)),
-                Ok(v) => {
-                    @let empty = Vec::new();
-                    @let list = v["listeners"].as_array().unwrap_or(&empty);
-                    @if list.is_empty() { p.muted { "No listeners configured." } }
-                    @else {
-                        table #listeners {
-                            tr { th { "name" } th { "stream" } th { "group" } th { "plugin" } th { "stream length (lag)" } th { "pending" } th { "runs here" } th { "events here" } }
-                            @for l in list {
-                                tr {
-                                    td { (cell(&l["name"])) } td.mono { (cell(&l["stream"])) } td { (cell(&l["group"])) }
-                                    td { (cell(&l["plugin"])) } td { (cell(&l["stream_length"])) } td { (cell(&l["pending"])) }
-                                    td { (cell(&l["running_here"])) } td { (cell(&l["this_host"]["events"])) }
-                                }
-                            }
+            (listing(&listeners, "listeners", "No listeners configured.", |list| html! {
+                table #listeners {
+                    tr { th { "name" } th { "stream" } th { "group" } th { "plugin" } th { "stream length (lag)" } th { "pending" } th { "runs here" } th { "events here" } }
+                    @for l in list {
+                        tr {
+                            td { (cell(&l["name"])) } td.mono { (cell(&l["stream"])) } td { (cell(&l["group"])) }
+                            td { (cell(&l["plugin"])) } td { (cell(&l["stream_length"])) } td { (cell(&l["pending"])) }
+                            td { (cell(&l["running_here"])) } td { (cell(&l["this_host"]["events"])) }
                         }
                     }
                 }
-            }
+            }))
         },
     )
 }

@@ -9,7 +9,7 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use super::super::{ApiState, scraper as api};
-use super::{Ctx, Flash, cell, error_box, page_response, query, st};
+use super::{Ctx, Flash, cell, listing, page_response, query, st};
 
 pub async fn page(
     State(state): State<ApiState>,
@@ -28,54 +28,39 @@ pub async fn page(
         &ctx,
         html! {
             h2 { "Targets" }
-            @match &targets {
-                Err(e) => (error_box(e)),
-                Ok(v) => {
-                    @let empty = Vec::new();
-                    @let list = v["targets"].as_array().unwrap_or(&empty);
-                    @if list.is_empty() { p.muted { "No targets." } }
-                    @else {
-                        table #targets {
-                            tr { th { "id" } th { "kind" } th { "query" } th { "state" } th { "next run" } th { "last error" } }
-                            @for t in list {
-                                tr {
-                                    td.mono { (cell(&t["id"])) } td { (cell(&t["kind"])) }
-                                    td { (cell(if t["query"].is_null() { &t["username"] } else { &t["query"] })) }
-                                    td { (cell(&t["state"])) } td { (cell(&t["next_run_at"])) } td.mono { (cell(&t["last_error"])) }
-                                }
-                            }
+            (listing(&targets, "targets", "No targets.", |list| html! {
+                table #targets {
+                    tr { th { "id" } th { "kind" } th { "query" } th { "state" } th { "next run" } th { "last error" } }
+                    @for t in list {
+                        tr {
+                            td.mono { (cell(&t["id"])) } td { (cell(&t["kind"])) }
+                            td { (cell(if t["query"].is_null() { &t["username"] } else { &t["query"] })) }
+                            td { (cell(&t["state"])) } td { (cell(&t["next_run_at"])) } td.mono { (cell(&t["last_error"])) }
                         }
                     }
                 }
-            }
+            }))
             h2 { "Accounts" }
-            @match &accounts {
-                Err(e) => (error_box(e)),
-                Ok(v) => (accounts_table(v)),
-            }
+            (listing(&accounts, "accounts", "No accounts.", accounts_table))
         },
     )
 }
 
-fn accounts_table(v: &Value) -> Markup {
-    let empty = Vec::new();
-    let list = v["accounts"].as_array().unwrap_or(&empty);
+/// Accounts with their states and budgets; the proxy without its credentials.
+fn accounts_table(list: &[Value]) -> Markup {
     html! {
-        @if list.is_empty() { p.muted { "No accounts." } }
-        @else {
-            table #accounts {
-                tr { th { "account" } th { "state" } th { "until" } th { "reason" } th { "proxy" } th { "session" } th { "budgets" } th { "pages" } th { "last used" } }
-                @for a in list {
-                    @let st = a["state"].as_str().unwrap_or("");
-                    tr class=[(st != "active").then_some("warn")] {
-                        td { (cell(&a["username"])) }
-                        td { span class=(format!("badge {st}")) { (st) } }
-                        td { (cell(&a["until"])) } td { (cell(&a["reason"])) }
-                        td.mono { (a["proxy"].as_str().map_or_else(|| "–".to_string(), without_userinfo)) }
-                        td { @if a["session"]["present"] == true { "saved " (cell(&a["session"]["saved_at"])) } @else { span.muted { "none" } } }
-                        td { (cell(&a["budgets"])) }
-                        td { (cell(&a["pages"])) } td { (cell(&a["last_used_at"])) }
-                    }
+        table #accounts {
+            tr { th { "account" } th { "state" } th { "until" } th { "reason" } th { "proxy" } th { "session" } th { "budgets" } th { "pages" } th { "last used" } }
+            @for a in list {
+                @let st = a["state"].as_str().unwrap_or("");
+                tr class=[(st != "active").then_some("warn")] {
+                    td { (cell(&a["username"])) }
+                    td { span class=(format!("badge {st}")) { (st) } }
+                    td { (cell(&a["until"])) } td { (cell(&a["reason"])) }
+                    td.mono { (a["proxy"].as_str().map_or_else(|| "–".to_string(), without_userinfo)) }
+                    td { @if a["session"]["present"] == true { "saved " (cell(&a["session"]["saved_at"])) } @else { span.muted { "none" } } }
+                    td { (cell(&a["budgets"])) }
+                    td { (cell(&a["pages"])) } td { (cell(&a["last_used_at"])) }
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The console with `IMPRESSOX_API_TOKEN` set: sign in through the form, and every way in
 //! without the token or without the form's CSRF token is refused.
 
+use chromiumoxide::Page;
 use reqwest::redirect::Policy;
 
 use super::rig::{Chrome, ConsoleRig, click_and_wait, text};
@@ -18,29 +19,11 @@ async fn sign_in_sets_an_httponly_session_and_refuses_the_rest() {
     assert!(text(&page).await.contains("API token"));
 
     // A wrong token.
-    page.find_element("#token")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap()
-        .type_str("not-the-token")
-        .await
-        .unwrap();
-    click_and_wait(&page, "button[type=submit]").await;
+    submit_token(&page, "not-the-token").await;
     assert!(text(&page).await.contains("wrong token"));
 
     // The right one: the overview, with a cookie no script can read.
-    page.find_element("#token")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap()
-        .type_str(TOKEN)
-        .await
-        .unwrap();
-    click_and_wait(&page, "button[type=submit]").await;
+    submit_token(&page, TOKEN).await;
     assert!(page.url().await.unwrap().unwrap().ends_with("/ui"));
     assert!(text(&page).await.contains("plugins active"));
     let script_sees: String = page
@@ -69,72 +52,37 @@ async fn sign_in_sets_an_httponly_session_and_refuses_the_rest() {
     chrome.stop().await;
 
     // Outside the browser: every refusal.
-    let http = reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap();
-    let reload = format!("{}/ui/plugins/reload", rig.base);
-    let host = rig.base.trim_start_matches("http://").to_string();
+    let reload = "/ui/plugins/reload";
+    let own_origin = rig.base.clone();
+    let stranger = Outside::new(&rig.base, None);
+    let signed_in = Outside::new(&rig.base, Some(&cookie));
     // No session: GET goes to the form, POST is refused.
-    let r = http.get(format!("{}/ui", rig.base)).send().await.unwrap();
+    let r = stranger.get("/ui").await;
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/ui/login");
-    let r = http.post(&reload).body("csrf=x").send().await.unwrap();
+    let r = stranger.post_form(reload, None, "csrf=x").await;
     assert_eq!(r.status(), 401);
     // A forged or expired-looking cookie is no session.
-    let r = http
-        .get(format!("{}/ui", rig.base))
-        .header("cookie", "impressox_console=99999999999999.deadbeef")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
+    let forged = Outside::new(&rig.base, Some("impressox_console=99999999999999.deadbeef"));
+    assert_eq!(forged.get("/ui").await.status(), 303);
     // A session without the form's CSRF token.
-    let r = http
-        .post(&reload)
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("")
-        .send()
-        .await
-        .unwrap();
+    let r = signed_in.post_form(reload, None, "").await;
     assert_eq!(r.status(), 403);
     // The page's CSRF token, then a cross-site form carrying it.
-    let page = http
-        .get(format!("{}/ui/plugins", rig.base))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = signed_in.get("/ui/plugins").await.text().await.unwrap();
     let csrf = page
         .split("name=\"csrf\" value=\"")
         .nth(1)
         .and_then(|s| s.split('"').next())
         .expect("a CSRF token in the page")
         .to_string();
-    let r = http
-        .post(&reload)
-        .header("cookie", &cookie)
-        .header("origin", "http://evil.example")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("csrf={csrf}"))
-        .send()
-        .await
-        .unwrap();
+    let form = format!("csrf={csrf}");
+    let r = signed_in
+        .post_form(reload, Some("http://evil.example"), &form)
+        .await;
     assert_eq!(r.status(), 403);
     // The same form from this origin acts.
-    let r = http
-        .post(&reload)
-        .header("cookie", &cookie)
-        .header("origin", format!("http://{host}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("csrf={csrf}"))
-        .send()
-        .await
-        .unwrap();
+    let r = signed_in.post_form(reload, Some(&own_origin), &form).await;
     assert_eq!(r.status(), 303);
     assert!(
         r.headers()["location"]
@@ -144,23 +92,69 @@ async fn sign_in_sets_an_httponly_session_and_refuses_the_rest() {
     );
     // No page shows the token.
     for path in ["/ui", "/ui/plugins", "/ui/rules", "/ui/dead-letters"] {
-        let body = http
-            .get(format!("{}{path}", rig.base))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = signed_in.get(path).await.text().await.unwrap();
         assert!(!body.contains(TOKEN), "{path} shows the token");
     }
     // The JSON API still wants its bearer token: the cookie is not one.
-    let r = http
-        .get(format!("{}/api/v1/plugins", rig.base))
-        .header("cookie", &cookie)
-        .send()
+    assert_eq!(signed_in.get("/api/v1/plugins").await.status(), 401);
+}
+
+/// Types `token` into the sign-in form and submits it.
+async fn submit_token(page: &Page, token: &str) {
+    page.find_element("#token")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str(token)
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    click_and_wait(page, "button[type=submit]").await;
+}
+
+/// The console outside the browser: plain requests that do not follow redirects, with
+/// one `Cookie` header (a session, a forged one) or none.
+struct Outside {
+    http: reqwest::Client,
+    base: String,
+    cookie: Option<String>,
+}
+
+impl Outside {
+    fn new(base: &str, cookie: Option<&str>) -> Outside {
+        Outside {
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_string(),
+            cookie: cookie.map(str::to_string),
+        }
+    }
+
+    fn with_cookie(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.cookie {
+            Some(c) => r.header("cookie", c),
+            None => r,
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        let r = self.http.get(format!("{}{path}", self.base));
+        self.with_cookie(r).send().await.unwrap()
+    }
+
+    /// A urlencoded form POST, from `origin` when given (a browser sends one with a form).
+    async fn post_form(&self, path: &str, origin: Option<&str>, body: &str) -> reqwest::Response {
+        let mut r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string());
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        self.with_cookie(r).send().await.unwrap()
+    }
 }
