@@ -9,7 +9,7 @@
 //!   data dir (nothing is rebuilt).
 //!
 //! Run: `cargo bench -p impressox-rag --bench rag` after `cargo xtask models`.
-//! `RAG_BENCH_CHUNKS` changes the 100,000. Figures go to docs/BENCHMARKS.md.
+//! `RAG_BENCH_CHUNKS` changes the 100,000; `RAG_BENCH_ONLY=embedding|queries` runs one half. Figures go to docs/BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 
@@ -91,7 +91,7 @@ fn tweet(i: usize) -> String {
     let n = 20 + next() % 26;
     let mut words: Vec<&str> = (0..n).map(|_| WORDS[next() % WORDS.len()]).collect();
     words.insert(next() % n, TAGS[next() % TAGS.len()]);
-    if next() % 2 == 0 {
+    if next().is_multiple_of(2) {
         words.insert(next() % n, TAGS[next() % TAGS.len()]);
     }
     words.join(" ")
@@ -121,7 +121,7 @@ fn embedding(e: &LocalEmbedder) {
     let single = t.elapsed() / 128;
     println!(
         "local embedding (candle, {} threads): {rust:.0} sentences/s in batches of 32; \
-         one short text alone: {:.1} ms",
+         one tweet alone: {:.1} ms",
         rayon::current_num_threads(),
         ms(single)
     );
@@ -164,6 +164,7 @@ fn queries(e: &LocalEmbedder) {
     // Random unit vectors: the scan costs the same whatever the values, and embedding
     // 100k texts would take the bench minutes.
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut matrix: Vec<f32> = Vec::with_capacity(chunks * 384);
     for start in (0..chunks).step_by(5_000) {
         let docs: Vec<(DocumentChunks, Vec<Vec<f32>>)> = (start..(start + 5_000).min(chunks))
             .map(|i| {
@@ -177,10 +178,16 @@ fn queries(e: &LocalEmbedder) {
                     })
                     .collect();
                 normalise(&mut v);
+                matrix.extend_from_slice(&v);
                 let doc = DocumentChunks {
                     document_id: i.to_string(),
                     version: "1".into(),
-                    source: if i % 2 == 0 { "tweets" } else { "pages" }.into(),
+                    source: if i.is_multiple_of(2) {
+                        "tweets"
+                    } else {
+                        "pages"
+                    }
+                    .into(),
                     url: None,
                     time_ms: Some(1_700_000_000_000 + i as i64 * 1000),
                     chunks: vec![ChunkText {
@@ -218,7 +225,8 @@ fn queries(e: &LocalEmbedder) {
     ];
     let filtered = Filter {
         sources: vec!["tweets".into()],
-        since_ms: Some(1_700_000_000_000 + 20_000_000),
+        // The newer half.
+        since_ms: Some(1_700_000_000_000 + chunks as i64 / 2 * 1000),
         ..Filter::default()
     };
     for (label, mode, filter) in [
@@ -250,21 +258,73 @@ fn queries(e: &LocalEmbedder) {
             ms(percentile(&times, 0.99))
         );
     }
-    let q: Vec<f32> = e.embed(&["bitcoin miners"]).unwrap().remove(0);
     let mut times = Vec::new();
-    for _ in 0..200 {
+    for round in 0..100 {
+        let q: Vec<f32> = e.embed(&[texts[round % texts.len()]]).unwrap().remove(0);
         let t = Instant::now();
+        e.embed(&[texts[round % texts.len()]]).unwrap();
+        times.push(t.elapsed());
         index
             .vectors()
             .search("tweets", e.model_id(), &q, 10, &Filter::default(), None)
             .unwrap();
-        times.push(t.elapsed());
     }
     times.sort();
     println!(
-        "vector scan alone at {chunks} chunks: p50 {:.1} ms, p99 {:.1} ms",
+        "query embedding alone (5-8 words): p50 {:.1} ms, p99 {:.1} ms",
         ms(percentile(&times, 0.5)),
         ms(percentile(&times, 0.99))
+    );
+    scan_and_recall(&matrix);
+}
+
+/// The int8 scan with exact re-ranking (what the store runs) against the exact f32 scan on
+/// the same vectors: time, and recall@10 for queries near stored rows (random unit vectors
+/// crowd their scores together: a hard case for a quantised scan).
+fn scan_and_recall(matrix: &[f32]) {
+    use impressox_rag::scan;
+    let dim = 384;
+    let rows = matrix.len() / dim;
+    let mut codes = Vec::with_capacity(matrix.len());
+    let mut scales = Vec::with_capacity(rows);
+    for v in matrix.chunks_exact(dim) {
+        let (c, s) = scan::quantise(v);
+        codes.extend_from_slice(&c);
+        scales.push(s);
+    }
+    let all = |_: usize| true;
+    let (mut exact_t, mut quant_t) = (Vec::new(), Vec::new());
+    let (mut found, mut wanted) = (0, 0);
+    for i in 0..200usize {
+        let row = (i * 7919) % rows;
+        let mut q: Vec<f32> = matrix[row * dim..row * dim + dim]
+            .iter()
+            .enumerate()
+            .map(|(j, v)| v + 0.05 * (((i * 31 + j * 17) % 200) as f32 / 100.0 - 1.0))
+            .collect();
+        normalise(&mut q);
+        let t = Instant::now();
+        let exact = scan::top_k(matrix, dim, &q, 10, &all);
+        exact_t.push(t.elapsed());
+        let t = Instant::now();
+        let approx = scan::top_k_quantised(matrix, &codes, &scales, dim, &q, 10, &all);
+        quant_t.push(t.elapsed());
+        wanted += exact.len();
+        found += approx
+            .iter()
+            .filter(|a| exact.iter().any(|x| x.row == a.row))
+            .count();
+    }
+    exact_t.sort();
+    quant_t.sort();
+    println!(
+        "vector scan at {rows} chunks, k=10: exact f32 p50 {:.1} ms p99 {:.1} ms; \
+         int8 + exact re-rank p50 {:.1} ms p99 {:.1} ms; recall@10 {:.4}",
+        ms(percentile(&exact_t, 0.5)),
+        ms(percentile(&exact_t, 0.99)),
+        ms(percentile(&quant_t, 0.5)),
+        ms(percentile(&quant_t, 0.99)),
+        found as f64 / wanted as f64
     );
 }
 
@@ -273,6 +333,12 @@ fn main() {
         return;
     }
     let e = LocalEmbedder::open(&default_model_dir()).expect("cargo xtask models");
-    embedding(&e);
-    queries(&e);
+    // `RAG_BENCH_ONLY=embedding` or `=queries` runs one half.
+    let only = std::env::var("RAG_BENCH_ONLY").unwrap_or_default();
+    if only != "queries" {
+        embedding(&e);
+    }
+    if only != "embedding" {
+        queries(&e);
+    }
 }

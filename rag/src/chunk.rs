@@ -151,7 +151,7 @@ impl Filter {
         let cashtag = self.normalised_cashtag();
         let author = self.normalised_author();
         move |c: &StoredChunk| {
-            (self.sources.is_empty() || self.sources.iter().any(|s| *s == c.source))
+            (self.sources.is_empty() || self.sources.contains(&c.source))
                 && cashtag.as_ref().is_none_or(|t| c.cashtags.contains(t))
                 && author.as_ref().is_none_or(|a| {
                     c.author

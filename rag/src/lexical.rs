@@ -1,8 +1,8 @@
 //! The lexical half of hybrid retrieval: a BM25 index (tantivy) over the chunks' text,
 //! persisted in `data_dir/lexical` and updated per document, never rebuilt at open.
 //!
-//! **Tokens.** Words are runs of letters and digits, lower-cased. A cashtag (`$` + a letter
-//! + up to nine letters, digits or `_`, not inside a word: the tweet chunker's rule) is
+//! **Tokens.** Words are runs of letters and digits, lower-cased. A cashtag (`$`, a letter,
+//! then up to nine letters, digits or `_`, not inside a word: the tweet chunker's rule) is
 //! indexed twice at one position: as `$iren` and as `iren`. So the query `$IREN` (both
 //! terms) ranks tweets naming the ticker above those that only say the word, and the query
 //! `IREN` still finds both. A general-purpose tokenizer drops the `$`, and with it the

@@ -8,9 +8,10 @@
 //! index's to-do entry) is one transaction.
 //!
 //! **Search.** At open the vectors of every collection are read into one contiguous matrix
-//! per collection ([`crate::scan`]), with the chunk records beside it; writes update disk
-//! first, then memory. Search is an exact scan: at 100k × 384 it costs a few ms (see
-//! docs/BENCHMARKS.md), and exact means no recall to lose and nothing to rebuild.
+//! per collection ([`crate::scan`]), with an int8 copy and the chunk records beside it;
+//! writes update disk first, then memory. Search scans the int8 copy for a candidate list
+//! and re-ranks it exactly (recall against the exact scan tested in `scan`); nothing is
+//! built or rebuilt beyond the copy itself.
 //!
 //! **Collections** record the model id and dimension of the embedder that filled them;
 //! writing or searching with another is refused (`StoreError::ModelMismatch`) until the
@@ -95,6 +96,9 @@ pub(crate) struct DocRecord {
 struct Memory {
     info: CollectionInfo,
     vectors: Vec<f32>,
+    /// int8 copies of `vectors` and their scales ([`scan::quantise`]), what the scan reads.
+    codes: Vec<i8>,
+    scales: Vec<f32>,
     rows: Vec<Arc<StoredChunk>>,
     by_id: HashMap<String, usize>,
 }
@@ -104,21 +108,28 @@ impl Memory {
         Memory {
             info,
             vectors: Vec::new(),
+            codes: Vec::new(),
+            scales: Vec::new(),
             rows: Vec::new(),
             by_id: HashMap::new(),
         }
     }
 
     fn insert(&mut self, chunk: Arc<StoredChunk>, vector: &[f32]) {
+        let (codes, scale) = scan::quantise(vector);
         if let Some(&row) = self.by_id.get(&chunk.chunk_id) {
             let d = self.info.dimension;
             self.vectors[row * d..row * d + d].copy_from_slice(vector);
+            self.codes[row * d..row * d + d].copy_from_slice(&codes);
+            self.scales[row] = scale;
             self.rows[row] = chunk;
             return;
         }
         self.by_id.insert(chunk.chunk_id.clone(), self.rows.len());
         self.rows.push(chunk);
         self.vectors.extend_from_slice(vector);
+        self.codes.extend_from_slice(&codes);
+        self.scales.push(scale);
     }
 
     /// Removes a row by moving the last row into its place (O(dim), order is not kept).
@@ -130,11 +141,15 @@ impl Memory {
         let last = self.rows.len() - 1;
         if row != last {
             self.vectors.copy_within(last * d..last * d + d, row * d);
+            self.codes.copy_within(last * d..last * d + d, row * d);
+            self.scales.swap(row, last);
             self.rows.swap(row, last);
             self.by_id.insert(self.rows[row].chunk_id.clone(), row);
         }
         self.rows.pop();
+        self.scales.pop();
         self.vectors.truncate(last * d);
+        self.codes.truncate(last * d);
     }
 }
 
@@ -508,16 +523,22 @@ impl VectorStore {
         let filtered = |row: usize| matcher(&mem.rows[row]);
         let keep: &(dyn Fn(usize) -> bool + Sync) =
             if filter.is_empty() { &all } else { &filtered };
-        Ok(
-            scan::top_k(&mem.vectors, mem.info.dimension, query, k, keep)
-                .into_iter()
-                .filter(|s| min_score.is_none_or(|m| s.score >= m))
-                .map(|s| VectorHit {
-                    chunk: mem.rows[s.row].clone(),
-                    score: s.score,
-                })
-                .collect(),
+        Ok(scan::top_k_quantised(
+            &mem.vectors,
+            &mem.codes,
+            &mem.scales,
+            mem.info.dimension,
+            query,
+            k,
+            keep,
         )
+        .into_iter()
+        .filter(|s| min_score.is_none_or(|m| s.score >= m))
+        .map(|s| VectorHit {
+            chunk: mem.rows[s.row].clone(),
+            score: s.score,
+        })
+        .collect())
     }
 }
 

@@ -154,8 +154,12 @@ fn search_is_exact_and_filters_hold() {
     index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
     let mut docs = Vec::new();
     for i in 0..300u64 {
-        let author = if i % 3 == 0 { "@Alice" } else { "bob" };
-        let tags = if i % 5 == 0 { "$IREN,$BTC" } else { "$ETH" };
+        let author = if i.is_multiple_of(3) { "@Alice" } else { "bob" };
+        let tags = if i.is_multiple_of(5) {
+            "$IREN,$BTC"
+        } else {
+            "$ETH"
+        };
         let time = (1_000 + i as i64).to_string();
         let mut d = doc(
             &format!("t{i}"),
@@ -163,7 +167,7 @@ fn search_is_exact_and_filters_hold() {
             &[&format!("tweet number {i}")],
             &[("author", author), ("cashtags", tags), ("time_ms", &time)],
         );
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             d.source = "other".into();
         }
         docs.push(with_vectors(d, i));
