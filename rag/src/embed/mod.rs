@@ -1,0 +1,47 @@
+//! The embedder seam: text in, one unit-length vector per text out.
+//!
+//! Every embedder (the `local` BERT model today; `static` and `openai` later) answers the same
+//! three questions, so the store and the search never know which one made a vector:
+//! - [`Embedder::model_id`]: a stable name a collection records, so vectors of two models are
+//!   never compared (a mismatch is refused, not silently ranked).
+//! - [`Embedder::dimension`]: the length of every vector.
+//! - [`Embedder::embed`]: a batch of texts, in order; batching is the embedder's business
+//!   (it sorts and pads as suits its model), callers hand over as many as they have.
+
+pub mod local;
+
+pub use local::LocalEmbedder;
+
+/// What went wrong turning text into vectors. The message names the model and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The model folder or one of its files is missing or unreadable.
+    #[error("embedding model {dir}: {message}")]
+    Model { dir: String, message: String },
+    /// The tokenizer refused a text (index in the batch).
+    #[error("tokenizing text {index}: {message}")]
+    Tokenize { index: usize, message: String },
+    /// The model's forward pass failed.
+    #[error("embedding model {model}: {message}")]
+    Compute { model: String, message: String },
+}
+
+/// Turns texts into vectors of one model. Vectors are L2-normalised, so a dot product is
+/// the cosine similarity.
+pub trait Embedder: Send + Sync {
+    /// A stable identifier of the model and its settings, recorded by collections.
+    fn model_id(&self) -> &str;
+    /// The length of every vector.
+    fn dimension(&self) -> usize;
+    /// One vector per text, in the order given.
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+/// Scales a vector to unit length in place (a zero vector stays zero), as
+/// sentence-transformers' `Normalize` does (it divides by max(norm, 1e-12)).
+pub fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    for x in v {
+        *x /= norm;
+    }
+}

@@ -1,0 +1,360 @@
+//! [`RagIndex`]: the vector store and the lexical index kept in step, and the query the
+//! agent's API asks (vector, lexical or hybrid).
+//!
+//! **Keeping the two in step across crashes.** A change to documents is:
+//! 1. one redb transaction: chunks, document records, and a to-do entry per document
+//!    (`LEXICAL_TODO`);
+//! 2. the lexical index replaces those documents' entries with their *current* chunks (read
+//!    back from the store) and commits;
+//! 3. a second redb transaction clears the to-do entries.
+//!
+//! A crash before 1 commits changes nothing; between 1 and 3 the to-do entries survive and
+//! [`RagIndex::open`] replays step 2 for them (idempotent: delete the document's entries,
+//! add its current chunks). So the lexical index never keeps a chunk the store dropped, and
+//! never misses one it holds, and nothing is rebuilt at open but those documents.
+//! Writers are serialised, so a replay never applies an older state over a newer one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use redb::ReadableTable;
+
+use crate::chunk::{DocumentChunks, Filter, StoredChunk};
+use crate::embed::{EmbedError, Embedder};
+use crate::hybrid;
+use crate::lexical::LexicalIndex;
+use crate::store::{CollectionInfo, LEXICAL_TODO, StoreError, VectorStore};
+
+/// The largest `k` a query may ask for.
+pub const MAX_K: usize = 100;
+/// The longest query text, in chars.
+pub const MAX_QUERY_CHARS: usize = 4096;
+
+/// How a query ranks chunks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Cosine similarity of embeddings only.
+    Vector,
+    /// BM25 only.
+    Lexical,
+    /// Both, fused by reciprocal rank ([`crate::hybrid`]).
+    #[default]
+    Hybrid,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = QueryError;
+    fn from_str(s: &str) -> Result<Mode, QueryError> {
+        match s {
+            "vector" => Ok(Mode::Vector),
+            "lexical" => Ok(Mode::Lexical),
+            "hybrid" => Ok(Mode::Hybrid),
+            other => Err(QueryError::Invalid {
+                field: "mode",
+                message: format!("must be vector, lexical or hybrid, got {other:?}"),
+            }),
+        }
+    }
+}
+
+/// A retrieval request, as `POST /api/v1/rag/query` will carry it.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub collection: String,
+    pub text: String,
+    pub k: usize,
+    pub mode: Mode,
+    pub filter: Filter,
+    /// Vector mode: least cosine. Lexical: least BM25 score. Hybrid: vector candidates below
+    /// it are dropped before fusion; lexical candidates stay (an exact term match is
+    /// evidence of its own, which a low cosine must not veto).
+    pub min_score: Option<f32>,
+}
+
+/// One result.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub chunk: Arc<StoredChunk>,
+    /// The score the mode ranks by: cosine, BM25, or the fused RRF score.
+    pub score: f32,
+    pub vector_score: Option<f32>,
+    pub lexical_score: Option<f32>,
+}
+
+/// Why a query was not answered; `Invalid` names the request field.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+}
+
+/// The store, the lexical index and the rules that keep them in step.
+pub struct RagIndex {
+    vectors: VectorStore,
+    lexical: LexicalIndex,
+    /// One writer at a time (see the module note).
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for RagIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RagIndex")
+            .field("vectors", &self.vectors)
+            .field("lexical", &self.lexical)
+            .finish()
+    }
+}
+
+impl RagIndex {
+    /// Opens `data_dir/vectors.redb` and `data_dir/lexical`, and replays the lexical
+    /// updates a crash interrupted.
+    pub fn open(data_dir: &Path) -> Result<RagIndex, StoreError> {
+        let vectors = VectorStore::open(data_dir)?;
+        let lexical = LexicalIndex::open(&data_dir.join("lexical"))?;
+        let index = RagIndex {
+            vectors,
+            lexical,
+            writer: Mutex::new(()),
+        };
+        for (collection, ids) in index.pending()? {
+            index.sync_lexical(&collection, &ids)?;
+        }
+        Ok(index)
+    }
+
+    pub fn vectors(&self) -> &VectorStore {
+        &self.vectors
+    }
+
+    pub fn lexical(&self) -> &LexicalIndex {
+        &self.lexical
+    }
+
+    /// See [`VectorStore::ensure_collection`].
+    pub fn ensure_collection(
+        &self,
+        name: &str,
+        embedder: &dyn Embedder,
+    ) -> Result<CollectionInfo, StoreError> {
+        self.vectors
+            .ensure_collection(name, embedder.model_id(), embedder.dimension())
+    }
+
+    /// Documents whose lexical entries may lag, by collection.
+    fn pending(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+        let io = |e: &dyn std::fmt::Display| StoreError::Io {
+            path: "vectors.redb".into(),
+            message: e.to_string(),
+        };
+        let rx = self.vectors.db().begin_read().map_err(|e| io(&e))?;
+        let t = rx.open_table(LEXICAL_TODO).map_err(|e| io(&e))?;
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for entry in t.iter().map_err(|e| io(&e))? {
+            let (k, _) = entry.map_err(|e| io(&e))?;
+            let (c, d) = k.value();
+            out.entry(c.to_string()).or_default().push(d.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Steps 2 and 3 of the module note for `ids` of `collection`.
+    fn sync_lexical(&self, collection: &str, ids: &[String]) -> Result<(), StoreError> {
+        let docs: Vec<(String, Vec<Arc<StoredChunk>>)> = ids
+            .iter()
+            .map(|id| (id.clone(), self.vectors.document_chunks(collection, id)))
+            .collect();
+        self.lexical.apply(collection, &docs)?;
+        let io = |e: &dyn std::fmt::Display| StoreError::Io {
+            path: "vectors.redb".into(),
+            message: e.to_string(),
+        };
+        let tx = self.vectors.db().begin_write().map_err(|e| io(&e))?;
+        {
+            let mut t = tx.open_table(LEXICAL_TODO).map_err(|e| io(&e))?;
+            for id in ids {
+                t.remove((collection, id.as_str())).map_err(|e| io(&e))?;
+            }
+        }
+        tx.commit().map_err(|e| io(&e))?;
+        Ok(())
+    }
+
+    /// Replaces each document's chunks (and vectors) in both indexes: after it returns, a
+    /// document has exactly the given chunks, searchable both ways.
+    pub fn upsert(
+        &self,
+        collection: &str,
+        docs: &[(DocumentChunks, Vec<Vec<f32>>)],
+    ) -> Result<(), StoreError> {
+        let _w = self.writer.lock();
+        self.vectors.upsert(collection, docs)?;
+        let ids: Vec<String> = docs.iter().map(|(d, _)| d.document_id.clone()).collect();
+        self.sync_lexical(collection, &ids)
+    }
+
+    /// Embeds the documents' chunks with `embedder` (all in one call, so batching spans
+    /// documents) and upserts them.
+    pub fn embed_and_upsert(
+        &self,
+        collection: &str,
+        embedder: &dyn Embedder,
+        docs: Vec<DocumentChunks>,
+    ) -> Result<(), QueryError> {
+        self.ensure_collection(collection, embedder)?;
+        let texts: Vec<&str> = docs
+            .iter()
+            .flat_map(|d| d.chunks.iter().map(|c| c.text.as_str()))
+            .collect();
+        let mut vectors = embedder.embed(&texts)?.into_iter();
+        let docs: Vec<(DocumentChunks, Vec<Vec<f32>>)> = docs
+            .into_iter()
+            .map(|d| {
+                let v: Vec<Vec<f32>> = vectors.by_ref().take(d.chunks.len()).collect();
+                (d, v)
+            })
+            .collect();
+        Ok(self.upsert(collection, &docs)?)
+    }
+
+    /// Removes documents and their chunks from both indexes.
+    pub fn delete(&self, collection: &str, document_ids: &[&str]) -> Result<(), StoreError> {
+        let _w = self.writer.lock();
+        self.vectors.delete(collection, document_ids)?;
+        let ids: Vec<String> = document_ids.iter().map(|s| s.to_string()).collect();
+        self.sync_lexical(collection, &ids)
+    }
+
+    /// Answers a query. The embedder must be the collection's (model id and dimension).
+    pub fn query(&self, embedder: &dyn Embedder, q: &Query) -> Result<Vec<Hit>, QueryError> {
+        let invalid = |field, message: String| QueryError::Invalid { field, message };
+        if q.text.trim().is_empty() {
+            return Err(invalid("query", "must not be empty".into()));
+        }
+        if q.text.chars().count() > MAX_QUERY_CHARS {
+            return Err(invalid(
+                "query",
+                format!("longer than {MAX_QUERY_CHARS} chars"),
+            ));
+        }
+        if q.k == 0 || q.k > MAX_K {
+            return Err(invalid("k", format!("must be 1 to {MAX_K}, got {}", q.k)));
+        }
+        if let Some(m) = q.min_score
+            && !m.is_finite()
+        {
+            return Err(invalid("min_score", "must be a finite number".into()));
+        }
+        let info = self.vectors.collection(&q.collection).ok_or_else(|| {
+            invalid(
+                "collection",
+                format!("unknown collection {:?}", q.collection),
+            )
+        })?;
+        if info.model_id != embedder.model_id() || info.dimension != embedder.dimension() {
+            return Err(StoreError::ModelMismatch {
+                collection: info.name,
+                stored_model: info.model_id,
+                stored_dim: info.dimension,
+                model: embedder.model_id().to_string(),
+                dim: embedder.dimension(),
+            }
+            .into());
+        }
+        // Hybrid looks deeper than k in each list: a chunk ranked 30th by one list and
+        // well by the other belongs in the fused top k.
+        let depth = match q.mode {
+            Mode::Hybrid => (q.k * 5).max(50),
+            _ => q.k,
+        };
+        let vector_hits = if q.mode == Mode::Lexical {
+            Vec::new()
+        } else {
+            let v = embedder.embed(&[q.text.as_str()])?.remove(0);
+            self.vectors.search(
+                &q.collection,
+                embedder.model_id(),
+                &v,
+                depth,
+                &q.filter,
+                q.min_score,
+            )?
+        };
+        let lexical_hits = if q.mode == Mode::Vector {
+            Vec::new()
+        } else {
+            let min = if q.mode == Mode::Lexical {
+                q.min_score
+            } else {
+                None
+            };
+            self.lexical
+                .search(&q.collection, &q.text, depth, &q.filter)?
+                .into_iter()
+                .filter(|h| min.is_none_or(|m| h.score >= m))
+                .collect()
+        };
+        Ok(match q.mode {
+            Mode::Vector => vector_hits
+                .into_iter()
+                .map(|h| Hit {
+                    score: h.score,
+                    vector_score: Some(h.score),
+                    lexical_score: None,
+                    chunk: h.chunk,
+                })
+                .collect(),
+            Mode::Lexical => lexical_hits
+                .into_iter()
+                .filter_map(|h| {
+                    Some(Hit {
+                        chunk: self.vectors.chunk(&q.collection, &h.chunk_id)?,
+                        score: h.score,
+                        vector_score: None,
+                        lexical_score: Some(h.score),
+                    })
+                })
+                .collect(),
+            Mode::Hybrid => {
+                let v_ids: Vec<&str> = vector_hits
+                    .iter()
+                    .map(|h| h.chunk.chunk_id.as_str())
+                    .collect();
+                let l_ids: Vec<&str> = lexical_hits.iter().map(|h| h.chunk_id.as_str()).collect();
+                let v_scores: HashMap<&str, &crate::store::VectorHit> = vector_hits
+                    .iter()
+                    .map(|h| (h.chunk.chunk_id.as_str(), h))
+                    .collect();
+                let l_scores: HashMap<&str, f32> = lexical_hits
+                    .iter()
+                    .map(|h| (h.chunk_id.as_str(), h.score))
+                    .collect();
+                hybrid::fuse(&[&v_ids, &l_ids])
+                    .into_iter()
+                    .filter_map(|(id, score)| {
+                        let v = v_scores.get(id);
+                        let chunk = match v {
+                            Some(h) => h.chunk.clone(),
+                            None => self.vectors.chunk(&q.collection, id)?,
+                        };
+                        Some(Hit {
+                            chunk,
+                            score,
+                            vector_score: v.map(|h| h.score),
+                            lexical_score: l_scores.get(id).copied(),
+                        })
+                    })
+                    .take(q.k)
+                    .collect()
+            }
+        })
+    }
+}

@@ -1,0 +1,26 @@
+//! The retrieval core of ImpressoX Workers (issue 15; docs/design/rag.md): what turns chunks
+//! of documents into vectors, keeps them on disk, and finds them again.
+//!
+//! - [`embed`]: the [`Embedder`] seam and the `local` embedder (all-MiniLM-L6-v2 on candle).
+//! - [`chunk`]: the chunk records, chunk ids and search filters every part shares.
+//! - [`scan`]: the exact top-k scan over a contiguous vector matrix.
+//! - [`store`]: the embedded vector store (redb on disk, vectors in memory).
+//! - [`lexical`]: the BM25 index (tantivy on disk), cashtag-aware.
+//! - [`hybrid`]: reciprocal rank fusion.
+//! - [`index`]: [`RagIndex`], store and lexical index in step, and the query.
+//!
+//! The host's sources, REST, MCP and CLI (later phases) sit on [`RagIndex`] and
+//! [`Embedder`].
+
+pub mod chunk;
+pub mod embed;
+pub mod hybrid;
+pub mod index;
+pub mod lexical;
+pub mod scan;
+pub mod store;
+
+pub use chunk::{ChunkText, DocumentChunks, Filter, StoredChunk};
+pub use embed::{EmbedError, Embedder, LocalEmbedder};
+pub use index::{Hit, MAX_K, Mode, Query, QueryError, RagIndex};
+pub use store::{CollectionInfo, StoreError, VectorStore};
