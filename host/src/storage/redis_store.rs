@@ -73,6 +73,11 @@ fn ack_script() -> Script {
     Script::new(&[STREAMS_LUA, include_str!("redis_lua/ack.lua")].concat())
 }
 
+/// The start-up rule index build's batch: index the scanned rules still stored.
+fn index_rules_script() -> Script {
+    Script::new(include_str!("redis_lua/index_rules.lua"))
+}
+
 /// The market engine's whole commit, all or nothing.
 fn commit_market_script() -> Script {
     Script::new(&[STREAMS_LUA, include_str!("redis_lua/commit_market.lua")].concat())
@@ -245,19 +250,26 @@ impl RedisStore {
                 .arg(1000)
                 .query_async(&mut c)
                 .await?;
-            let mut pipe = redis::pipe();
+            // One script a batch: it indexes a scanned rule only if it is still stored
+            // (another host may delete it meanwhile; its entries must not come back).
+            let script = index_rules_script();
+            let mut batch = script.prepare_invoke();
+            batch.key(RULES).arg(RULE_INDEX_PREFIX);
+            let mut any = false;
             for (id, json) in &pairs {
                 match super::rule_index::IndexedRule::from_json(json) {
                     Ok(keys) => {
+                        batch.arg(id).arg(&keys.created_at).arg(keys.entry());
                         for scope in keys.scopes() {
-                            pipe.zadd(rule_index_key(&scope), keys.entry(), 0).ignore();
+                            batch.arg(scope);
                         }
+                        any = true;
                     }
                     Err(e) => tracing::warn!(rule = %id, error = %e, "rule left out of the index"),
                 }
             }
-            if !pairs.is_empty() {
-                let _: () = pipe.query_async(&mut c).await?;
+            if any {
+                let _: u64 = batch.invoke_async(&mut c).await?;
             }
             cursor = next;
             if cursor == 0 {

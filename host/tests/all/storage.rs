@@ -705,3 +705,80 @@ async fn redis_schedule_records_are_compare_and_set() {
         Arc::new(RedisStore::connect(&redis.url(), limits()).await.unwrap());
     schedule_records(store).await;
 }
+
+fn indexed_rule(id: &str, created_at: &str, firing: u32) -> String {
+    serde_json::json!({
+        "id": id, "user_id": "u1", "symbol": "btcusdt", "created_at": created_at,
+        "firing": firing
+    })
+    .to_string()
+}
+
+/// Rules stored before the indexes existed are indexed once at connect; a batch of that
+/// build read before a rule was deleted does not put the deleted rule's entries back (two
+/// hosts: one builds the index while the other deletes), while a rule whose record
+/// changed otherwise since the scan (a firing state) stays indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_rule_index_build_indexes_old_rules_and_never_revives_a_deleted_one() {
+    use impressox_host::storage::RuleScope;
+    let redis = RedisServer::start();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let (t_a, t_b) = ("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:01.000Z");
+    // Stored the way a host before the indexes stored rules: the hash only.
+    let _: () = redis::cmd("HSET")
+        .arg("market:rules")
+        .arg("a")
+        .arg(indexed_rule("a", t_a, 0))
+        .arg("b")
+        .arg(indexed_rule("b", t_b, 0))
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let store = RedisStore::connect(&redis.url(), limits()).await.unwrap();
+    assert_eq!(store.count_rules_in(&RuleScope::All).await.unwrap(), 2);
+    let user = RuleScope::User("u1".into());
+    assert_eq!(store.page_rules(&user, 0, 10).await.unwrap().len(), 2);
+
+    // Another host's build scanned [a, b]; then a was deleted and b's firing state changed.
+    assert!(store.delete_rule("a").await.unwrap());
+    store
+        .put_rule("b", &indexed_rule("b", t_b, 1))
+        .await
+        .unwrap();
+    let stale_batch = [("a", t_a), ("b", t_b)];
+    let script = redis::Script::new(include_str!("../../src/storage/redis_lua/index_rules.lua"));
+    let mut invocation = script.prepare_invoke();
+    invocation.key("market:rules").arg("market:rules:index:");
+    for (id, created_at) in stale_batch {
+        invocation
+            .arg(id)
+            .arg(created_at)
+            .arg(format!("{created_at} {id}"))
+            .arg("all")
+            .arg("u:u1")
+            .arg("s:BTCUSDT");
+    }
+    let indexed: u64 = invocation.invoke_async(&mut raw).await.unwrap();
+    assert_eq!(indexed, 1, "only b is still stored");
+    assert_eq!(store.count_rules_in(&RuleScope::All).await.unwrap(), 1);
+    for scope in [
+        RuleScope::All,
+        user.clone(),
+        RuleScope::Symbol("BTCUSDT".into()),
+    ] {
+        let page = store.page_rules(&scope, 0, 10).await.unwrap();
+        assert_eq!(page.len(), 1, "{scope:?}: {page:?}");
+        assert!(page[0].contains("\"b\""), "{scope:?}: {page:?}");
+    }
+
+    // A rule deleted and created again under its id is in the index once, by its new time.
+    let t_a2 = "2026-01-02T00:00:00.000Z";
+    store
+        .put_rule("a", &indexed_rule("a", t_a2, 0))
+        .await
+        .unwrap();
+    let indexed: u64 = invocation.invoke_async(&mut raw).await.unwrap();
+    assert_eq!(indexed, 1, "the stale a carries its old creation time");
+    assert_eq!(store.count_rules_in(&RuleScope::All).await.unwrap(), 2);
+}

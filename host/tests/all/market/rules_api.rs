@@ -167,6 +167,87 @@ async fn rules_are_created_listed_patched_and_deleted() {
     }
 }
 
+/// Every page of `path` (which carries `limit=`), followed by `next_offset` to the end.
+async fn all_pages(rig: &Rig, path: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (status, page) = rig.get(&format!("{path}&offset={offset}")).await;
+        assert_eq!(status, 200, "{path}: {page}");
+        let rules = page["rules"].as_array().unwrap();
+        assert!(rules.len() <= 3, "{path}: a page holds at most `limit`");
+        ids.extend(rules.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+        match page["next_offset"].as_u64() {
+            Some(next) => {
+                assert_eq!(next as usize, offset + rules.len(), "{path}: {page}");
+                offset = next as usize;
+            }
+            None => return ids,
+        }
+    }
+}
+
+/// `limit`/`offset` pages walk the same rules as the unpaged list, in creation order, with
+/// the user and symbol filters alone and together, and skip a rule deleted meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_pages_follow_next_offset_through_every_filter() {
+    for backend in BOTH {
+        let files = tempfile::tempdir().unwrap();
+        let csv = write_csv(files.path(), "p.csv", &[(T0, "BTCUSDT", 1.0)]);
+        let rig = Rig::start(backend, &replay_market(&csv, 1.0, "")).await;
+        let mut created = Vec::new();
+        for i in 0..10 {
+            let symbol = if i % 2 == 0 { "BTCUSDT" } else { "ETHUSDT" };
+            let user = if i % 3 == 0 { "u1" } else { "u2" };
+            let r = rig
+                .rule(
+                    json!({"id": format!("p{i:02}"), "user_id": user, "symbol": symbol,
+                    "condition": {"op": "above", "value": 1 + i}}),
+                )
+                .await;
+            created.push((r["id"].as_str().unwrap().to_string(), user, symbol));
+        }
+        let expect = |user: Option<&str>, symbol: Option<&str>| -> Vec<String> {
+            created
+                .iter()
+                .filter(|(_, u, s)| user.is_none_or(|x| x == *u) && symbol.is_none_or(|x| x == *s))
+                .map(|(id, _, _)| id.clone())
+                .collect()
+        };
+        for (query, user, symbol) in [
+            ("", None, None),
+            ("&user_id=u1", Some("u1"), None),
+            ("&symbol=ethusdt", None, Some("ETHUSDT")),
+            ("&user_id=u2&symbol=BTCUSDT", Some("u2"), Some("BTCUSDT")),
+        ] {
+            let paged = all_pages(&rig, &format!("/api/v1/rules?limit=3{query}")).await;
+            assert_eq!(paged, expect(user, symbol), "{backend:?} {query}");
+            let unpaged_path = match query.strip_prefix('&') {
+                Some(q) => format!("/api/v1/rules?{q}"),
+                None => "/api/v1/rules".to_string(),
+            };
+            let (_, unpaged) = rig.get(&unpaged_path).await;
+            let mut unpaged: Vec<String> = unpaged["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string())
+                .collect();
+            unpaged.sort();
+            let mut sorted = paged.clone();
+            sorted.sort();
+            assert_eq!(sorted, unpaged, "{backend:?} {query}: paged = unpaged");
+        }
+        assert_eq!(rig.delete("/api/v1/rules/p04").await, 204);
+        let paged = all_pages(&rig, "/api/v1/rules?limit=3").await;
+        assert!(!paged.contains(&"p04".to_string()), "{paged:?}");
+        assert_eq!(paged.len(), 9, "{backend:?}");
+        let (status, v) = rig.get("/api/v1/rules?limit=abc").await;
+        assert_eq!(status, 400, "{v}");
+        rig.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_created_while_prices_flow_fires() {
     let files = tempfile::tempdir().unwrap();
