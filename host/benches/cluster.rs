@@ -5,7 +5,6 @@
 //! the overhead of the split (parsing twice, two engines, fenced commits), not a speed-up.
 //! Run: `cargo bench -p impressox-host --bench cluster`. Figures go to docs/BENCHMARKS.md.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,59 +12,19 @@ use std::time::{Duration, Instant};
 
 use impressox_host::config::Config;
 use impressox_host::market::health::SourceState;
-use impressox_host::market::rules::{RuleRecord, RuleSpec};
+use impressox_host::market::rules::RuleRecord;
 use impressox_host::market::{MarketHandle, MarketMonitor};
 use impressox_host::runtime::Runtime;
 use impressox_host::storage::{Store, StoreLimits};
 
+#[path = "common/market_data.rs"]
+mod market_data;
 #[path = "common/redis.rs"]
 mod redis;
+use market_data::{rules, write_prices};
 use redis::Redis;
 
-const SYMBOLS: usize = 1_000;
-const RULES_PER_SYMBOL: usize = 100;
 const TICKS: usize = 1_000_000;
-const T0: i64 = 1_764_300_000_000;
-
-fn symbol(i: usize) -> String {
-    format!("S{i:04}USDT")
-}
-
-/// A random walk per symbol, round-robin, 100 µs apart.
-fn write_prices(path: &Path) {
-    let mut rng = fastrand::Rng::with_seed(11);
-    let mut price = vec![100.0f64; SYMBOLS];
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(f, "ts_ms,symbol,price").unwrap();
-    for i in 0..TICKS {
-        let s = i % SYMBOLS;
-        price[s] *= 1.0 + (rng.f64() - 0.5) * 0.0004;
-        writeln!(f, "{},{},{:.4}", T0 + i as i64 / 10, symbol(s), price[s]).unwrap();
-    }
-}
-
-/// Levels and crossings within ±10% of the start (as in the market bench).
-fn rules() -> Vec<RuleRecord> {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut out = Vec::with_capacity(SYMBOLS * RULES_PER_SYMBOL);
-    for s in 0..SYMBOLS {
-        for r in 0..RULES_PER_SYMBOL {
-            let (op, mode, value) = match r % 4 {
-                0 => ("above", "once", 100.0 + rng.f64() * 10.0),
-                1 => ("below", "once", 90.0 + rng.f64() * 10.0),
-                2 => ("crosses_up", "every", 90.0 + rng.f64() * 20.0),
-                _ => ("crosses_down", "every", 90.0 + rng.f64() * 20.0),
-            };
-            let spec: RuleSpec = serde_json::from_value(serde_json::json!({
-                "id": format!("r{s}-{r}"), "user_id": format!("u{}", r % 50), "symbol": symbol(s),
-                "condition": {"op": op, "value": value}, "trigger": {"mode": mode}
-            }))
-            .unwrap();
-            out.push(RuleRecord::create(spec));
-        }
-    }
-    out
-}
 
 /// A monitor named `host` on the Redis at `port`, replaying `prices` as fast as it can.
 async fn start_host(dir: &Path, host: &str, port: u16, prices: &Path) -> MarketMonitor {
@@ -178,8 +137,8 @@ fn main() {
         .unwrap();
     let work = tempfile::tempdir().unwrap();
     let prices = work.path().join("prices.csv");
-    write_prices(&prices);
-    let rules = rules();
+    write_prices(&prices, TICKS, 100, 11);
+    let rules = rules(7);
     let mut rows = Vec::new();
     let mut base = 0.0;
     for hosts in [1, 2, 1, 2] {
