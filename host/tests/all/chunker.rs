@@ -4,7 +4,6 @@
 //! reload, a missing model, `impressox plugin run` on the documented inputs, and a
 //! scaffolded chunker built and run.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use impressox_host::rag::config::default_model_dir;
 use impressox_host::rag::tokens::WordPieceCounter;
 use impressox_host::runtime::Kind;
 
-use crate::cli::{bundled_example, plugin_run};
+use crate::cli::{bundled_example, plugin_run, scaffold_and_build};
 use crate::harness::*;
 
 /// The tokenizer the host counts with: the same files, opened the same way.
@@ -444,36 +443,8 @@ fn plugin_run_chunks_each_bundled_example_input() {
 #[test]
 fn a_scaffolded_chunker_builds_loads_and_runs_its_example() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        "data_dir = \"data\"\n[plugins]\ndir = \"plugins.d\"\n",
-    )
-    .unwrap();
+    let (cfg, wasm) = scaffold_and_build(dir.path(), "doc-chunker", "my-chunker");
     let crate_dir = dir.path().join("my-chunker");
-    stdout_of(
-        &mut impressox_in(
-            &cfg,
-            &[
-                "plugin",
-                "new",
-                "doc-chunker",
-                "my-chunker",
-                "--path",
-                crate_dir.to_str().unwrap(),
-            ],
-        ),
-        "plugin new",
-    );
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    stdout_of(
-        impressox_in(&cfg, &["plugin", "build", crate_dir.to_str().unwrap()])
-            .env("CARGO_TARGET_DIR", target.join("scaffold-test")),
-        "plugin build",
-    );
-    let wasm = dir.path().join("plugins.d/my_chunker.wasm");
     let v = plugin_run(
         &cfg,
         wasm.to_str().unwrap(),

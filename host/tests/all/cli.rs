@@ -194,24 +194,29 @@ fn run_refuses_an_unknown_config_key_naming_it() {
     );
 }
 
-#[test]
-fn scaffolded_plugin_outside_the_repository_builds_and_loads_without_edits() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("c.toml");
+/// A host folder with a config whose plugins go to `plugins.d`, a plugin of `kind`
+/// scaffolded there by `plugin new NAME` and built by `plugin build`, as a user does
+/// outside the repository. Returns the config and the built component's path.
+pub fn scaffold_and_build(
+    dir: &Path,
+    kind: &str,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cfg = dir.join("c.toml");
     std::fs::write(
         &cfg,
         "data_dir = \"data\"\n[plugins]\ndir = \"plugins.d\"\n",
     )
     .unwrap();
-    let crate_dir = dir.path().join("my-formatter");
+    let crate_dir = dir.join(name);
     stdout_of(
         &mut impressox_in(
             &cfg,
             &[
                 "plugin",
                 "new",
-                "notify-formatter",
-                "my-formatter",
+                kind,
+                name,
                 "--path",
                 crate_dir.to_str().unwrap(),
             ],
@@ -227,7 +232,14 @@ fn scaffolded_plugin_outside_the_repository_builds_and_loads_without_edits() {
             .env("CARGO_TARGET_DIR", target.join("scaffold-test")),
         "plugin build",
     );
-    let wasm = dir.path().join("plugins.d/my_formatter.wasm");
+    let wasm = dir.join(format!("plugins.d/{}.wasm", name.replace('-', "_")));
+    (cfg, wasm)
+}
+
+#[test]
+fn scaffolded_plugin_outside_the_repository_builds_and_loads_without_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, wasm) = scaffold_and_build(dir.path(), "notify-formatter", "my-formatter");
     assert!(wasm.exists());
     let h = host();
     h.load(wasm.to_str().unwrap(), "my_formatter.wasm");
