@@ -294,9 +294,19 @@ fn readme_run_delivers_demo_alerts_through_notify() {
         dir.path().join("replay/demo-prices.csv"),
     )
     .unwrap();
+    std::fs::create_dir_all(dir.path().join("rag-demo")).unwrap();
+    for page in std::fs::read_dir(repo_config.join("rag-demo")).unwrap() {
+        let page = page.unwrap().path();
+        std::fs::copy(
+            &page,
+            dir.path().join("rag-demo").join(page.file_name().unwrap()),
+        )
+        .unwrap();
+    }
     let plugins = dir.path().join("plugins.d");
     std::fs::create_dir_all(&plugins).unwrap();
     for (artifact, name) in [
+        (test_artifacts::MARKDOWN_CHUNKER, "markdown-chunker.wasm"),
         (test_artifacts::REPLAY_ROWS, "replay-rows.wasm"),
         (test_artifacts::THRESHOLD, "threshold.wasm"),
         (test_artifacts::PLAIN_FORMATTER, "plain-formatter.wasm"),
@@ -336,9 +346,31 @@ fn readme_run_delivers_demo_alerts_through_notify() {
         }
     }
     let metrics = metrics_text(port);
+    // The demo's RAG question, asked as the README says while the demo runs: the CLI
+    // finds the index in use and asks the host's API.
+    let config_path = dir.path().join("default.toml");
+    let mut answer = String::new();
+    let answered = crate::harness::wait_until(Duration::from_secs(60), || {
+        let out = impressox()
+            .args([
+                "--config",
+                config_path.to_str().unwrap(),
+                "rag",
+                "query",
+                "what does the market monitor do",
+                "-k",
+                "1",
+            ])
+            .env("IMPRESSOX__API__LISTEN", format!("127.0.0.1:{port}"))
+            .output()
+            .unwrap();
+        answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        answer.contains("demo-docs/market-monitor.md")
+    });
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
+    assert!(answered, "rag query answered: {answer}");
     assert!(alerts.len() >= 2, "alerts: {alerts:?}");
     assert!(alerts[0].contains(" — "), "{}", alerts[0]);
     assert!(

@@ -23,6 +23,7 @@ mod loading;
 mod market;
 mod notify;
 mod plugins;
+mod rag;
 // scheduler
 mod scheduler;
 mod scraper;
