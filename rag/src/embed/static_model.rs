@@ -18,7 +18,7 @@
 //!    stop and every character outside the vocabulary (which the reference embeds with
 //!    that row). This is why the crate `model2vec-rs` is not used here: it always skips
 //!    the unk id, and measured 0.9989 on `🔥🔥🔥 $DOGE to the moon 🌕` and a different
-//!    vector for `.` (docs/design/rag.md §9).
+//!    vector for `.` (docs/design/rag.md §12).
 //! 3. L2 normalisation when `config.json` says `"normalize": true` (the default).
 //!
 //! Speed: tokenization dominates (a table lookup per token is nothing); texts are split
