@@ -450,3 +450,57 @@ fn an_unreachable_endpoint_is_retried_then_named() {
         "{err}"
     );
 }
+
+#[test]
+fn an_index_learns_the_dimension_before_recording_the_collection() {
+    use impressox_rag::{ChunkText, DocumentChunks, Filter, Mode, Query, RagIndex};
+    let server = StandIn::start(16, vec![]);
+    let e = OpenAiEmbedder::new(config(&server)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let index = RagIndex::open(dir.path()).unwrap();
+    let doc = |id: &str, text: &str| DocumentChunks {
+        document_id: id.into(),
+        version: "1".into(),
+        source: "tweets".into(),
+        url: None,
+        time_ms: None,
+        chunks: vec![ChunkText {
+            text: text.into(),
+            start: 0,
+            end: text.chars().count() as u32,
+            metadata: vec![],
+        }],
+    };
+    index
+        .embed_and_upsert(
+            "tweets",
+            &e,
+            vec![doc("1", "$IREN data center"), doc("2", "gm")],
+        )
+        .unwrap();
+    let info = index.vectors().collection("tweets").unwrap();
+    assert_eq!(
+        (info.model_id.as_str(), info.dimension),
+        ("openai/text-embedding-test", 16)
+    );
+
+    // A fresh embedder (a restarted host) learns it again before its first query.
+    let again = OpenAiEmbedder::new(config(&server)).unwrap();
+    let hits = index
+        .query(
+            &again,
+            &Query {
+                collection: "tweets".into(),
+                text: "gm".into(),
+                k: 1,
+                mode: Mode::Vector,
+                filter: Filter::default(),
+                min_score: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        hits[0].chunk.document_id, "2",
+        "the stand-in's vector of the same text"
+    );
+}

@@ -68,6 +68,12 @@ pub trait Embedder: Send + Sync {
     fn dimension(&self) -> usize;
     /// One vector per text, in the order given.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// The dimension, finding it out first if the embedder learns it from its model's
+    /// answers (`openai` without a configured `dimension` asks its server once). Blocks;
+    /// the index calls it before it records or checks a collection's dimension.
+    fn ensure_dimension(&self) -> Result<usize, EmbedError> {
+        Ok(self.dimension())
+    }
 }
 
 /// Scales a vector to unit length in place (a zero vector stays zero), as

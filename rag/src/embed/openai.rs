@@ -146,16 +146,6 @@ impl OpenAiEmbedder {
         &self.endpoint
     }
 
-    /// The dimension, asking the server (one short text) if it is not known yet. For a
-    /// caller that needs it before the first batch, e.g. to create a collection; call it
-    /// where blocking is allowed.
-    pub fn ensure_dimension(&self) -> Result<usize, EmbedError> {
-        match self.dimension.load(Ordering::Acquire) {
-            0 => Ok(self.embed(&["dimension probe"])?[0].len()),
-            d => Ok(d),
-        }
-    }
-
     fn client(&self) -> Result<Client, EmbedError> {
         let mut slot = self.client.lock();
         if let Some(c) = slot.as_ref() {
@@ -298,9 +288,17 @@ impl Embedder for OpenAiEmbedder {
     }
 
     /// The configured or learnt dimension; 0 until the first response when none was
-    /// configured (see [`OpenAiEmbedder::ensure_dimension`]).
+    /// configured (see [`Embedder::ensure_dimension`]).
     fn dimension(&self) -> usize {
         self.dimension.load(Ordering::Acquire)
+    }
+
+    /// Asks the server (one short text) when the dimension is not known yet.
+    fn ensure_dimension(&self) -> Result<usize, EmbedError> {
+        match self.dimension.load(Ordering::Acquire) {
+            0 => Ok(self.embed(&["dimension probe"])?[0].len()),
+            d => Ok(d),
+        }
     }
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
