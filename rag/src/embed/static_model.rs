@@ -21,8 +21,9 @@
 //!    vector for `.` (docs/design/rag.md §12).
 //! 3. L2 normalisation when `config.json` says `"normalize": true` (the default).
 //!
-//! Speed: tokenization dominates (a table lookup per token is nothing); texts are split
-//! over the cores with rayon.
+//! Speed: per token the pooling is one multiply-add of a short row, so the tokenizer is
+//! the cost; texts are split over the cores with rayon, each tokenized with `encode_fast`
+//! (no offsets).
 
 use std::path::{Path, PathBuf};
 
