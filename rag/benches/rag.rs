@@ -4,19 +4,25 @@
 //!   batches of 32; beside it, when `~/.cache/impressox/ref-venv` has sentence-transformers
 //!   (see rag/tests/data/make_reference.py), the reference implementation on the same texts
 //!   in the same run (rag/benches/minilm_python.py).
+//! - `static` embedding: sentences/s of the int8 Model2Vec model (tokenlearn-static-model)
+//!   on 20,000 tweet-length texts in one call and in batches of 32; beside it, when the
+//!   ref-venv has that package, its own encoder on the same texts
+//!   (rag/benches/static_python.py).
 //! - Query latency at 100,000 chunks × 384 dims: p50/p99 of vector, lexical and hybrid
 //!   queries *including the query's embedding*, filtered and not; the time to reopen the
 //!   data dir (nothing is rebuilt).
 //!
 //! Run: `cargo bench -p impressox-rag --bench rag` after `cargo xtask models`.
-//! `RAG_BENCH_CHUNKS` changes the 100,000; `RAG_BENCH_ONLY=embedding|queries` runs one half. Figures go to docs/BENCHMARKS.md.
+//! `RAG_BENCH_CHUNKS` changes the 100,000; `RAG_BENCH_ONLY=embedding|static|queries` runs one part. Figures go to docs/BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 
 use impressox_rag::embed::local::default_model_dir;
 use impressox_rag::embed::normalise;
+use impressox_rag::embed::static_model::default_static_model_dir;
 use impressox_rag::{
     ChunkText, DocumentChunks, Embedder, Filter, LocalEmbedder, Mode, Query, RagIndex,
+    StaticEmbedder,
 };
 
 const WORDS: &[&str] = &[
@@ -143,6 +149,60 @@ fn embedding(e: &LocalEmbedder) {
     let out = std::process::Command::new(venv)
         .arg(script)
         .arg(default_model_dir())
+        .arg(&file)
+        .output()
+        .unwrap();
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        println!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn static_embedding() {
+    let e = StaticEmbedder::open(&default_static_model_dir()).expect("cargo xtask models");
+    let texts: Vec<String> = (0..20_000).map(tweet).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    e.embed(&refs[..1000]).unwrap(); // warm-up
+    // Best of three, to see past a neighbour's burst on a shared machine.
+    let mut whole = f64::MAX;
+    let mut batched = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        e.embed(&refs).unwrap();
+        whole = whole.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for batch in refs.chunks(32) {
+            e.embed(batch).unwrap();
+        }
+        batched = batched.min(t.elapsed().as_secs_f64());
+    }
+    let words: usize = texts.iter().map(|t| t.split(' ').count()).sum();
+    println!(
+        "static embedding ({}, {} threads, {:.0} words/text): {:.0} sentences/s in one call, \
+         {:.0} sentences/s in batches of 32",
+        e.model_id(),
+        rayon::current_num_threads(),
+        words as f64 / texts.len() as f64,
+        refs.len() as f64 / whole,
+        refs.len() as f64 / batched
+    );
+    let venv = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/impressox/ref-venv/bin/python");
+    if !venv.is_file() {
+        println!(
+            "reference (tokenlearn-static-model): skipped, no {}",
+            venv.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("texts.json");
+    std::fs::write(&file, serde_json::to_string(&texts).unwrap()).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/static_python.py");
+    let out = std::process::Command::new(venv)
+        .arg(script)
         .arg(&file)
         .output()
         .unwrap();
@@ -332,13 +392,19 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let e = LocalEmbedder::open(&default_model_dir()).expect("cargo xtask models");
-    // `RAG_BENCH_ONLY=embedding` or `=queries` runs one half.
+    // `RAG_BENCH_ONLY=embedding`, `=static` or `=queries` runs one part.
     let only = std::env::var("RAG_BENCH_ONLY").unwrap_or_default();
-    if only != "queries" {
-        embedding(&e);
+    let runs = |part: &str| only.is_empty() || only == part;
+    if runs("static") {
+        static_embedding();
     }
-    if only != "embedding" {
-        queries(&e);
+    if runs("embedding") || runs("queries") {
+        let e = LocalEmbedder::open(&default_model_dir()).expect("cargo xtask models");
+        if runs("embedding") {
+            embedding(&e);
+        }
+        if runs("queries") {
+            queries(&e);
+        }
     }
 }

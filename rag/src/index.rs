@@ -139,7 +139,9 @@ impl RagIndex {
         &self.lexical
     }
 
-    /// See [`VectorStore::ensure_collection`].
+    /// See [`VectorStore::ensure_collection`]. The embedder's dimension must be known
+    /// (call [`Embedder::ensure_dimension`] first for one that learns it, as
+    /// [`RagIndex::embed_and_upsert`] does).
     pub fn ensure_collection(
         &self,
         name: &str,
@@ -227,6 +229,7 @@ impl RagIndex {
         embedder: &dyn Embedder,
         docs: Vec<DocumentChunks>,
     ) -> Result<(), QueryError> {
+        embedder.ensure_dimension()?;
         self.ensure_collection(collection, embedder)?;
         let texts: Vec<&str> = docs
             .iter()
@@ -301,13 +304,14 @@ impl RagIndex {
                 format!("unknown collection {:?}", q.collection),
             )
         })?;
-        if info.model_id != embedder.model_id() || info.dimension != embedder.dimension() {
+        let dimension = embedder.ensure_dimension()?;
+        if info.model_id != embedder.model_id() || info.dimension != dimension {
             return Err(StoreError::ModelMismatch {
                 collection: info.name,
                 stored_model: info.model_id,
                 stored_dim: info.dimension,
                 model: embedder.model_id().to_string(),
-                dim: embedder.dimension(),
+                dim: dimension,
             }
             .into());
         }

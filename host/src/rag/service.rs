@@ -348,11 +348,37 @@ fn open_embedder(config: &RagConfig, base_dir: &Path) -> Result<Arc<dyn Embedder
                 )
             })?)
         }
-        EmbedderKind::Static | EmbedderKind::Openai => {
-            bail!(
-                "[rag.embedder] kind {:?} is not part of this build yet",
-                e.kind
-            )
+        EmbedderKind::Static => {
+            let dir = match &e.model_dir {
+                Some(_) => e.model_dir(base_dir),
+                None => impressox_rag::embed::static_model::default_static_model_dir(),
+            };
+            Arc::new(impressox_rag::StaticEmbedder::open(&dir).map_err(|err| {
+                anyhow::anyhow!(
+                    "[rag.embedder] static model: {err} (run `cargo xtask models` once for the \
+                     test model, or set model_dir to a Model2Vec folder)"
+                )
+            })?)
+        }
+        EmbedderKind::Openai => {
+            let mut c = impressox_rag::OpenAiConfig::new(
+                e.url.clone().unwrap_or_default(),
+                e.model.clone().unwrap_or_default(),
+            );
+            c.batch_size = e.batch_size;
+            c.dimension = e.dimension;
+            if let Some(var) = &e.api_key_env {
+                // The key itself is never a config value nor logged.
+                let key = std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!(
+                        "[rag.embedder] api_key_env: the environment variable {var} is not set"
+                    )
+                })?;
+                c.api_key = Some(key);
+            }
+            Arc::new(impressox_rag::OpenAiEmbedder::new(c).map_err(|err| {
+                anyhow::anyhow!("[rag.embedder] openai: {err}")
+            })?)
         }
     })
 }
