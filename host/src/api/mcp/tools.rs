@@ -332,7 +332,7 @@ mod tests {
     #[test]
     fn the_watch_market_schema_has_the_rule_bodys_fields() {
         let full = json!({"id": "r1", "user_id": "u1", "symbol": "BTCUSDT",
-            "condition": {"op": "pct_change", "value": 5, "direction": "up", "window_secs": 60},
+            "condition": {"op": "pct_change", "value": 5.0, "direction": "up", "window_secs": 60},
             "trigger": {"mode": "cooldown", "cooldown_secs": 60},
             "expires_at": "2099-01-01T00:00:00Z", "channels": ["telegram"],
             "processor": "threshold", "note": "n"});
