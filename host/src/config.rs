@@ -393,6 +393,7 @@ impl Config {
         self.scraper
             .validate(&self.workers.enabled, &self.base_dir)?;
         self.scheduler.validate()?;
+        self.rag.validate()?;
         crate::scheduler::config::validate_schedules(&self.schedules)?;
         Ok(())
     }

@@ -13,6 +13,7 @@ pub const KNOWN: &[&str] = &[
     "x-scraper",
     "scheduler",
     "events",
+    "rag",
 ];
 
 /// Workers this build can run.
@@ -22,6 +23,7 @@ pub const AVAILABLE: &[&str] = &[
     "x-scraper",
     "scheduler",
     "events",
+    "rag",
 ];
 
 /// Refuse a configuration that enables a worker this build cannot run yet.

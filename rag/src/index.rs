@@ -149,6 +149,24 @@ impl RagIndex {
             .ensure_collection(name, embedder.model_id(), embedder.dimension())
     }
 
+    /// See [`VectorStore::document_version`].
+    pub fn document_version(
+        &self,
+        collection: &str,
+        document_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.vectors.document_version(collection, document_id)
+    }
+
+    /// See [`VectorStore::document_ids`].
+    pub fn document_ids(
+        &self,
+        collection: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.vectors.document_ids(collection, prefix)
+    }
+
     /// Documents whose lexical entries may lag, by collection.
     fn pending(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
         let io = |e: &dyn std::fmt::Display| StoreError::Io {
@@ -223,6 +241,30 @@ impl RagIndex {
             })
             .collect();
         Ok(self.upsert(collection, &docs)?)
+    }
+
+    /// Re-embeds every chunk of `collection` with `embedder` and records its model: what
+    /// `impressox rag reindex` runs after the embedder changed. All or nothing (see
+    /// [`VectorStore::reembed`]). Returns the number of chunks.
+    pub fn reindex(&self, collection: &str, embedder: &dyn Embedder) -> Result<usize, QueryError> {
+        let _w = self.writer.lock();
+        let chunks = self.vectors.all_chunks(collection);
+        if self.vectors.collection(collection).is_none() {
+            return Err(StoreError::UnknownCollection(collection.to_string()).into());
+        }
+        let mut vectors = HashMap::with_capacity(chunks.len());
+        for batch in chunks.chunks(256) {
+            let texts: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
+            for (c, v) in batch.iter().zip(embedder.embed(&texts)?) {
+                vectors.insert(c.chunk_id.clone(), v);
+            }
+        }
+        Ok(self.vectors.reembed(
+            collection,
+            embedder.model_id(),
+            embedder.dimension(),
+            &vectors,
+        )?)
     }
 
     /// Removes documents and their chunks from both indexes.

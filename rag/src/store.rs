@@ -334,6 +334,30 @@ impl VectorStore {
         Ok(self.doc_record(collection, document_id)?.map(|r| r.version))
     }
 
+    /// The documents of a collection whose ids start with `prefix`, with their versions,
+    /// in id order: what a source compares with what it still has, to remove the
+    /// documents that are gone.
+    pub fn document_ids(
+        &self,
+        collection: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rx = self.db.begin_read().map_err(|e| self.io(&e))?;
+        let t = rx.open_table(DOCS).map_err(|e| self.io(&e))?;
+        let mut out = Vec::new();
+        for entry in t.range((collection, prefix)..).map_err(|e| self.io(&e))? {
+            let (k, v) = entry.map_err(|e| self.io(&e))?;
+            let (c, id) = k.value();
+            if c != collection || !id.starts_with(prefix) {
+                break;
+            }
+            let record: DocRecord = serde_json::from_slice(v.value())
+                .map_err(|e| self.io(&format!("document {id:?}: {e}")))?;
+            out.push((id.to_string(), record.version));
+        }
+        Ok(out)
+    }
+
     pub(crate) fn doc_record(
         &self,
         collection: &str,
@@ -464,6 +488,83 @@ impl VectorStore {
             mem.insert(c, v);
         }
         Ok(())
+    }
+
+    /// Re-embeds a collection in one transaction: every chunk gets its vector from
+    /// `vector_of` (its text → a vector of `dimension`), and the collection records the
+    /// new model. A crash before the commit leaves the old model's vectors whole; after it,
+    /// all are the new model's: never a mixture. Texts, ids and the lexical index do not
+    /// change.
+    pub fn reembed(
+        &self,
+        collection: &str,
+        model_id: &str,
+        dimension: usize,
+        vectors: &HashMap<String, Vec<f32>>,
+    ) -> Result<usize, StoreError> {
+        let old = self
+            .collection(collection)
+            .ok_or_else(|| StoreError::UnknownCollection(collection.to_string()))?;
+        let mut memory = self.memory.write();
+        let rows: Vec<Arc<StoredChunk>> = memory
+            .get(collection)
+            .map(|m| m.rows.clone())
+            .unwrap_or_default();
+        for (index, c) in rows.iter().enumerate() {
+            match vectors.get(&c.chunk_id) {
+                Some(v) if v.len() == dimension => {}
+                Some(v) => {
+                    return Err(StoreError::Dimension {
+                        document: c.document_id.clone(),
+                        index,
+                        got: v.len(),
+                        want: dimension,
+                    });
+                }
+                None => {
+                    return Err(StoreError::VectorCount {
+                        document: c.document_id.clone(),
+                        got: 0,
+                        want: 1,
+                    });
+                }
+            }
+        }
+        let info = CollectionInfo {
+            model_id: model_id.to_string(),
+            dimension,
+            ..old
+        };
+        let tx = self.db.begin_write().map_err(|e| self.io(&e))?;
+        {
+            let mut t = tx.open_table(COLLECTIONS).map_err(|e| self.io(&e))?;
+            let json = serde_json::to_vec(&info).map_err(|e| self.io(&e))?;
+            t.insert(collection, json.as_slice())
+                .map_err(|e| self.io(&e))?;
+            let mut chunks = tx.open_table(CHUNKS).map_err(|e| self.io(&e))?;
+            for c in &rows {
+                let v = &vectors[&c.chunk_id];
+                chunks
+                    .insert((collection, c.chunk_id.as_str()), encode(c, v).as_slice())
+                    .map_err(|e| self.io(&e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.io(&e))?;
+        let mut mem = Memory::new(info);
+        for c in &rows {
+            mem.insert(c.clone(), &vectors[&c.chunk_id]);
+        }
+        memory.insert(collection.to_string(), mem);
+        Ok(rows.len())
+    }
+
+    /// Every stored chunk of a collection (what a re-embedding reads).
+    pub fn all_chunks(&self, collection: &str) -> Vec<Arc<StoredChunk>> {
+        self.memory
+            .read()
+            .get(collection)
+            .map(|m| m.rows.clone())
+            .unwrap_or_default()
     }
 
     /// Removes documents and all their chunks (one transaction). Unknown ids are no-ops.

@@ -42,6 +42,7 @@ mod openapi;
 mod plugins;
 mod preferences;
 mod prices;
+pub mod rag;
 mod rules;
 mod schedules;
 mod scraper;
@@ -72,6 +73,8 @@ pub struct Services {
     pub scraper: Option<crate::scraper::ScraperHandle>,
     /// The events worker, when this process runs it (listener metrics).
     pub events: Option<crate::events::EventsHandle>,
+    /// The rag worker, when this process runs it (queries, collections, sources).
+    pub rag: Option<crate::rag::RagHandle>,
     /// `[[listeners]]`, so any host's API knows each stream's bound for producers.
     pub listeners: Vec<crate::events::ListenerConfig>,
     /// `[market]`'s limits on new rules (per user, in all, which symbols); the built-in
@@ -299,6 +302,8 @@ pub fn router_with(
             "/schedules/{name}/resume",
             axum::routing::post(schedules::resume),
         )
+        .route("/rag/query", axum::routing::post(rag::query))
+        .route("/rag/collections", get(rag::collections))
         .route("/plugins", axum::routing::get(plugins::list))
         .route("/plugins/reload", axum::routing::post(plugins::reload))
         .route("/plugins/{name}", axum::routing::get(plugins::get))

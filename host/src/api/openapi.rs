@@ -101,6 +101,7 @@ pub async fn document() -> Json<Value> {
             cluster_paths(&error),
             scraper_paths(&error),
             schedule_paths(&error),
+            rag_paths(&error),
         ] {
             if let Value::Object(more) = more {
                 paths.extend(more);
@@ -245,6 +246,34 @@ fn cluster_paths(error: &Value) -> Value {
         "/api/v1/cluster": {"get": {"summary": "Hosts sharing the market rules: heartbeat ages, partitions held per host with lease ages, unowned partitions",
             "responses": {"200": {"description": "the cluster", "content": {"application/json": {"schema": cluster}}},
                 "404": {"description": "no clustered market monitor on this host", "content": {"application/json": {"schema": error}}}}}}
+    })
+}
+
+/// The rag worker's routes (README "Retrieval (RAG)").
+fn rag_paths(error: &Value) -> Value {
+    let query = json!({"type": "object", "required": ["collection", "query"], "additionalProperties": false,
+        "properties": {
+            "collection": {"type": "string"},
+            "query": {"type": "string", "minLength": 1, "maxLength": 4096},
+            "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+            "mode": {"type": "string", "enum": ["vector", "lexical", "hybrid"], "default": "hybrid"},
+            "filter": {"type": "object", "additionalProperties": false, "properties": {
+                "source": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "cashtag": {"type": "string"}, "author": {"type": "string"},
+                "since": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
+                "until": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}}},
+            "min_score": {"type": "number"}}});
+    json!({
+        "/api/v1/rag/query": {"post": {"summary": "Retrieve chunks for the agent: vector, lexical (BM25) or hybrid (RRF), with filters and provenance",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": query}}},
+            "responses": {"200": {"description": "{collection, mode, model, took_ms, results: [{chunk_id, document_id, text, score, vector_score, lexical_score, source, url, start, end, time, indexed_at, author, cashtags, metadata}]}"},
+                "400": {"description": "a bad field, named in the message", "content": {"application/json": {"schema": error}}},
+                "404": {"description": "unknown collection", "content": {"application/json": {"schema": error}}},
+                "409": {"description": "the collection was embedded by another model (`model_mismatch`): run `impressox rag reindex`", "content": {"application/json": {"schema": error}}},
+                "503": {"description": "the rag worker does not run in this process (`rag_not_running`)", "content": {"application/json": {"schema": error}}}}}},
+        "/api/v1/rag/collections": {"get": {"summary": "Collections (model, dimension, chunks) and each source's last pass",
+            "responses": {"200": {"description": "{model, collections: [...], sources: {name: {kind, collection, passes, last_pass_ms, last_error, totals}}}"},
+                "503": {"description": "the rag worker does not run in this process", "content": {"application/json": {"schema": error}}}}}}
     })
 }
 

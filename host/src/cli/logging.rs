@@ -39,7 +39,9 @@ pub fn init(format: LogFormat, level: &str) {
         // chromiumoxide logs every DevTools command and event at debug/trace level, the keys
         // the scraper types into X's login form (passwords, codes) and the login request's
         // body among them: only its warnings and errors, whatever the configured level.
-        .add_directive("chromiumoxide=warn".parse().expect("a valid directive"));
+        .add_directive("chromiumoxide=warn".parse().expect("a valid directive"))
+        // tantivy logs every commit and merge at info: the rag worker's index is ours to report.
+        .add_directive("tantivy=warn".parse().expect("a valid directive"));
     // A second call (tests) finds a subscriber installed and changes nothing.
     match format {
         LogFormat::Human => {

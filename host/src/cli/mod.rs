@@ -1,4 +1,5 @@
-//! The command line: `run`, `plugin new|build|check|run`, `plugins`, `scraper reparse`.
+//! The command line: `run`, `plugin new|build|check|run`, `plugins`, `scraper reparse`,
+//! `rag ingest|query|stats|reindex`.
 //!
 //! `--config FILE` and `--log-format` are global: every subcommand accepts them.
 
@@ -12,6 +13,7 @@ use crate::config::{Config, LogFormat};
 
 pub mod logging;
 mod plugin;
+mod rag;
 mod run;
 mod scraper;
 mod webpush;
@@ -50,6 +52,9 @@ pub enum Command {
     /// The x-scraper's offline tools (no running host needed).
     #[command(subcommand)]
     Scraper(scraper::ScraperCommand),
+    /// Retrieval: ingest the sources, query, stats, re-embed after an embedder change.
+    #[command(subcommand)]
+    Rag(rag::RagCommand),
     /// Web Push tools: `keygen` prints a new VAPID key pair.
     #[command(subcommand)]
     Webpush(webpush::WebpushCommand),
@@ -76,6 +81,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(cmd) => plugin::dispatch(&config, cmd, cli.config.is_some()),
         Command::Plugins { url } => plugin::list_remote(&config, url),
         Command::Scraper(cmd) => scraper::dispatch(&config, cmd),
+        Command::Rag(cmd) => rag::dispatch(&config, cmd),
         Command::Webpush(cmd) => webpush::dispatch(&config, cmd),
     }
 }

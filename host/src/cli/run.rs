@@ -120,6 +120,11 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
         } else {
             None
         };
+        let rag = if config.workers.runs(crate::rag::worker::WORKER) {
+            Some(crate::rag::RagWorker::start(&config, runtime.clone(), docs.clone()).await?)
+        } else {
+            None
+        };
         let services = crate::api::Services {
             store: Some(store.clone()),
             market: market.as_ref().map(|m| m.handle.clone()),
@@ -127,6 +132,7 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
             notify: notify.as_ref().map(|n| n.handle.clone()),
             scraper: scraper.as_ref().map(|s| s.handle.clone()),
             events: events.as_ref().map(|e| e.handle.clone()),
+            rag: rag.as_ref().map(|r| r.handle.clone()),
             listeners: config.listeners.clone(),
             scraper_defaults: Some(crate::scraper::worker::target_defaults(&config.scraper)),
             rules: crate::market::rule_limits::RulePolicy::from_config(&config.market),
@@ -155,6 +161,10 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
                 "shutting down: stopping the scheduler (tries in flight finish within grace_ms)"
             );
             s.stop().await;
+        }
+        if let Some(r) = rag {
+            tracing::info!("shutting down: stopping the rag worker (batches in progress finish)");
+            r.stop().await;
         }
         // Then events: its handlers enqueue notifications the notify worker delivers.
         if let Some(e) = events {

@@ -1,16 +1,23 @@
-//! Retrieval-augmented generation: what turns documents into context for the agent.
+//! Retrieval-augmented generation: the `rag` worker, which turns documents into context
+//! for the agent (SPEC §10.3; docs/design/rag.md).
 //!
-//! Today this holds the pieces the document chunkers need (docs/design/rag.md):
-//! - [`config`]: the `[rag]` table (`[rag.embedder] model_dir`).
+//! - [`config`]: the `[rag]` table.
 //! - [`tokens`]: [`tokens::TokenCounter`], the embedder's token count behind the
-//!   `impressox:plugin/tokens` import of doc-chunker plugins, with its implementation on the
-//!   model folder's `tokenizer.json` and the lookup of that folder.
-//!
-//! Embedders, vector stores and sources build on these: an embedder reads the same
-//! `model_dir`, and its tokenizer is the one chunks are sized with.
+//!   `impressox:plugin/tokens` import of doc-chunker plugins.
+//! - [`request`]: a query request checked field by field, and a result's JSON view.
+//! - [`service`]: [`service::RagService`], documents through the chunker plugin, the
+//!   version check and the embedder into the index (crate `impressox-rag`), and queries.
+//! - [`sources`]: files, urls and documents, each a runner with a `pass`.
+//! - [`worker`]: the worker running every source's passes, and the handle the API reads.
 
 pub mod config;
+pub mod request;
+pub mod service;
+pub mod sources;
 pub mod tokens;
+pub mod worker;
 
 pub use config::{EmbedderConfig, RagConfig};
+pub use service::RagService;
 pub use tokens::{TokenCounter, Tokens};
+pub use worker::{RagHandle, RagWorker};

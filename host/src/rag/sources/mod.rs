@@ -1,0 +1,245 @@
+//! Sources: where documents come from (`[[rag.sources]]`), one [`SourceRunner`] each.
+//!
+//! A runner's [`SourceRunner::pass`] looks at its source once (a folder scan, a round of
+//! page fetches, the collection past its cursor), ingests what is new or changed and
+//! removes what is gone. The rag worker calls it every `interval`; `impressox rag ingest`
+//! calls it once. Chunking and embedding block, so a pass hands them to
+//! `spawn_blocking`.
+//!
+//! - [`files`]: a watched folder.
+//! - [`urls`]: pages with HTTP validators, through the SSRF guard.
+//! - [`documents`]: a document-store collection followed by a cursor.
+//! - [`cursors`]: the saved positions and validators.
+
+pub mod cursors;
+pub mod documents;
+pub mod files;
+pub mod urls;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+
+use self::cursors::{Cursors, SourceState};
+use self::documents::DocumentsFollower;
+use self::files::FolderWatch;
+use super::config::{SourceConfig, SourceKind};
+use super::service::{IngestCounts, RagService, SourceDocument};
+use crate::documents::Documents;
+
+/// How often a `documents` source checks for deleted records, in passes.
+const RECONCILE_EVERY: u64 = 30;
+
+/// One source and what it remembers between passes.
+pub struct SourceRunner {
+    pub config: SourceConfig,
+    service: Arc<RagService>,
+    cursors: Arc<Cursors>,
+    docs: Option<Arc<dyn Documents>>,
+    folder: Option<FolderWatch>,
+    client: Option<crate::net::Outbound>,
+    passes: u64,
+}
+
+impl SourceRunner {
+    /// `base_dir` resolves a folder's relative path; `docs` is needed by `documents`
+    /// sources.
+    pub fn new(
+        config: SourceConfig,
+        base_dir: &std::path::Path,
+        service: Arc<RagService>,
+        cursors: Arc<Cursors>,
+        docs: Option<Arc<dyn Documents>>,
+    ) -> Result<SourceRunner> {
+        let folder = match (&config.kind, &config.path) {
+            (SourceKind::Files, Some(p)) => Some(FolderWatch::new(if p.is_absolute() {
+                p.clone()
+            } else {
+                base_dir.join(p)
+            })),
+            _ => None,
+        };
+        let client = match config.kind {
+            SourceKind::Urls => Some(urls::client(config.allow_private_addresses)?),
+            _ => None,
+        };
+        if config.kind == SourceKind::Documents && docs.is_none() {
+            return Err(anyhow!(
+                "[[rag.sources]] `{}`: a documents source needs the document store",
+                config.name
+            ));
+        }
+        Ok(SourceRunner {
+            config,
+            service,
+            cursors,
+            docs,
+            folder,
+            client,
+            passes: 0,
+        })
+    }
+
+    /// Looks at the source once: ingests what changed, removes what is gone.
+    pub async fn pass(&mut self) -> Result<IngestCounts> {
+        self.passes += 1;
+        match self.config.kind {
+            SourceKind::Files => self.files_pass().await,
+            SourceKind::Urls => self.urls_pass().await,
+            SourceKind::Documents => self.documents_pass().await,
+        }
+    }
+
+    async fn ingest(&self, docs: Vec<SourceDocument>) -> Result<IngestCounts> {
+        if docs.is_empty() {
+            return Ok(IngestCounts::default());
+        }
+        let service = self.service.clone();
+        let source = self.config.clone();
+        tokio::task::spawn_blocking(move || service.ingest(&source, docs))
+            .await
+            .context("the ingest task panicked")?
+            .map_err(|e| anyhow!("source `{}`: {e}", self.config.name))
+    }
+
+    async fn remove_missing(&self, present: HashSet<String>) -> Result<IngestCounts> {
+        let service = self.service.clone();
+        let source = self.config.clone();
+        tokio::task::spawn_blocking(move || service.remove_missing(&source, &present))
+            .await
+            .context("the removal task panicked")?
+            .map_err(|e| anyhow!("source `{}`: {e}", self.config.name))
+    }
+
+    async fn files_pass(&mut self) -> Result<IngestCounts> {
+        let folder = self.folder.as_mut().expect("files sources have a folder");
+        let root = folder.root().to_path_buf();
+        let scan = folder
+            .scan()
+            .with_context(|| format!("source `{}`: folder {}", self.config.name, root.display()))?;
+        for (rel, why) in &scan.unreadable {
+            tracing::warn!(source = %self.config.name, file = %rel, error = %why, "a file could not be read");
+        }
+        let changed_ids: Vec<String> = scan.changed.iter().map(|d| d.id.clone()).collect();
+        let mut counts = match self.ingest(scan.changed).await {
+            Ok(c) => c,
+            Err(e) => {
+                // Read again next pass.
+                let folder = self.folder.as_mut().expect("files sources have a folder");
+                for id in &changed_ids {
+                    folder.forget(id);
+                }
+                return Err(e);
+            }
+        };
+        // Unreadable files are kept, not removed.
+        let mut present = scan.present;
+        present.extend(scan.unreadable.into_iter().map(|(rel, _)| rel));
+        counts.add(self.remove_missing(present).await?);
+        Ok(counts)
+    }
+
+    async fn urls_pass(&mut self) -> Result<IngestCounts> {
+        let client = self.client.clone().expect("urls sources have a client");
+        let mut state = self.cursors.get(&self.config.name);
+        let mut counts = IngestCounts::default();
+        let mut errors = Vec::new();
+        for url in self.config.urls.clone() {
+            let previous = state.pages.get(&url).cloned().unwrap_or_default();
+            match urls::fetch(&client, &url, &previous).await {
+                Ok(urls::Fetched::NotModified) => counts.unchanged += 1,
+                Ok(urls::Fetched::Page { doc, validators }) => {
+                    counts.add(self.ingest(vec![doc]).await?);
+                    state.pages.insert(url.clone(), validators);
+                    self.cursors.set(&self.config.name, state.clone())?;
+                }
+                Err(e) => {
+                    tracing::warn!(source = %self.config.name, error = %e, "a page could not be fetched; its stored chunks stay");
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        let present: HashSet<String> = self.config.urls.iter().cloned().collect();
+        counts.add(self.remove_missing(present).await?);
+        if !errors.is_empty() {
+            return Err(anyhow!(
+                "source `{}`: {} of {} pages failed (first: {})",
+                self.config.name,
+                errors.len(),
+                self.config.urls.len(),
+                errors[0]
+            ));
+        }
+        Ok(counts)
+    }
+
+    async fn documents_pass(&mut self) -> Result<IngestCounts> {
+        let docs = self.docs.clone().expect("documents sources have the store");
+        let from = self.config.from.clone().unwrap_or_default();
+        let field = self.config.cursor_field().to_string();
+        let follower = DocumentsFollower {
+            docs: docs.as_ref(),
+            collection: &from,
+            field: &field,
+        };
+        let mut state: SourceState = self.cursors.get(&self.config.name);
+        let mut counts = IngestCounts::default();
+        loop {
+            let page = follower
+                .next_page(state.position.as_ref(), documents::PAGE)
+                .await
+                .with_context(|| format!("source `{}`: reading `{from}`", self.config.name))?;
+            let Some(last) = page.last() else { break };
+            let next = follower.position_of(last);
+            let full = page.len() == documents::PAGE;
+            let batch: Vec<SourceDocument> =
+                page.iter().filter_map(documents::to_document).collect();
+            counts.add(self.ingest(batch).await?);
+            state.position = next;
+            self.cursors.set(&self.config.name, state.clone())?;
+            if !full {
+                break;
+            }
+        }
+        if self.passes % RECONCILE_EVERY == 1 {
+            counts.add(self.remove_deleted_records(&follower).await?);
+        }
+        Ok(counts)
+    }
+
+    /// Removes the chunks of records the collection no longer has.
+    async fn remove_deleted_records(
+        &self,
+        follower: &DocumentsFollower<'_>,
+    ) -> Result<IngestCounts> {
+        let prefix = RagService::document_id(&self.config.name, "");
+        if self
+            .service
+            .index()
+            .vectors()
+            .collection(&self.config.collection)
+            .is_none()
+        {
+            return Ok(IngestCounts::default());
+        }
+        let stored: Vec<String> = self
+            .service
+            .index()
+            .document_ids(&self.config.collection, &prefix)?
+            .into_iter()
+            .map(|(id, _)| id[prefix.len()..].to_string())
+            .collect();
+        let gone = follower.missing(&stored).await?;
+        let ids: Vec<String> = gone
+            .iter()
+            .map(|id| RagService::document_id(&self.config.name, id))
+            .collect();
+        let service = self.service.clone();
+        let source = self.config.clone();
+        tokio::task::spawn_blocking(move || service.remove(&source, &ids))
+            .await
+            .context("the removal task panicked")?
+            .map_err(|e| anyhow!("source `{}`: {e}", self.config.name))
+    }
+}
