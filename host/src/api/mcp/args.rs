@@ -42,6 +42,11 @@ impl<S: JsonSchema> JsonSchema for Args<S> {
 }
 
 impl<S> Args<S> {
+    /// The arguments as sent, for a callee that parses a JSON body itself.
+    pub fn into_raw(self) -> JsonObject {
+        self.raw
+    }
+
     /// The arguments as a `T` (the schema's own type, or the host type it mirrors), or a
     /// 400 naming the first bad field.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {

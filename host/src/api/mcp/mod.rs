@@ -5,6 +5,7 @@
 //! Organization:
 //! - [`tools`]: the tools and the session handler; each tool calls the code path its REST
 //!   route uses, so an agent and a person get the same checks and answers;
+//! - [`search`]: `search_context`, the RAG query of `POST /api/v1/rag/query`;
 //! - [`args`]: tool arguments parsed by the REST body parser (errors name the field);
 //! - this file: the HTTP service, nested into the API's router behind the same bearer
 //!   token as `/api/v1` (see `super::router_with`).
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::ApiState;
 
 mod args;
+mod search;
 mod tools;
 
 pub use tools::Tools;
@@ -43,7 +45,12 @@ pub fn service(
         config = config.disable_allowed_hosts();
     }
     StreamableHttpService::new(
-        move || Ok(Tools::new(state.clone())),
+        move || {
+            Ok(Tools::new(
+                state.clone(),
+                Tools::tool_router() + Tools::search_router(),
+            ))
+        },
         Arc::new(LocalSessionManager::default()),
         config,
     )

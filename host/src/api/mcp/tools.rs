@@ -42,11 +42,9 @@ pub struct Tools {
 }
 
 impl Tools {
-    pub fn new(state: ApiState) -> Tools {
-        Tools {
-            state,
-            tool_router: Self::tool_router(),
-        }
+    /// A session's handler with the tools of `tool_router` (assembled in `super`).
+    pub fn new(state: ApiState, tool_router: ToolRouter<Tools>) -> Tools {
+        Tools { state, tool_router }
     }
 }
 
@@ -185,7 +183,7 @@ pub struct RecentAlerts {
     limit: Option<usize>,
 }
 
-#[tool_router]
+#[tool_router(vis = "pub(super)")]
 impl Tools {
     #[tool(
         description = "Create a price alert rule for a user: the market monitor evaluates it \
