@@ -2,7 +2,9 @@
 //! one file per resource of the workers (rules, prices, notifications, scraper targets,
 //! schedules).
 //!
-//! `/ui` is the web console ([`console`]): HTML pages over these same handlers.
+//! `/ui` is the web console ([`console`]): HTML pages over these same handlers. `/mcp` is
+//! the Model Context Protocol endpoint ([`mcp`]): the agent's tools over the same code
+//! paths, behind the same token.
 //!
 //! Every `/api/v1` route requires `Authorization: Bearer <IMPRESSOX_API_TOKEN>` when a
 //! token is set; without a token the server refuses to bind anywhere but loopback.
@@ -33,6 +35,7 @@ mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod health;
+pub mod mcp;
 mod metrics;
 mod notifications;
 mod openapi;
@@ -88,6 +91,9 @@ pub struct Services {
     pub scheduler: Option<crate::scheduler::SchedulerHandle>,
     /// `[[schedules]]` of this process's config (read-only through the API).
     pub schedules: Vec<crate::scheduler::catalog::Definition>,
+    /// Cancelled when the API shuts down: ends the MCP sessions (and their open event
+    /// streams, which would hold a graceful shutdown forever).
+    pub mcp_sessions: tokio_util::sync::CancellationToken,
 }
 
 impl ApiState {
@@ -303,12 +309,21 @@ pub fn router_with(
         .route("/plugins/{name}", axum::routing::get(plugins::get))
         .route("/openapi.json", axum::routing::get(openapi::document))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    // `/mcp` behind the same bearer check as `/api/v1`: a router of its own, so the check
+    // wraps the MCP service (a tower service, not a handler).
+    let mcp = Router::new()
+        .fallback_service(mcp::service(
+            state.clone(),
+            state.services.mcp_sessions.clone(),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", axum::routing::get(health::healthz))
         .route("/readyz", axum::routing::get(health::readyz))
         .route("/metrics", axum::routing::get(metrics::metrics))
         .nest("/api/v1", v1)
         .nest("/ui", console::router(state.clone()))
+        .nest_service("/mcp", mcp)
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }

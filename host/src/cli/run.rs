@@ -141,8 +141,13 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
             )?,
             scheduler: scheduler.as_ref().map(|s| s.handle.clone()),
             schedules: crate::scheduler::config_definitions(&config),
+            mcp_sessions: Default::default(),
         };
-        let shutdown = shutdown_signal();
+        let mcp_sessions = services.mcp_sessions.clone();
+        let shutdown = async move {
+            shutdown_signal().await;
+            mcp_sessions.cancel();
+        };
         if config.api.enabled {
             let router =
                 crate::api::router_with(runtime.clone(), Some(watcher.trigger()), token, services);

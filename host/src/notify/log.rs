@@ -60,6 +60,11 @@ pub fn notification_doc(req: &NotificationRequest, source: &str, now_ms: i64) ->
         serde_json::to_value(req.priority).unwrap_or(Value::Null),
     );
     d.insert("title".into(), req.title.clone().into());
+    // A price alert's symbol as a field of its own, so recent alerts are found by symbol
+    // in the query (`service::recent_alerts`) rather than by parsing every request.
+    if let Some(symbol) = req.data.get("symbol").and_then(Value::as_str) {
+        d.insert("symbol".into(), symbol.into());
+    }
     d.insert(
         "request_json".into(),
         serde_json::to_string(req).unwrap_or_default().into(),

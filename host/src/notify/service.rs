@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::log::{DeliveryLog, NOTIFICATIONS, notification_doc};
 use super::record::{DELIVERIES, Delivery, State};
 use super::request::NotificationRequest;
-use crate::documents::{Doc, Documents, Filter, Write, WriteOutcome};
+use crate::documents::{Doc, Documents, Filter, Order, Query, Write, WriteOutcome};
 use crate::storage::{NOTIFY_REQUESTS, Store, StreamFull};
 use crate::util::rfc3339_ms;
 
@@ -174,6 +174,72 @@ pub async fn status(docs: &Arc<dyn Documents>, id: &str) -> Result<Option<Value>
     };
     let deliveries = log.deliveries_of(id).await?;
     Ok(Some(notification_view(&n, &deliveries)))
+}
+
+/// The `kind` the market engine gives the notification request of a fired rule.
+pub const PRICE_ALERT: &str = "price_alert";
+
+/// The most alerts one [`recent_alerts`] call returns.
+pub const MAX_RECENT_ALERTS: usize = 100;
+
+/// Price alerts as recorded when the notify worker took them from `notify:requests` (or
+/// the API accepted them), newest first: of `user_id` and/or on `symbol` (case-insensitive),
+/// at most `limit` (1 to [`MAX_RECENT_ALERTS`]). Each with the rule, price and reason the
+/// engine gave it and the delivery status so far.
+///
+/// The notify worker's record is the alert history the product keeps: the stream entry
+/// itself is trimmed once every consumer group has taken it. An alert still waiting in the
+/// stream (no notify worker runs, or it is behind) is not listed yet.
+pub async fn recent_alerts(
+    docs: &Arc<dyn Documents>,
+    user_id: Option<&str>,
+    symbol: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Value>> {
+    let mut filter = Filter::all().eq("kind", PRICE_ALERT);
+    if let Some(u) = user_id {
+        filter = filter.eq("user_id", u);
+    }
+    if let Some(s) = symbol {
+        filter = filter.eq("symbol", s.to_ascii_uppercase());
+    }
+    let query = Query::new(filter)
+        .sort("received_ms", Order::Desc)
+        .limit(limit.clamp(1, MAX_RECENT_ALERTS));
+    let log = DeliveryLog::new(docs.clone());
+    let mut out = Vec::new();
+    for n in docs.find(NOTIFICATIONS, &query).await? {
+        let id = n.get("_id").and_then(Value::as_str).unwrap_or_default();
+        let deliveries = log.deliveries_of(id).await?;
+        out.push(alert_view(&n, &deliveries));
+    }
+    Ok(out)
+}
+
+/// One alert as the agent reads it: the engine's facts lifted out of the request.
+fn alert_view(n: &Doc, deliveries: &[Delivery]) -> Value {
+    let request: Value = n
+        .get("request_json")
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    let data = &request["data"];
+    json!({
+        "notification_id": n.get("_id"),
+        "user_id": n.get("user_id"),
+        "rule_id": data["rule_id"],
+        "symbol": data["symbol"],
+        "title": request["title"],
+        "body": request["body"],
+        "price": data["price"],
+        "reference_price": data["reference_price"],
+        "reason": data["reason"],
+        "fired_at": data["fired_at"],
+        "feed": data["source"],
+        "note": data["note"],
+        "received_at": time(n.get("received_ms").and_then(Value::as_i64).unwrap_or(0)),
+        "status": overall(deliveries),
+    })
 }
 
 fn notification_view(n: &Doc, deliveries: &[Delivery]) -> Value {

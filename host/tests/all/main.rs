@@ -21,6 +21,7 @@ mod languages;
 mod limits;
 mod loading;
 mod market;
+mod mcp;
 mod notify;
 mod plugins;
 mod rag;
