@@ -1,15 +1,20 @@
 //! [`RagIndex`]: the vector store and the lexical index kept in step, and the query the
 //! agent's API asks (vector, lexical or hybrid).
 //!
+//! The vector store is either backend of [`crate::backend::VectorBackend`]: the embedded
+//! one ([`RagIndex::open`]) or a Chroma server ([`RagIndex::open_chroma`]); the lexical
+//! index is always local.
+//!
 //! **Keeping the two in step across crashes.** A change to documents is:
-//! 1. one redb transaction: chunks, document records, and a to-do entry per document
-//!    (`LEXICAL_TODO`);
+//! 1. the store's change, which lists each document in its lexical to-do before the change
+//!    is visible (the embedded store: chunks, records and to-do in one redb transaction;
+//!    Chroma: the to-do in the local state's first transaction, see [`crate::chroma`]);
 //! 2. the lexical index replaces those documents' entries with their *current* chunks (read
 //!    back from the store) and commits;
-//! 3. a second redb transaction clears the to-do entries.
+//! 3. the store clears the to-do entries.
 //!
 //! A crash before 1 commits changes nothing; between 1 and 3 the to-do entries survive and
-//! [`RagIndex::open`] replays step 2 for them (idempotent: delete the document's entries,
+//! opening replays step 2 for them (idempotent: delete the document's entries,
 //! add its current chunks). So the lexical index never keeps a chunk the store dropped, and
 //! never misses one it holds, and nothing is rebuilt at open but those documents.
 //! Writers are serialised, so a replay never applies an older state over a newer one.
