@@ -611,3 +611,71 @@ fn chroma_restarted_mid_ingest_retries_and_loses_nothing() {
     let index = RagIndex::open_chroma(chroma_config(server.url()), dir.path()).unwrap();
     assert_eq!(index.collections().unwrap()[0].1, total);
 }
+
+/// A replacement the retries give up on (the server is down longer than `retry_for`): the
+/// error names the server and the operation and not the token, the document keeps its
+/// committed version, and the next open settles the half-done replacement (the partial new
+/// version is not complete on the server, so it is removed and the old one kept). The
+/// ingest's next pass then replaces it.
+#[test]
+fn chroma_a_replacement_that_gave_up_is_settled_at_open() {
+    let mut server = ChromaServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let config = || {
+        let mut c = chroma_config(url.clone());
+        c.token = Some("secret-token-xyz".into());
+        c.retry_for = Duration::from_millis(600);
+        c
+    };
+    let index = RagIndex::open_chroma(config(), dir.path()).unwrap();
+    index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
+    index
+        .upsert(
+            "c",
+            &[with_vectors(doc("d", "v1", &["one", "two"], &[]), 1)],
+        )
+        .unwrap();
+    server.kill();
+    let err = index
+        .upsert(
+            "c",
+            &[with_vectors(
+                doc("d", "v2", &["three", "four", "five"], &[]),
+                2,
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!("chroma server {url}: upsert 3 chunks")),
+        "{err}"
+    );
+    assert!(err.contains("gave up after"), "{err}");
+    assert!(!err.contains("secret-token-xyz"), "{err}");
+    assert_eq!(
+        index.document_version("c", "d").unwrap().as_deref(),
+        Some("v1")
+    );
+    drop(index);
+    server.restart();
+    let index = RagIndex::open_chroma(config(), dir.path()).unwrap();
+    assert_eq!(ids_of(&index, "c", "d"), ["d#v1#0", "d#v1#1"]);
+    assert_eq!(index.collections().unwrap()[0].1, 2);
+    assert_eq!(
+        lexical_ids(&index, "c", "two"),
+        HashSet::from(["d#v1#1".to_string()])
+    );
+    index
+        .upsert(
+            "c",
+            &[with_vectors(
+                doc("d", "v2", &["three", "four", "five"], &[]),
+                2,
+            )],
+        )
+        .unwrap();
+    assert_eq!(ids_of(&index, "c", "d"), ["d#v2#0", "d#v2#1", "d#v2#2"]);
+    assert_eq!(index.collections().unwrap()[0].1, 3);
+    assert!(lexical_ids(&index, "c", "two").is_empty());
+}
