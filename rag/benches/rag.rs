@@ -10,10 +10,13 @@
 //!   (rag/benches/static_python.py).
 //! - Query latency at 100,000 chunks × 384 dims: p50/p99 of vector, lexical and hybrid
 //!   queries *including the query's embedding*, filtered and not; the time to reopen the
-//!   data dir (nothing is rebuilt).
+//!   data dir (nothing is rebuilt). The same data on both vector stores, one after the
+//!   other: the embedded store, then a Chroma server (`chroma run` from the test virtualenv,
+//!   `IMPRESSOX_TEST_VENV`), with each one's vector recall@10 against the exact scan.
 //!
 //! Run: `cargo bench -p impressox-rag --bench rag` after `cargo xtask models`.
-//! `RAG_BENCH_CHUNKS` changes the 100,000; `RAG_BENCH_ONLY=embedding|static|queries` runs one part. Figures go to docs/BENCHMARKS.md.
+//! `RAG_BENCH_CHUNKS` changes the 100,000; `RAG_BENCH_ONLY=embedding|static|queries` runs one
+//! part; `RAG_BENCH_STORES=embedded|chroma` one store. Figures go to docs/BENCHMARKS.md.
 
 use std::time::{Duration, Instant};
 
@@ -21,9 +24,13 @@ use impressox_rag::embed::local::default_model_dir;
 use impressox_rag::embed::normalise;
 use impressox_rag::embed::static_model::default_static_model_dir;
 use impressox_rag::{
-    ChunkText, DocumentChunks, Embedder, Filter, LocalEmbedder, Mode, Query, RagIndex,
-    StaticEmbedder,
+    ChromaConfig, ChunkText, DocumentChunks, Embedder, Filter, LocalEmbedder, Mode, Query,
+    RagIndex, StaticEmbedder,
 };
+
+/// The Chroma server the tests start, for the same data in Chroma beside the embedded store.
+#[path = "../tests/common/chroma.rs"]
+mod chroma_server;
 
 const WORDS: &[&str] = &[
     "bitcoin",
@@ -212,68 +219,106 @@ fn static_embedding() {
     }
 }
 
-fn queries(e: &LocalEmbedder) {
+/// Row `i` of the corpus: a random unit vector (the scan costs the same whatever the
+/// values, and embedding 100k texts would take the bench minutes), from `i` alone so both
+/// stores get the same data.
+fn row_vector(i: usize) -> Vec<f32> {
+    let mut x: u64 = (i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+    let mut v: Vec<f32> = (0..384)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 20_000) as f32 / 10_000.0 - 1.0
+        })
+        .collect();
+    normalise(&mut v);
+    v
+}
+
+fn row_document(i: usize) -> DocumentChunks {
+    let text = tweet(i);
+    DocumentChunks {
+        document_id: i.to_string(),
+        version: "1".into(),
+        source: if i.is_multiple_of(2) {
+            "tweets"
+        } else {
+            "pages"
+        }
+        .into(),
+        url: None,
+        time_ms: Some(1_700_000_000_000 + i as i64 * 1000),
+        chunks: vec![ChunkText {
+            end: text.chars().count() as u32,
+            metadata: vec![
+                ("author".into(), format!("user{}", i % 500)),
+                ("cashtags".into(), TAGS[i % TAGS.len()].into()),
+            ],
+            text,
+            start: 0,
+        }],
+    }
+}
+
+/// Where the queries run: the embedded store, or a Chroma server the bench starts
+/// (`chroma run` from the test virtualenv, as the tests do).
+enum Store {
+    Embedded,
+    Chroma(chroma_server::ChromaServer),
+}
+
+impl Store {
+    fn name(&self) -> &'static str {
+        match self {
+            Store::Embedded => "embedded",
+            Store::Chroma(_) => "chroma",
+        }
+    }
+
+    fn open(&self, dir: &std::path::Path) -> RagIndex {
+        match self {
+            Store::Embedded => RagIndex::open(dir).unwrap(),
+            Store::Chroma(server) => {
+                RagIndex::open_chroma(ChromaConfig::new(server.url()), dir).unwrap()
+            }
+        }
+    }
+}
+
+fn queries(e: &LocalEmbedder, store: &Store, matrix: &mut Vec<f32>) {
     let chunks: usize = std::env::var("RAG_BENCH_CHUNKS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
+    let name = store.name();
     let dir = tempfile::tempdir().unwrap();
-    let index = RagIndex::open(dir.path()).unwrap();
+    let index = store.open(dir.path());
     index.ensure_collection("tweets", e).unwrap();
     let t = Instant::now();
-    // Random unit vectors: the scan costs the same whatever the values, and embedding
-    // 100k texts would take the bench minutes.
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut matrix: Vec<f32> = Vec::with_capacity(chunks * 384);
+    let fill_matrix = matrix.is_empty();
     for start in (0..chunks).step_by(5_000) {
         let docs: Vec<(DocumentChunks, Vec<Vec<f32>>)> = (start..(start + 5_000).min(chunks))
             .map(|i| {
-                let text = tweet(i);
-                let mut v: Vec<f32> = (0..384)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        (x % 20_000) as f32 / 10_000.0 - 1.0
-                    })
-                    .collect();
-                normalise(&mut v);
-                matrix.extend_from_slice(&v);
-                let doc = DocumentChunks {
-                    document_id: i.to_string(),
-                    version: "1".into(),
-                    source: if i.is_multiple_of(2) {
-                        "tweets"
-                    } else {
-                        "pages"
-                    }
-                    .into(),
-                    url: None,
-                    time_ms: Some(1_700_000_000_000 + i as i64 * 1000),
-                    chunks: vec![ChunkText {
-                        end: text.chars().count() as u32,
-                        metadata: vec![
-                            ("author".into(), format!("user{}", i % 500)),
-                            ("cashtags".into(), TAGS[i % TAGS.len()].into()),
-                        ],
-                        text,
-                        start: 0,
-                    }],
-                };
-                (doc, vec![v])
+                let v = row_vector(i);
+                if fill_matrix {
+                    matrix.extend_from_slice(&v);
+                }
+                (row_document(i), vec![v])
             })
             .collect();
         index.upsert("tweets", &docs).unwrap();
     }
     println!(
-        "ingest of {chunks} chunks (vectors given, store + BM25, batches of 5,000): {:.1} s",
+        "[{name}] ingest of {chunks} chunks (vectors given, store + BM25, batches of 5,000): \
+         {:.1} s",
         t.elapsed().as_secs_f64()
     );
     drop(index);
     let t = Instant::now();
-    let index = RagIndex::open(dir.path()).unwrap();
+    let index = store.open(dir.path());
     println!(
-        "reopen with {chunks} chunks (vectors into memory, BM25 index as stored): {:.2} s",
+        "[{name}] reopen with {chunks} chunks: {:.2} s",
         t.elapsed().as_secs_f64()
     );
     let texts = [
@@ -289,8 +334,13 @@ fn queries(e: &LocalEmbedder) {
         since_ms: Some(1_700_000_000_000 + chunks as i64 / 2 * 1000),
         ..Filter::default()
     };
+    let cashtag = Filter {
+        cashtag: Some("$IREN".into()),
+        ..Filter::default()
+    };
     for (label, mode, filter) in [
         ("vector", Mode::Vector, Filter::default()),
+        ("vector, cashtag filter", Mode::Vector, cashtag),
         ("lexical", Mode::Lexical, Filter::default()),
         ("hybrid", Mode::Hybrid, Filter::default()),
         ("hybrid, source + time filter", Mode::Hybrid, filtered),
@@ -313,29 +363,68 @@ fn queries(e: &LocalEmbedder) {
         times.drain(..20); // warm-up
         times.sort();
         println!(
-            "query at {chunks} chunks, k=10, {label}: p50 {:.1} ms, p99 {:.1} ms",
+            "[{name}] query at {chunks} chunks, k=10, {label}: p50 {:.1} ms, p99 {:.1} ms",
             ms(percentile(&times, 0.5)),
             ms(percentile(&times, 0.99))
         );
     }
+    // The vector search alone (the query's vector given) and its recall@10 against the
+    // exact scan over the same vectors: the embedded store's int8 scan, Chroma's HNSW.
     let mut times = Vec::new();
-    for round in 0..100 {
-        let q: Vec<f32> = e.embed(&[texts[round % texts.len()]]).unwrap().remove(0);
+    let (mut found, mut wanted) = (0, 0);
+    let all = |_: usize| true;
+    for i in 0..200usize {
+        let row = (i * 7919) % chunks;
+        let mut q: Vec<f32> = matrix[row * 384..row * 384 + 384]
+            .iter()
+            .enumerate()
+            .map(|(j, v)| v + 0.05 * (((i * 31 + j * 17) % 200) as f32 / 100.0 - 1.0))
+            .collect();
+        normalise(&mut q);
         let t = Instant::now();
-        e.embed(&[texts[round % texts.len()]]).unwrap();
-        times.push(t.elapsed());
-        index
+        let hits = index
             .vectors()
             .search("tweets", e.model_id(), &q, 10, &Filter::default(), None)
             .unwrap();
+        times.push(t.elapsed());
+        let exact = impressox_rag::scan::top_k(matrix, 384, &q, 10, &all);
+        wanted += exact.len();
+        found += hits
+            .iter()
+            .filter(|h| {
+                exact
+                    .iter()
+                    .any(|x| x.row.to_string() == h.chunk.document_id)
+            })
+            .count();
     }
     times.sort();
     println!(
-        "query embedding alone (5-8 words): p50 {:.1} ms, p99 {:.1} ms",
+        "[{name}] vector search alone at {chunks} chunks, k=10: p50 {:.1} ms, p99 {:.1} ms, \
+         recall@10 against exact {:.4}",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        found as f64 / wanted as f64
+    );
+}
+
+fn query_embedding(e: &LocalEmbedder) {
+    let texts = [
+        "which bitcoin miners are moving into AI data centers",
+        "$IREN",
+    ];
+    let mut times = Vec::new();
+    for round in 0..100 {
+        let t = Instant::now();
+        e.embed(&[texts[round % texts.len()]]).unwrap();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "query embedding alone (1-8 words): p50 {:.1} ms, p99 {:.1} ms",
         ms(percentile(&times, 0.5)),
         ms(percentile(&times, 0.99))
     );
-    scan_and_recall(&matrix);
 }
 
 /// The int8 scan with exact re-ranking (what the store runs) against the exact f32 scan on
@@ -404,7 +493,19 @@ fn main() {
             embedding(&e);
         }
         if runs("queries") {
-            queries(&e);
+            // `RAG_BENCH_STORES=embedded` (or `chroma`) runs one store; both by default.
+            let stores = std::env::var("RAG_BENCH_STORES").unwrap_or("embedded,chroma".into());
+            let mut matrix = Vec::new();
+            for name in stores.split(',') {
+                let store = match name.trim() {
+                    "embedded" => Store::Embedded,
+                    "chroma" => Store::Chroma(chroma_server::ChromaServer::start()),
+                    other => panic!("RAG_BENCH_STORES: unknown store {other:?}"),
+                };
+                queries(&e, &store, &mut matrix);
+            }
+            query_embedding(&e);
+            scan_and_recall(&matrix);
         }
     }
 }

@@ -1,31 +1,37 @@
 //! [`RagIndex`]: the vector store and the lexical index kept in step, and the query the
 //! agent's API asks (vector, lexical or hybrid).
 //!
+//! The vector store is either backend of [`crate::backend::VectorBackend`]: the embedded
+//! one ([`RagIndex::open`]) or a Chroma server ([`RagIndex::open_chroma`]); the lexical
+//! index is always local.
+//!
 //! **Keeping the two in step across crashes.** A change to documents is:
-//! 1. one redb transaction: chunks, document records, and a to-do entry per document
-//!    (`LEXICAL_TODO`);
+//! 1. the store's change, which lists each document in its lexical to-do before the change
+//!    is visible (the embedded store: chunks, records and to-do in one redb transaction;
+//!    Chroma: the to-do in the local state's first transaction, see [`crate::chroma`]);
 //! 2. the lexical index replaces those documents' entries with their *current* chunks (read
 //!    back from the store) and commits;
-//! 3. a second redb transaction clears the to-do entries.
+//! 3. the store clears the to-do entries.
 //!
 //! A crash before 1 commits changes nothing; between 1 and 3 the to-do entries survive and
-//! [`RagIndex::open`] replays step 2 for them (idempotent: delete the document's entries,
+//! opening replays step 2 for them (idempotent: delete the document's entries,
 //! add its current chunks). So the lexical index never keeps a chunk the store dropped, and
 //! never misses one it holds, and nothing is rebuilt at open but those documents.
 //! Writers are serialised, so a replay never applies an older state over a newer one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use redb::ReadableTable;
 
+use crate::backend::{CollectionInfo, StoreError, VectorBackend, VectorHit};
+use crate::chroma::{ChromaConfig, ChromaStore};
 use crate::chunk::{DocumentChunks, Filter, StoredChunk};
 use crate::embed::{EmbedError, Embedder};
 use crate::hybrid;
 use crate::lexical::LexicalIndex;
-use crate::store::{CollectionInfo, LEXICAL_TODO, StoreError, VectorStore};
+use crate::store::VectorStore;
 
 /// The largest `k` a query may ask for.
 pub const MAX_K: usize = 100;
@@ -99,7 +105,7 @@ pub enum QueryError {
 
 /// The store, the lexical index and the rules that keep them in step.
 pub struct RagIndex {
-    vectors: VectorStore,
+    vectors: Box<dyn VectorBackend>,
     lexical: LexicalIndex,
     /// One writer at a time (see the module note).
     writer: Mutex<()>,
@@ -115,31 +121,50 @@ impl std::fmt::Debug for RagIndex {
 }
 
 impl RagIndex {
-    /// Opens `data_dir/vectors.redb` and `data_dir/lexical`, and replays the lexical
-    /// updates a crash interrupted.
+    /// The embedded store: opens `data_dir/vectors.redb` and `data_dir/lexical`, and
+    /// replays the lexical updates a crash interrupted.
     pub fn open(data_dir: &Path) -> Result<RagIndex, StoreError> {
         let vectors = VectorStore::open(data_dir)?;
-        let lexical = LexicalIndex::open(&data_dir.join("lexical"))?;
+        RagIndex::with_backend(Box::new(vectors), &data_dir.join("lexical"))
+    }
+
+    /// A Chroma server as the vector store (`[rag.store] kind = "chroma"`): chunks and
+    /// vectors on the server, the BM25 index and the small local state the replacement
+    /// protocol needs under `local_dir` (docs/design/rag.md §19). Checks the server (tenant
+    /// and database are created if missing) and finishes replacements a crash or an
+    /// unreachable server interrupted. Blocks on the network: call it from a blocking
+    /// thread, never from inside an async runtime.
+    pub fn open_chroma(config: ChromaConfig, local_dir: &Path) -> Result<RagIndex, StoreError> {
+        let vectors = ChromaStore::open(config, local_dir)?;
+        RagIndex::with_backend(Box::new(vectors), &local_dir.join("lexical"))
+    }
+
+    /// Any backend, with its lexical index in `lexical_dir`.
+    pub fn with_backend(
+        vectors: Box<dyn VectorBackend>,
+        lexical_dir: &Path,
+    ) -> Result<RagIndex, StoreError> {
+        let lexical = LexicalIndex::open(lexical_dir)?;
         let index = RagIndex {
             vectors,
             lexical,
             writer: Mutex::new(()),
         };
-        for (collection, ids) in index.pending()? {
+        for (collection, ids) in index.vectors.lexical_todo()? {
             index.sync_lexical(&collection, &ids)?;
         }
         Ok(index)
     }
 
-    pub fn vectors(&self) -> &VectorStore {
-        &self.vectors
+    pub fn vectors(&self) -> &dyn VectorBackend {
+        self.vectors.as_ref()
     }
 
     pub fn lexical(&self) -> &LexicalIndex {
         &self.lexical
     }
 
-    /// See [`VectorStore::ensure_collection`]. The embedder's dimension must be known
+    /// See [`VectorBackend::ensure_collection`]. The embedder's dimension must be known
     /// (call [`Embedder::ensure_dimension`] first for one that learns it, as
     /// [`RagIndex::embed_and_upsert`] does).
     pub fn ensure_collection(
@@ -151,7 +176,7 @@ impl RagIndex {
             .ensure_collection(name, embedder.model_id(), embedder.dimension())
     }
 
-    /// See [`VectorStore::document_version`].
+    /// The version stored for a document (see [`VectorBackend::document_version`]).
     pub fn document_version(
         &self,
         collection: &str,
@@ -160,7 +185,8 @@ impl RagIndex {
         self.vectors.document_version(collection, document_id)
     }
 
-    /// See [`VectorStore::document_ids`].
+    /// The documents whose ids start with `prefix`, with their versions (see
+    /// [`VectorBackend::document_ids`]).
     pub fn document_ids(
         &self,
         collection: &str,
@@ -169,43 +195,17 @@ impl RagIndex {
         self.vectors.document_ids(collection, prefix)
     }
 
-    /// Documents whose lexical entries may lag, by collection.
-    fn pending(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
-        let io = |e: &dyn std::fmt::Display| StoreError::Io {
-            path: "vectors.redb".into(),
-            message: e.to_string(),
-        };
-        let rx = self.vectors.db().begin_read().map_err(|e| io(&e))?;
-        let t = rx.open_table(LEXICAL_TODO).map_err(|e| io(&e))?;
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for entry in t.iter().map_err(|e| io(&e))? {
-            let (k, _) = entry.map_err(|e| io(&e))?;
-            let (c, d) = k.value();
-            out.entry(c.to_string()).or_default().push(d.to_string());
-        }
-        Ok(out)
+    /// Every collection with its number of chunks (`impressox rag stats`).
+    pub fn collections(&self) -> Result<Vec<(CollectionInfo, usize)>, StoreError> {
+        self.vectors.collections()
     }
 
     /// Steps 2 and 3 of the module note for `ids` of `collection`.
     fn sync_lexical(&self, collection: &str, ids: &[String]) -> Result<(), StoreError> {
-        let docs: Vec<(String, Vec<Arc<StoredChunk>>)> = ids
-            .iter()
-            .map(|id| (id.clone(), self.vectors.document_chunks(collection, id)))
-            .collect();
+        let chunks = self.vectors.documents_chunks(collection, ids)?;
+        let docs: Vec<(String, Vec<Arc<StoredChunk>>)> = ids.iter().cloned().zip(chunks).collect();
         self.lexical.apply(collection, &docs)?;
-        let io = |e: &dyn std::fmt::Display| StoreError::Io {
-            path: "vectors.redb".into(),
-            message: e.to_string(),
-        };
-        let tx = self.vectors.db().begin_write().map_err(|e| io(&e))?;
-        {
-            let mut t = tx.open_table(LEXICAL_TODO).map_err(|e| io(&e))?;
-            for id in ids {
-                t.remove((collection, id.as_str())).map_err(|e| io(&e))?;
-            }
-        }
-        tx.commit().map_err(|e| io(&e))?;
-        Ok(())
+        self.vectors.clear_lexical_todo(collection, ids)
     }
 
     /// Replaces each document's chunks (and vectors) in both indexes: after it returns, a
@@ -248,13 +248,13 @@ impl RagIndex {
 
     /// Re-embeds every chunk of `collection` with `embedder` and records its model: what
     /// `impressox rag reindex` runs after the embedder changed. All or nothing (see
-    /// [`VectorStore::reembed`]). Returns the number of chunks.
+    /// [`VectorBackend::reembed`]). Returns the number of chunks.
     pub fn reindex(&self, collection: &str, embedder: &dyn Embedder) -> Result<usize, QueryError> {
         let _w = self.writer.lock();
-        let chunks = self.vectors.all_chunks(collection);
-        if self.vectors.collection(collection).is_none() {
+        if self.vectors.collection(collection)?.is_none() {
             return Err(StoreError::UnknownCollection(collection.to_string()).into());
         }
+        let chunks = self.vectors.all_chunks(collection)?;
         let mut vectors = HashMap::with_capacity(chunks.len());
         for batch in chunks.chunks(256) {
             let texts: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
@@ -298,7 +298,7 @@ impl RagIndex {
         {
             return Err(invalid("min_score", "must be a finite number".into()));
         }
-        let info = self.vectors.collection(&q.collection).ok_or_else(|| {
+        let info = self.vectors.collection(&q.collection)?.ok_or_else(|| {
             invalid(
                 "collection",
                 format!("unknown collection {:?}", q.collection),
@@ -358,24 +358,29 @@ impl RagIndex {
                     chunk: h.chunk,
                 })
                 .collect(),
-            Mode::Lexical => lexical_hits
-                .into_iter()
-                .filter_map(|h| {
-                    Some(Hit {
-                        chunk: self.vectors.chunk(&q.collection, &h.chunk_id)?,
-                        score: h.score,
-                        vector_score: None,
-                        lexical_score: Some(h.score),
+            Mode::Lexical => {
+                let ids: Vec<&str> = lexical_hits.iter().map(|h| h.chunk_id.as_str()).collect();
+                let chunks = self.vectors.chunks_by_id(&q.collection, &ids)?;
+                lexical_hits
+                    .iter()
+                    .zip(chunks)
+                    .filter_map(|(h, chunk)| {
+                        Some(Hit {
+                            chunk: chunk?,
+                            score: h.score,
+                            vector_score: None,
+                            lexical_score: Some(h.score),
+                        })
                     })
-                })
-                .collect(),
+                    .collect()
+            }
             Mode::Hybrid => {
                 let v_ids: Vec<&str> = vector_hits
                     .iter()
                     .map(|h| h.chunk.chunk_id.as_str())
                     .collect();
                 let l_ids: Vec<&str> = lexical_hits.iter().map(|h| h.chunk_id.as_str()).collect();
-                let v_scores: HashMap<&str, &crate::store::VectorHit> = vector_hits
+                let v_scores: HashMap<&str, &VectorHit> = vector_hits
                     .iter()
                     .map(|h| (h.chunk.chunk_id.as_str(), h))
                     .collect();
@@ -383,13 +388,32 @@ impl RagIndex {
                     .iter()
                     .map(|h| (h.chunk_id.as_str(), h.score))
                     .collect();
-                hybrid::fuse(&[&v_ids, &l_ids])
+                // Twice k candidates: a lexical entry whose chunk is gone (a replacement
+                // not yet replayed) is skipped and the next one takes its place.
+                let fused: Vec<(&str, f32)> = hybrid::fuse(&[&v_ids, &l_ids])
+                    .into_iter()
+                    .take(q.k * 2)
+                    .collect();
+                // Chunks only the lexical list found: looked up in one call (one request
+                // on a remote store).
+                let missing: Vec<&str> = fused
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .filter(|id| !v_scores.contains_key(id))
+                    .collect();
+                let found: HashMap<&str, Arc<StoredChunk>> = missing
+                    .iter()
+                    .copied()
+                    .zip(self.vectors.chunks_by_id(&q.collection, &missing)?)
+                    .filter_map(|(id, c)| Some((id, c?)))
+                    .collect();
+                fused
                     .into_iter()
                     .filter_map(|(id, score)| {
                         let v = v_scores.get(id);
                         let chunk = match v {
                             Some(h) => h.chunk.clone(),
-                            None => self.vectors.chunk(&q.collection, id)?,
+                            None => found.get(id)?.clone(),
                         };
                         Some(Hit {
                             chunk,

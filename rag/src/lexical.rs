@@ -30,8 +30,8 @@ use tantivy::schema::{
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+use crate::backend::StoreError;
 use crate::chunk::{Filter, StoredChunk};
-use crate::store::StoreError;
 
 const TOKENIZER: &str = "impressox_words";
 /// The writer's indexing memory: enough for batches of thousands of tweets.

@@ -17,14 +17,15 @@
 //! writing or searching with another is refused (`StoreError::ModelMismatch`) until the
 //! collection is re-embedded.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 use redb::{Database, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
 
+pub use crate::backend::{CollectionInfo, StoreError, VectorHit};
+use crate::backend::{DocRecord, VectorBackend, check_model, check_name, check_upsert};
 use crate::chunk::{DocumentChunks, Filter, StoredChunk, now_ms};
 use crate::scan;
 
@@ -36,61 +37,7 @@ const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("documen
 /// (collection, document id) → (): documents whose lexical entries may lag the vectors
 /// (written in the same transaction as the change, cleared once the lexical index has
 /// committed it; see [`crate::index`]).
-pub(crate) const LEXICAL_TODO: TableDefinition<(&str, &str), ()> =
-    TableDefinition::new("lexical_todo");
-
-/// What went wrong in the store; messages name the collection, document or file.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("vector store {path}: {message}")]
-    Io { path: String, message: String },
-    #[error("unknown collection {0:?}")]
-    UnknownCollection(String),
-    #[error(
-        "collection {collection:?} holds vectors of {stored_model} ({stored_dim} dims); \
-         the embedder is {model} ({dim} dims): re-embed the collection (impressox rag reindex) \
-         or use its embedder"
-    )]
-    ModelMismatch {
-        collection: String,
-        stored_model: String,
-        stored_dim: usize,
-        model: String,
-        dim: usize,
-    },
-    #[error("document {document:?}: {got} vectors for {want} chunks")]
-    VectorCount {
-        document: String,
-        got: usize,
-        want: usize,
-    },
-    #[error("document {document:?} chunk {index}: vector of {got} dims, collection has {want}")]
-    Dimension {
-        document: String,
-        index: usize,
-        got: usize,
-        want: usize,
-    },
-    #[error("collection name must be 1-128 chars without control characters: {0:?}")]
-    BadName(String),
-    #[error("lexical index {path}: {message}")]
-    Lexical { path: String, message: String },
-}
-
-/// What a collection records about the vectors in it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CollectionInfo {
-    pub name: String,
-    pub model_id: String,
-    pub dimension: usize,
-    pub created_ms: i64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub(crate) struct DocRecord {
-    pub version: String,
-    pub chunk_ids: Vec<String>,
-}
+const LEXICAL_TODO: TableDefinition<(&str, &str), ()> = TableDefinition::new("lexical_todo");
 
 /// One collection in memory: the matrix and the records of its rows.
 struct Memory {
@@ -153,13 +100,6 @@ impl Memory {
     }
 }
 
-/// A search result of the vector store: the chunk and its cosine similarity.
-#[derive(Debug, Clone)]
-pub struct VectorHit {
-    pub chunk: Arc<StoredChunk>,
-    pub score: f32,
-}
-
 /// The embedded vector store.
 pub struct VectorStore {
     db: Database,
@@ -196,13 +136,6 @@ fn decode(bytes: &[u8]) -> Option<(StoredChunk, Vec<f32>)> {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     Some((chunk, vector))
-}
-
-pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
-    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
-        return Err(StoreError::BadName(name.to_string()));
-    }
-    Ok(())
 }
 
 impl VectorStore {
@@ -266,10 +199,6 @@ impl VectorStore {
             path: self.path.display().to_string(),
             message: e.to_string(),
         }
-    }
-
-    pub(crate) fn db(&self) -> &Database {
-        &self.db
     }
 
     /// The collection `name` for vectors of `model_id` × `dimension`: created if new,
@@ -408,27 +337,7 @@ impl VectorStore {
         let info = self
             .collection(collection)
             .ok_or_else(|| StoreError::UnknownCollection(collection.to_string()))?;
-        for (doc, vectors) in docs {
-            if vectors.len() != doc.chunks.len() {
-                return Err(StoreError::VectorCount {
-                    document: doc.document_id.clone(),
-                    got: vectors.len(),
-                    want: doc.chunks.len(),
-                });
-            }
-            if let Some((index, v)) = vectors
-                .iter()
-                .enumerate()
-                .find(|(_, v)| v.len() != info.dimension)
-            {
-                return Err(StoreError::Dimension {
-                    document: doc.document_id.clone(),
-                    index,
-                    got: v.len(),
-                    want: info.dimension,
-                });
-            }
-        }
+        check_upsert(&info, docs)?;
         let now = now_ms();
         let mut removed: Vec<String> = Vec::new();
         let mut added: Vec<(Arc<StoredChunk>, &[f32])> = Vec::new();
@@ -643,15 +552,130 @@ impl VectorStore {
     }
 }
 
-fn check_model(info: &CollectionInfo, model_id: &str, dimension: usize) -> Result<(), StoreError> {
-    if info.model_id != model_id || info.dimension != dimension {
-        return Err(StoreError::ModelMismatch {
-            collection: info.name.clone(),
-            stored_model: info.model_id.clone(),
-            stored_dim: info.dimension,
-            model: model_id.to_string(),
-            dim: dimension,
-        });
+impl VectorBackend for VectorStore {
+    fn kind(&self) -> &'static str {
+        "embedded"
     }
-    Ok(())
+
+    fn document_ids(
+        &self,
+        collection: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        VectorStore::document_ids(self, collection, prefix)
+    }
+
+    fn all_chunks(&self, collection: &str) -> Result<Vec<Arc<StoredChunk>>, StoreError> {
+        Ok(VectorStore::all_chunks(self, collection))
+    }
+
+    fn reembed(
+        &self,
+        collection: &str,
+        model_id: &str,
+        dimension: usize,
+        vectors: &HashMap<String, Vec<f32>>,
+    ) -> Result<usize, StoreError> {
+        VectorStore::reembed(self, collection, model_id, dimension, vectors)
+    }
+
+    fn ensure_collection(
+        &self,
+        name: &str,
+        model_id: &str,
+        dimension: usize,
+    ) -> Result<CollectionInfo, StoreError> {
+        VectorStore::ensure_collection(self, name, model_id, dimension)
+    }
+
+    fn collection(&self, name: &str) -> Result<Option<CollectionInfo>, StoreError> {
+        Ok(VectorStore::collection(self, name))
+    }
+
+    fn collections(&self) -> Result<Vec<(CollectionInfo, usize)>, StoreError> {
+        Ok(VectorStore::collections(self))
+    }
+
+    fn document_version(
+        &self,
+        collection: &str,
+        document_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        VectorStore::document_version(self, collection, document_id)
+    }
+
+    fn documents_chunks(
+        &self,
+        collection: &str,
+        document_ids: &[String],
+    ) -> Result<Vec<Vec<Arc<StoredChunk>>>, StoreError> {
+        Ok(document_ids
+            .iter()
+            .map(|id| VectorStore::document_chunks(self, collection, id))
+            .collect())
+    }
+
+    fn chunks_by_id(
+        &self,
+        collection: &str,
+        chunk_ids: &[&str],
+    ) -> Result<Vec<Option<Arc<StoredChunk>>>, StoreError> {
+        Ok(chunk_ids
+            .iter()
+            .map(|id| VectorStore::chunk(self, collection, id))
+            .collect())
+    }
+
+    fn upsert(
+        &self,
+        collection: &str,
+        docs: &[(DocumentChunks, Vec<Vec<f32>>)],
+    ) -> Result<(), StoreError> {
+        VectorStore::upsert(self, collection, docs)
+    }
+
+    fn delete(&self, collection: &str, document_ids: &[&str]) -> Result<(), StoreError> {
+        VectorStore::delete(self, collection, document_ids)
+    }
+
+    fn search(
+        &self,
+        collection: &str,
+        model_id: &str,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+        min_score: Option<f32>,
+    ) -> Result<Vec<VectorHit>, StoreError> {
+        VectorStore::search(self, collection, model_id, query, k, filter, min_score)
+    }
+
+    fn lexical_todo(&self) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+        let rx = self.db.begin_read().map_err(|e| self.io(&e))?;
+        let t = rx.open_table(LEXICAL_TODO).map_err(|e| self.io(&e))?;
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for entry in t.iter().map_err(|e| self.io(&e))? {
+            let (k, _) = entry.map_err(|e| self.io(&e))?;
+            let (c, d) = k.value();
+            out.entry(c.to_string()).or_default().push(d.to_string());
+        }
+        Ok(out)
+    }
+
+    fn clear_lexical_todo(
+        &self,
+        collection: &str,
+        document_ids: &[String],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.io(&e))?;
+        {
+            let mut t = tx.open_table(LEXICAL_TODO).map_err(|e| self.io(&e))?;
+            for id in document_ids {
+                t.remove((collection, id.as_str()))
+                    .map_err(|e| self.io(&e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.io(&e))?;
+        Ok(())
+    }
 }

@@ -2,12 +2,43 @@
 //! the ticker, which vector search alone ranks below k (a small embedding model knows
 //! little of `$IREN`), and the query's validation names the field at fault.
 //!
-//! Needs the model folder from `cargo xtask models`.
+//! Needs the model folder from `cargo xtask models`. Runs on both vector stores: the
+//! embedded one (`embedded::`) and a real Chroma server (`chroma::`).
 
+mod common;
+
+use common::chroma::ChromaServer;
 use impressox_rag::embed::local::default_model_dir;
 use impressox_rag::{
-    ChunkText, DocumentChunks, Filter, LocalEmbedder, Mode, Query, QueryError, RagIndex,
+    ChromaConfig, ChunkText, DocumentChunks, Filter, LocalEmbedder, Mode, Query, QueryError,
+    RagIndex,
 };
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Embedded,
+    Chroma,
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $name() { super::$name(super::Kind::Embedded) } )*
+        }
+        mod chroma {
+            $( #[test] fn $name() { super::$name(super::Kind::Chroma) } )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_ticker_query_finds_what_vector_search_ranks_below_k,
+    hybrid_keeps_semantic_matches_and_filters,
+    bad_queries_name_the_field,
+);
+
+/// What a test holds on to: the data dir and the server, if any.
+type Held = (tempfile::TempDir, Option<ChromaServer>);
 
 /// Tweets about markets; three name $IREN, among tickers that look like it to a WordPiece
 /// model (`$IREX`, `$IRE`, `$IR`, `$REN`...): the case where exact tickers matter.
@@ -107,13 +138,20 @@ fn tweet(id: &str, text: &str) -> DocumentChunks {
     }
 }
 
-fn setup() -> (tempfile::TempDir, RagIndex, LocalEmbedder) {
+fn setup(kind: Kind) -> (Held, RagIndex, LocalEmbedder) {
     let dir = tempfile::tempdir().unwrap();
-    let index = RagIndex::open(dir.path()).unwrap();
+    let (server, index) = match kind {
+        Kind::Embedded => (None, RagIndex::open(dir.path()).unwrap()),
+        Kind::Chroma => {
+            let server = ChromaServer::start();
+            let index = RagIndex::open_chroma(ChromaConfig::new(server.url()), dir.path()).unwrap();
+            (Some(server), index)
+        }
+    };
     let embedder = LocalEmbedder::open(&default_model_dir()).expect("cargo xtask models");
     let docs = TWEETS.iter().map(|(id, t)| tweet(id, t)).collect();
     index.embed_and_upsert("tweets", &embedder, docs).unwrap();
-    (dir, index, embedder)
+    ((dir, server), index, embedder)
 }
 
 fn query(text: &str, k: usize, mode: Mode) -> Query {
@@ -131,9 +169,8 @@ fn ids(hits: &[impressox_rag::Hit]) -> Vec<String> {
     hits.iter().map(|h| h.chunk.document_id.clone()).collect()
 }
 
-#[test]
-fn a_ticker_query_finds_what_vector_search_ranks_below_k() {
-    let (_dir, index, e) = setup();
+fn a_ticker_query_finds_what_vector_search_ranks_below_k(kind: Kind) {
+    let (_held, index, e) = setup(kind);
     let iren = ["4", "8", "14"];
     let k = 3;
     let vector = index.query(&e, &query("$IREN", k, Mode::Vector)).unwrap();
@@ -168,9 +205,8 @@ fn a_ticker_query_finds_what_vector_search_ranks_below_k() {
     assert_eq!(Mode::default(), Mode::Hybrid);
 }
 
-#[test]
-fn hybrid_keeps_semantic_matches_and_filters() {
-    let (_dir, index, e) = setup();
+fn hybrid_keeps_semantic_matches_and_filters(kind: Kind) {
+    let (_held, index, e) = setup(kind);
     let hits = index
         .query(
             &e,
@@ -201,9 +237,8 @@ fn hybrid_keeps_semantic_matches_and_filters() {
     );
 }
 
-#[test]
-fn bad_queries_name_the_field() {
-    let (_dir, index, e) = setup();
+fn bad_queries_name_the_field(kind: Kind) {
+    let (_held, index, e) = setup(kind);
     let field = |q: Query| match index.query(&e, &q) {
         Err(QueryError::Invalid { field, .. }) => field,
         other => panic!("{other:?}"),

@@ -478,7 +478,7 @@ fn an_index_learns_the_dimension_before_recording_the_collection() {
             vec![doc("1", "$IREN data center"), doc("2", "gm")],
         )
         .unwrap();
-    let info = index.vectors().collection("tweets").unwrap();
+    let info = index.vectors().collection("tweets").unwrap().unwrap();
     assert_eq!(
         (info.model_id.as_str(), info.dimension),
         ("openai/text-embedding-test", 16)

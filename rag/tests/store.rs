@@ -1,16 +1,105 @@
-//! The embedded vector store and the lexical index through [`RagIndex`], on real files in a
-//! temporary data dir: replacement by document, deletes, collections' model records,
-//! filters, durability across reopen, and recovery of the lexical index after a crash
-//! (including a writer killed with SIGKILL mid-ingest).
+//! The vector store and the lexical index through [`RagIndex`], on both backends: the
+//! embedded store (real files in a temporary data dir) and a real Chroma server (`chroma
+//! run`, one per test, see common/chroma.rs). Every test below runs once per backend
+//! (modules `embedded::` and `chroma::`): replacement by document, deletes, collections'
+//! model records, filters, durability across reopen, and recovery of the lexical index
+//! after a crash (including a writer killed with SIGKILL mid-ingest). The Chroma server
+//! killed and restarted mid-ingest is the last test.
 //!
 //! Vectors here are made by hand (no model needed): the store's job is to keep and rank
 //! whatever vectors it is given.
 
-use std::collections::HashSet;
+mod common;
 
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::chroma::ChromaServer;
 use impressox_rag::chunk::chunk_id;
 use impressox_rag::embed::normalise;
-use impressox_rag::{ChunkText, DocumentChunks, Filter, RagIndex, StoreError, VectorStore};
+use impressox_rag::{
+    ChromaConfig, ChromaStore, ChunkText, DocumentChunks, Filter, RagIndex, StoreError,
+    VectorBackend, VectorStore,
+};
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Embedded,
+    Chroma,
+}
+
+/// One test's store: a data dir, and for Chroma a server of its own.
+struct Fixture {
+    dir: tempfile::TempDir,
+    chroma: Option<ChromaServer>,
+}
+
+/// A tenant and database of our own (not Chroma's defaults): opening creates them.
+fn chroma_config(url: String) -> ChromaConfig {
+    let mut config = ChromaConfig::new(url);
+    config.tenant = "impressox_tests".into();
+    config.database = "rag_store".into();
+    config
+}
+
+impl Fixture {
+    fn new(kind: Kind) -> Fixture {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+            chroma: match kind {
+                Kind::Embedded => None,
+                Kind::Chroma => Some(ChromaServer::start()),
+            },
+        }
+    }
+
+    fn config(&self) -> Option<ChromaConfig> {
+        self.chroma.as_ref().map(|s| chroma_config(s.url()))
+    }
+
+    fn open(&self) -> RagIndex {
+        open_index(self.dir.path(), self.config())
+    }
+
+    /// The vector store alone, without the lexical index.
+    fn backend(&self) -> Box<dyn VectorBackend> {
+        match self.config() {
+            None => Box::new(VectorStore::open(self.dir.path()).unwrap()),
+            Some(c) => Box::new(ChromaStore::open(c, self.dir.path()).unwrap()),
+        }
+    }
+}
+
+fn open_index(dir: &Path, config: Option<ChromaConfig>) -> RagIndex {
+    match config {
+        None => RagIndex::open(dir).unwrap(),
+        Some(c) => RagIndex::open_chroma(c, dir).unwrap(),
+    }
+}
+
+/// Each named test function, once per backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $( #[test] fn $name() { super::$name(super::Kind::Embedded) } )*
+        }
+        mod chroma {
+            $( #[test] fn $name() { super::$name(super::Kind::Chroma) } )*
+        }
+    };
+}
+
+on_both_backends!(
+    an_upsert_replaces_exactly_the_documents_chunks,
+    search_is_exact_and_filters_hold,
+    collections_refuse_another_model_or_dimension,
+    everything_survives_a_reopen_without_rebuilding,
+    a_crash_between_the_store_and_the_lexical_index_is_replayed_at_open,
+    kill_9_mid_ingest_loses_and_duplicates_nothing,
+);
 
 const MODEL: &str = "test/model";
 const DIM: usize = 8;
@@ -67,6 +156,7 @@ fn ids_of(index: &RagIndex, collection: &str, doc: &str) -> Vec<String> {
     index
         .vectors()
         .document_chunks(collection, doc)
+        .unwrap()
         .iter()
         .map(|c| c.chunk_id.clone())
         .collect()
@@ -82,10 +172,9 @@ fn lexical_ids(index: &RagIndex, collection: &str, text: &str) -> HashSet<String
         .collect()
 }
 
-#[test]
-fn an_upsert_replaces_exactly_the_documents_chunks() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = RagIndex::open(dir.path()).unwrap();
+fn an_upsert_replaces_exactly_the_documents_chunks(kind: Kind) {
+    let f = Fixture::new(kind);
+    let index = f.open();
     index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
     index
         .upsert(
@@ -108,7 +197,7 @@ fn an_upsert_replaces_exactly_the_documents_chunks() {
         )
         .unwrap();
     assert_eq!(ids_of(&index, "c", "d1"), ["d1#v2#0"]);
-    assert_eq!(index.vectors().collections()[0].1, 2);
+    assert_eq!(index.vectors().collections().unwrap()[0].1, 2);
     assert!(lexical_ids(&index, "c", "alpha").is_empty());
     assert_eq!(
         lexical_ids(&index, "c", "gamma"),
@@ -129,13 +218,13 @@ fn an_upsert_replaces_exactly_the_documents_chunks() {
             &[with_vectors(doc("d1", "v2", &["gamma one"], &[]), 3)],
         )
         .unwrap();
-    assert_eq!(index.vectors().collections()[0].1, 2);
+    assert_eq!(index.vectors().collections().unwrap()[0].1, 2);
     assert_eq!(index.lexical().len(), 2);
     // Delete: gone everywhere; deleting again or an unknown id is a no-op.
     index.delete("c", &["d1", "nope"]).unwrap();
     index.delete("c", &["d1"]).unwrap();
     assert!(ids_of(&index, "c", "d1").is_empty());
-    assert!(index.vectors().chunk("c", "d1#v2#0").is_none());
+    assert!(index.vectors().chunk("c", "d1#v2#0").unwrap().is_none());
     assert!(lexical_ids(&index, "c", "gamma").is_empty());
     assert_eq!(index.vectors().document_version("c", "d1").unwrap(), None);
     assert_eq!(index.lexical().len(), 1);
@@ -143,14 +232,13 @@ fn an_upsert_replaces_exactly_the_documents_chunks() {
     index
         .upsert("c", &[(doc("d2", "v2", &[], &[]), vec![])])
         .unwrap();
-    assert_eq!(index.vectors().collections()[0].1, 0);
+    assert_eq!(index.vectors().collections().unwrap()[0].1, 0);
     assert_eq!(index.lexical().len(), 0);
 }
 
-#[test]
-fn search_is_exact_and_filters_hold() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = RagIndex::open(dir.path()).unwrap();
+fn search_is_exact_and_filters_hold(kind: Kind) {
+    let f = Fixture::new(kind);
+    let index = f.open();
     index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
     let mut docs = Vec::new();
     for i in 0..300u64 {
@@ -218,10 +306,9 @@ fn search_is_exact_and_filters_hold() {
     assert_eq!(above.len(), 5);
 }
 
-#[test]
-fn collections_refuse_another_model_or_dimension() {
-    let dir = tempfile::tempdir().unwrap();
-    let index = RagIndex::open(dir.path()).unwrap();
+fn collections_refuse_another_model_or_dimension(kind: Kind) {
+    let f = Fixture::new(kind);
+    let index = f.open();
     index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
     let err = index
         .vectors()
@@ -247,7 +334,7 @@ fn collections_refuse_another_model_or_dimension() {
         index.upsert("c", &[short]).unwrap_err(),
         StoreError::VectorCount { .. }
     ));
-    assert_eq!(index.vectors().collections()[0].1, 0);
+    assert_eq!(index.vectors().collections().unwrap()[0].1, 0);
     assert!(matches!(
         index.upsert("missing", &[]).unwrap_err(),
         StoreError::UnknownCollection(_)
@@ -255,7 +342,7 @@ fn collections_refuse_another_model_or_dimension() {
     assert!(index.vectors().ensure_collection("", MODEL, DIM).is_err());
     // The record survives a reopen.
     drop(index);
-    let index = RagIndex::open(dir.path()).unwrap();
+    let index = f.open();
     assert!(
         index
             .vectors()
@@ -264,11 +351,10 @@ fn collections_refuse_another_model_or_dimension() {
     );
 }
 
-#[test]
-fn everything_survives_a_reopen_without_rebuilding() {
-    let dir = tempfile::tempdir().unwrap();
+fn everything_survives_a_reopen_without_rebuilding(kind: Kind) {
+    let f = Fixture::new(kind);
     {
-        let index = RagIndex::open(dir.path()).unwrap();
+        let index = f.open();
         index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
         index
             .upsert(
@@ -289,9 +375,9 @@ fn everything_survives_a_reopen_without_rebuilding() {
             .unwrap();
         index.delete("c", &["b"]).unwrap();
     }
-    let index = RagIndex::open(dir.path()).unwrap();
+    let index = f.open();
     assert_eq!(ids_of(&index, "c", "a"), ["a#1#0", "a#1#1"]);
-    let c = index.vectors().chunk("c", "a#1#0").unwrap();
+    let c = index.vectors().chunk("c", "a#1#0").unwrap().unwrap();
     assert_eq!(c.text, "$IREN hits a new high");
     assert_eq!(c.cashtags, ["$IREN"]);
     assert_eq!(c.url.as_deref(), Some("https://x.com/i/status/a"));
@@ -309,11 +395,10 @@ fn everything_survives_a_reopen_without_rebuilding() {
     assert!((hits[0].score - 1.0).abs() < 1e-5);
 }
 
-#[test]
-fn a_crash_between_the_store_and_the_lexical_index_is_replayed_at_open() {
-    let dir = tempfile::tempdir().unwrap();
+fn a_crash_between_the_store_and_the_lexical_index_is_replayed_at_open(kind: Kind) {
+    let f = Fixture::new(kind);
     {
-        let index = RagIndex::open(dir.path()).unwrap();
+        let index = f.open();
         index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
         index
             .upsert(
@@ -325,7 +410,7 @@ fn a_crash_between_the_store_and_the_lexical_index_is_replayed_at_open() {
     {
         // The vector store alone: its transaction commits (with the to-do entries), and the
         // process "dies" before the lexical index hears of it.
-        let store = VectorStore::open(dir.path()).unwrap();
+        let store = f.backend();
         store
             .upsert(
                 "c",
@@ -334,7 +419,7 @@ fn a_crash_between_the_store_and_the_lexical_index_is_replayed_at_open() {
             .unwrap();
         store.delete("c", &["old"]).unwrap();
     }
-    let index = RagIndex::open(dir.path()).unwrap();
+    let index = f.open();
     assert_eq!(
         lexical_ids(&index, "c", "fresh"),
         HashSet::from(["new#1#0".to_string()])
@@ -351,7 +436,8 @@ fn kill_9_child_writer() {
     let Some(dir) = std::env::var_os("RAG_KILL9_DIR") else {
         return;
     };
-    let index = RagIndex::open(std::path::Path::new(&dir)).unwrap();
+    let chroma = std::env::var("RAG_KILL9_CHROMA").ok().map(chroma_config);
+    let index = open_index(Path::new(&dir), chroma);
     index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
     for round in 0u64.. {
         for batch in 0..20u64 {
@@ -372,21 +458,23 @@ fn kill_9_child_writer() {
     }
 }
 
-#[test]
-fn kill_9_mid_ingest_loses_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+fn kill_9_mid_ingest_loses_and_duplicates_nothing(kind: Kind) {
+    let f = Fixture::new(kind);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
         .args([
             "--exact",
             "kill_9_child_writer",
             "--include-ignored",
             "--nocapture",
         ])
-        .env("RAG_KILL9_DIR", dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = dir.path().join("started");
+        .env("RAG_KILL9_DIR", f.dir.path())
+        .stdout(std::process::Stdio::null());
+    if let Some(server) = &f.chroma {
+        child.env("RAG_KILL9_CHROMA", server.url());
+    }
+    let mut child = child.spawn().unwrap();
+    let started = f.dir.path().join("started");
     let t0 = std::time::Instant::now();
     while !started.exists() {
         assert!(t0.elapsed().as_secs() < 60, "the child never wrote a round");
@@ -397,7 +485,7 @@ fn kill_9_mid_ingest_loses_and_duplicates_nothing() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let index = RagIndex::open(dir.path()).unwrap();
+    let index = f.open();
     let mut total = 0;
     for n in 0..100u64 {
         let id = format!("d{n}");
@@ -412,12 +500,12 @@ fn kill_9_mid_ingest_loses_and_duplicates_nothing() {
             .collect();
         assert_eq!(ids_of(&index, "c", &id), want, "document {id}");
         let text = format!("round{version} doc{n} words");
-        for c in index.vectors().document_chunks("c", &id) {
+        for c in index.vectors().document_chunks("c", &id).unwrap() {
             assert_eq!(c.text, text);
         }
         total += want.len();
     }
-    assert_eq!(index.vectors().collections()[0].1, total);
+    assert_eq!(index.vectors().collections().unwrap()[0].1, total);
     // The lexical index holds exactly the stored chunks.
     assert_eq!(index.lexical().len() as usize, total);
     let lex = lexical_ids(&index, "c", "words");
@@ -430,4 +518,164 @@ fn fastish_jitter() -> u64 {
         .unwrap()
         .subsec_nanos() as u64
         % 200
+}
+
+/// A Chroma server killed (SIGKILL) and started again while an ingest writes new
+/// documents and replaces old ones: the writer's requests are retried until the server is
+/// back, every upsert returns Ok, and the collection then holds exactly the chunks of each
+/// document's last version (counted on the server: nothing lost, nothing twice, nothing
+/// stale), in both indexes.
+#[test]
+fn chroma_restarted_mid_ingest_retries_and_loses_nothing() {
+    let mut server = ChromaServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = chroma_config(server.url());
+    config.timeout = Duration::from_secs(5);
+    let index = Arc::new(RagIndex::open_chroma(config, dir.path()).unwrap());
+    index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
+    const DOCS: u64 = 200;
+    const PER_BATCH: u64 = 5;
+    let batches_done = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let index = index.clone();
+        let done = batches_done.clone();
+        // The longest upsert: the one that waited for the server to come back.
+        std::thread::spawn(move || -> Result<Duration, StoreError> {
+            let mut longest = Duration::ZERO;
+            // Round 1 writes every document, round 2 replaces each with another version
+            // of a different number of chunks.
+            for round in 1..=2u64 {
+                for batch in 0..DOCS / PER_BATCH {
+                    let docs: Vec<_> = (0..PER_BATCH)
+                        .map(|j| {
+                            let n = batch * PER_BATCH + j;
+                            let text = format!("round{round} doc{n} words");
+                            let chunks = ((n + round) % 3 + 1) as usize;
+                            let texts: Vec<&str> =
+                                std::iter::repeat_n(text.as_str(), chunks).collect();
+                            with_vectors(
+                                doc(&format!("d{n}"), &round.to_string(), &texts, &[]),
+                                n * 10 + round,
+                            )
+                        })
+                        .collect();
+                    let t = std::time::Instant::now();
+                    index.upsert("c", &docs)?;
+                    longest = longest.max(t.elapsed());
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Ok(longest)
+        })
+    };
+    let total_batches = (2 * DOCS / PER_BATCH) as usize;
+    // Mid round 1, then mid round 2.
+    for at in [total_batches / 4, total_batches * 3 / 4] {
+        let t0 = std::time::Instant::now();
+        while batches_done.load(Ordering::SeqCst) < at {
+            assert!(t0.elapsed().as_secs() < 120, "the writer stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server.kill();
+        // Killed mid-ingest, not after it.
+        assert!(batches_done.load(Ordering::SeqCst) < total_batches);
+        std::thread::sleep(Duration::from_millis(500));
+        server.restart();
+    }
+    let longest = writer
+        .join()
+        .unwrap()
+        .expect("every upsert succeeds through the restarts");
+    // An upsert waited out the outage (retried), rather than the kill missing the writer.
+    assert!(longest >= Duration::from_millis(400), "{longest:?}");
+
+    let mut total = 0;
+    for n in 0..DOCS {
+        let id = format!("d{n}");
+        assert_eq!(
+            index.document_version("c", &id).unwrap().as_deref(),
+            Some("2")
+        );
+        let want: Vec<String> = (0..((n + 2) % 3 + 1) as u32)
+            .map(|i| chunk_id(&id, "2", i))
+            .collect();
+        assert_eq!(ids_of(&index, "c", &id), want, "document {id}");
+        total += want.len();
+    }
+    // Counted by the server: no record of round 1 left, none twice.
+    assert_eq!(index.collections().unwrap()[0].1, total);
+    assert_eq!(index.lexical().len() as usize, total);
+    assert!(lexical_ids(&index, "c", "round1").is_empty());
+    // A reopen finds nothing pending.
+    drop(index);
+    let index = RagIndex::open_chroma(chroma_config(server.url()), dir.path()).unwrap();
+    assert_eq!(index.collections().unwrap()[0].1, total);
+}
+
+/// A replacement the retries give up on (the server is down longer than `retry_for`): the
+/// error names the server and the operation and not the token, the document keeps its
+/// committed version, and the next open settles the half-done replacement (the partial new
+/// version is not complete on the server, so it is removed and the old one kept). The
+/// ingest's next pass then replaces it.
+#[test]
+fn chroma_a_replacement_that_gave_up_is_settled_at_open() {
+    let mut server = ChromaServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let config = || {
+        let mut c = chroma_config(url.clone());
+        c.token = Some("secret-token-xyz".into());
+        c.retry_for = Duration::from_millis(600);
+        c
+    };
+    let index = RagIndex::open_chroma(config(), dir.path()).unwrap();
+    index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
+    index
+        .upsert(
+            "c",
+            &[with_vectors(doc("d", "v1", &["one", "two"], &[]), 1)],
+        )
+        .unwrap();
+    server.kill();
+    let err = index
+        .upsert(
+            "c",
+            &[with_vectors(
+                doc("d", "v2", &["three", "four", "five"], &[]),
+                2,
+            )],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!("chroma server {url}: upsert 3 chunks")),
+        "{err}"
+    );
+    assert!(err.contains("gave up after"), "{err}");
+    assert!(!err.contains("secret-token-xyz"), "{err}");
+    assert_eq!(
+        index.document_version("c", "d").unwrap().as_deref(),
+        Some("v1")
+    );
+    drop(index);
+    server.restart();
+    let index = RagIndex::open_chroma(config(), dir.path()).unwrap();
+    assert_eq!(ids_of(&index, "c", "d"), ["d#v1#0", "d#v1#1"]);
+    assert_eq!(index.collections().unwrap()[0].1, 2);
+    assert_eq!(
+        lexical_ids(&index, "c", "two"),
+        HashSet::from(["d#v1#1".to_string()])
+    );
+    index
+        .upsert(
+            "c",
+            &[with_vectors(
+                doc("d", "v2", &["three", "four", "five"], &[]),
+                2,
+            )],
+        )
+        .unwrap();
+    assert_eq!(ids_of(&index, "c", "d"), ["d#v2#0", "d#v2#1", "d#v2#2"]);
+    assert_eq!(index.collections().unwrap()[0].1, 3);
+    assert!(lexical_ids(&index, "c", "two").is_empty());
 }

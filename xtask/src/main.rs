@@ -181,7 +181,8 @@ fn ensure_test_servers() -> Result<(), String> {
     install(false).or_else(|_| install(true))
 }
 
-/// The Python servers the tests start (SecantusDB for MongoDB's protocol, aiosmtpd) and
+/// The Python servers the tests start (SecantusDB for MongoDB's protocol, aiosmtpd, ChromaDB
+/// for the rag crate's Chroma backend) and
 /// componentize-py (which builds the Python plugins the tests load), in a virtualenv under
 /// ~/.cache/impressox/venv, rebuilt when the pinned requirements change.
 fn ensure_python_venv() -> Result<PathBuf, String> {
@@ -192,6 +193,7 @@ fn ensure_python_venv() -> Result<PathBuf, String> {
     let venv = cache_home().join("venv");
     let stamp = venv.join(".requirements-stamp");
     if venv.join("bin/secantusd-py").is_file()
+        && venv.join("bin/chroma").is_file()
         && std::fs::read_to_string(&stamp).is_ok_and(|s| s == stamp_value)
     {
         return Ok(venv);
@@ -213,7 +215,7 @@ fn ensure_python_venv() -> Result<PathBuf, String> {
         .arg(&requirements);
     run(
         pip,
-        "installing the Python test servers (SecantusDB, aiosmtpd) and componentize-py",
+        "installing the Python test servers (SecantusDB, aiosmtpd, ChromaDB) and componentize-py",
     )?;
     std::fs::write(&stamp, stamp_value).map_err(|e| e.to_string())?;
     Ok(venv)

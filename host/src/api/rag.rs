@@ -69,6 +69,7 @@ fn query_error(e: QueryError) -> ApiError {
             "model_mismatch",
             format!("collection: {e}; run `impressox rag reindex` to re-embed it"),
         ),
+        // A Chroma server down, a disk error: the caller retries; the log has the cause.
         QueryError::Store(e) => ApiError::store(anyhow::anyhow!(e)),
         QueryError::Embed(e) => {
             tracing::warn!(error = %e, "embedding a query failed");
@@ -87,11 +88,13 @@ pub async fn query(State(state): State<ApiState>, body: Bytes) -> Result<Json<Va
 /// `GET /api/v1/rag/collections`
 pub async fn collections(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let rag = handle(&state)?;
-    let collections: Vec<Value> = rag
-        .service
-        .index()
-        .vectors()
-        .collections()
+    let service = rag.service.clone();
+    // A Chroma store answers over the network with a blocking client: off the async threads.
+    let listed = tokio::task::spawn_blocking(move || service.index().collections())
+        .await
+        .map_err(|_| ApiError::unavailable("the listing task failed"))?
+        .map_err(|e| query_error(e.into()))?;
+    let collections: Vec<Value> = listed
         .into_iter()
         .map(|(info, chunks)| {
             json!({

@@ -176,13 +176,22 @@ fn clear_progress() {
     }
 }
 
+/// The collections with their chunk counts (a Chroma store answers over the network with
+/// a blocking client: off the async threads).
+async fn collections(
+    service: &Arc<RagService>,
+) -> Result<Vec<(impressox_rag::CollectionInfo, usize)>> {
+    let s = service.clone();
+    Ok(tokio::task::spawn_blocking(move || s.index().collections()).await??)
+}
+
 /// The collection a query without one means: the only one, else the first source's.
-fn default_collection(config: &Config, service: Option<&RagService>) -> Option<String> {
-    if let Some(s) = service {
-        let all = s.index().vectors().collections();
-        if all.len() == 1 {
-            return Some(all[0].0.name.clone());
-        }
+async fn default_collection(config: &Config, service: Option<&Arc<RagService>>) -> Option<String> {
+    if let Some(s) = service
+        && let Ok(all) = collections(s).await
+        && all.len() == 1
+    {
+        return Some(all[0].0.name.clone());
     }
     config.rag.sources.first().map(|s| s.collection.clone())
 }
@@ -191,7 +200,7 @@ async fn query(config: &Config, mut body: Value, as_json: bool) -> Result<ExitCo
     let answer = match open(config).await {
         Ok(service) => {
             if body["collection"].is_null() {
-                body["collection"] = json!(default_collection(config, Some(&service)));
+                body["collection"] = json!(default_collection(config, Some(&service)).await);
             }
             let q = request::parse_query(&body, None).map_err(|e| anyhow!("{e}"))?;
             let started = std::time::Instant::now();
@@ -208,7 +217,7 @@ async fn query(config: &Config, mut body: Value, as_json: bool) -> Result<ExitCo
         }
         Err(e) if locked(&e) => {
             if body["collection"].is_null() {
-                body["collection"] = json!(default_collection(config, None));
+                body["collection"] = json!(default_collection(config, None).await);
             }
             api_call(config, reqwest::Method::POST, "rag/query", Some(body)).await?
         }
@@ -253,15 +262,20 @@ async fn query(config: &Config, mut body: Value, as_json: bool) -> Result<ExitCo
 async fn stats(config: &Config) -> Result<ExitCode> {
     let answer = match open(config).await {
         Ok(service) => {
-            let mut collections = Vec::new();
-            for (info, chunks) in service.index().vectors().collections() {
-                let documents = service.index().document_ids(&info.name, "")?;
-                collections.push(json!({
-                    "name": info.name, "model": info.model_id, "dimension": info.dimension,
-                    "chunks": chunks, "documents": documents.len(),
-                }));
-            }
-            json!({"model": service.embedder().model_id(), "collections": collections})
+            let s = service.clone();
+            let listed = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                for (info, chunks) in s.index().collections()? {
+                    let documents = s.index().document_ids(&info.name, "")?;
+                    out.push(json!({
+                        "name": info.name, "model": info.model_id, "dimension": info.dimension,
+                        "chunks": chunks, "documents": documents.len(),
+                    }));
+                }
+                anyhow::Ok(out)
+            })
+            .await??;
+            json!({"model": service.embedder().model_id(), "collections": listed})
         }
         Err(e) if locked(&e) => {
             api_call(config, reqwest::Method::GET, "rag/collections", None).await?
@@ -297,10 +311,8 @@ async fn reindex(config: &Config, only: Option<String>) -> Result<ExitCode> {
             e
         }
     })?;
-    let names: Vec<String> = service
-        .index()
-        .vectors()
-        .collections()
+    let names: Vec<String> = collections(&service)
+        .await?
         .into_iter()
         .map(|(info, _)| info.name)
         .filter(|n| only.as_ref().is_none_or(|o| o == n))

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use impressox_rag::{ChunkText, DocumentChunks, Embedder, Hit, Query, QueryError, RagIndex};
 use sha2::{Digest, Sha256};
 
@@ -123,21 +123,37 @@ impl RagService {
         let dir = data_dir.join("rag");
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
+        let in_use = |e: &impressox_rag::StoreError| {
+            let text = e.to_string();
+            if text.contains("already open") || text.contains("lock") {
+                " (another impressox process has it open: query it through its API, or stop it)"
+            } else {
+                ""
+            }
+        };
         let index = match config.store.kind {
             StoreKind::Embedded => RagIndex::open(&dir).map_err(|e| {
                 anyhow::anyhow!(
                     "[rag.store] embedded store in {}: {e}{}",
                     dir.display(),
-                    if e.to_string().contains("already open") || e.to_string().contains("lock") {
-                        " (another impressox process has it open: query it through its API, \
-                         or stop it)"
-                    } else {
-                        ""
-                    }
+                    in_use(&e)
                 )
             })?,
             StoreKind::Chroma => {
-                bail!("[rag.store] kind = \"chroma\" is not part of this build yet")
+                let s = &config.store;
+                let mut c = impressox_rag::ChromaConfig::new(s.url.clone().unwrap_or_default());
+                c.tenant = s.tenant.clone();
+                c.database = s.database.clone();
+                if let Some(var) = &s.token_env {
+                    // The token itself is never a config value nor logged.
+                    c.token = Some(std::env::var(var).map_err(|_| {
+                        anyhow::anyhow!(
+                            "[rag.store] token_env: the environment variable {var} is not set"
+                        )
+                    })?);
+                }
+                RagIndex::open_chroma(c, &dir)
+                    .map_err(|e| anyhow::anyhow!("[rag.store] chroma: {e}{}", in_use(&e)))?
             }
         };
         Ok(RagService {
@@ -266,30 +282,39 @@ impl RagService {
         Ok(())
     }
 
+    /// The source's own ids of the documents it has stored (none before its collection
+    /// exists).
+    pub fn stored_ids(&self, source: &SourceConfig) -> Result<Vec<String>, QueryError> {
+        let prefix = Self::document_id(&source.name, "");
+        if self
+            .index
+            .vectors()
+            .collection(&source.collection)?
+            .is_none()
+        {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .index
+            .document_ids(&source.collection, &prefix)?
+            .into_iter()
+            .map(|(id, _)| id[prefix.len()..].to_string())
+            .collect())
+    }
+
     /// Removes the documents of `source` that are not in `present` (the source's own ids).
     pub fn remove_missing(
         &self,
         source: &SourceConfig,
         present: &HashSet<String>,
     ) -> Result<IngestCounts, QueryError> {
-        let prefix = Self::document_id(&source.name, "");
-        if self
-            .index
-            .vectors()
-            .collection(&source.collection)
-            .is_none()
-        {
-            return Ok(IngestCounts::default());
-        }
         let gone: Vec<String> = self
-            .index
-            .document_ids(&source.collection, &prefix)?
+            .stored_ids(source)?
             .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| !present.contains(&id[prefix.len()..]))
+            .filter(|id| !present.contains(id))
+            .map(|id| Self::document_id(&source.name, &id))
             .collect();
-        let counts = self.remove(source, &gone)?;
-        Ok(counts)
+        self.remove(source, &gone)
     }
 
     /// Removes documents of `source` by their stored ids.
@@ -376,9 +401,10 @@ fn open_embedder(config: &RagConfig, base_dir: &Path) -> Result<Arc<dyn Embedder
                 })?;
                 c.api_key = Some(key);
             }
-            Arc::new(impressox_rag::OpenAiEmbedder::new(c).map_err(|err| {
-                anyhow::anyhow!("[rag.embedder] openai: {err}")
-            })?)
+            Arc::new(
+                impressox_rag::OpenAiEmbedder::new(c)
+                    .map_err(|err| anyhow::anyhow!("[rag.embedder] openai: {err}"))?,
+            )
         }
     })
 }

@@ -213,23 +213,12 @@ impl SourceRunner {
         &self,
         follower: &DocumentsFollower<'_>,
     ) -> Result<IngestCounts> {
-        let prefix = RagService::document_id(&self.config.name, "");
-        if self
-            .service
-            .index()
-            .vectors()
-            .collection(&self.config.collection)
-            .is_none()
-        {
-            return Ok(IngestCounts::default());
-        }
-        let stored: Vec<String> = self
-            .service
-            .index()
-            .document_ids(&self.config.collection, &prefix)?
-            .into_iter()
-            .map(|(id, _)| id[prefix.len()..].to_string())
-            .collect();
+        let service = self.service.clone();
+        let source = self.config.clone();
+        let stored = tokio::task::spawn_blocking(move || service.stored_ids(&source))
+            .await
+            .context("the listing task panicked")?
+            .map_err(|e| anyhow!("source `{}`: {e}", self.config.name))?;
         let gone = follower.missing(&stored).await?;
         let ids: Vec<String> = gone
             .iter()

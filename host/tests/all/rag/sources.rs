@@ -27,6 +27,7 @@ fn texts(service: &impressox_host::rag::RagService, collection: &str) -> Vec<Str
         .index()
         .vectors()
         .all_chunks(collection)
+        .unwrap()
         .iter()
         .map(|c| c.text.clone())
         .collect()
@@ -63,7 +64,7 @@ async fn files_are_ingested_once_replaced_exactly_and_removed_when_deleted() {
         "{first:?}"
     );
     assert!(first.embedded >= 3);
-    let stored = service.index().vectors().collections()[0].1;
+    let stored = service.index().collections().unwrap()[0].1;
     assert_eq!(stored as u64, first.embedded);
 
     // Nothing changed: nothing read again, nothing embedded.
@@ -336,7 +337,14 @@ async fn urls_are_fetched_conditionally_and_guarded() {
     let mut r = runner(&h, &service, guarded.clone(), None);
     let err = r.pass().await.unwrap_err().to_string();
     assert!(err.contains("1 of 1 pages failed"), "{err}");
-    assert!(service.index().vectors().collection("web").is_none());
+    assert!(
+        service
+            .index()
+            .vectors()
+            .collection("web")
+            .unwrap()
+            .is_none()
+    );
 
     let mut open = guarded;
     open.allow_private_addresses = true;
@@ -355,6 +363,6 @@ async fn urls_are_fetched_conditionally_and_guarded() {
     let all = texts(&service, "web");
     assert_eq!(all.len(), 1, "{all:?}");
     assert!(all[0].contains("Difficulty"));
-    let chunk = &service.index().vectors().all_chunks("web")[0];
+    let chunk = &service.index().vectors().all_chunks("web").unwrap()[0];
     assert_eq!(chunk.url.as_deref(), Some(url.as_str()));
 }
