@@ -129,15 +129,17 @@ impl Drop for Agent {
     }
 }
 
-/// A host with the market monitor and the notify worker, its store `storage`. Its feed
+/// A host with the market monitor and the notify worker (and `extra` config), its store
+/// `storage`. Its feed
 /// replays a 100 → 136 → 104 sawtooth of BTCUSDT, one row a second, ten times faster and
 /// looped: it crosses 121 upwards every two seconds for as long as the host runs.
-fn market_host(storage: &str) -> HostDir {
+fn market_host(storage: &str, workers: &str, extra: &str) -> HostDir {
     let host = HostDir::new(
         &[
             (test_artifacts::THRESHOLD, "threshold"),
             (test_artifacts::REPLAY_ROWS, "replay-rows"),
             (test_artifacts::PLAIN_FORMATTER, "plain-formatter"),
+            (test_artifacts::MARKDOWN_CHUNKER, "markdown-chunker"),
         ],
         "",
     );
@@ -149,11 +151,11 @@ fn market_host(storage: &str) -> HostDir {
     std::fs::write(&path, csv).unwrap();
     host.write_config(&format!(
         "{storage}\n[documents]\nbackend = \"embedded\"\n\
-         [workers]\nenabled = [\"market-monitor\", \"notify\"]\n\
+         [workers]\nenabled = [\"market-monitor\", \"notify\"{workers}]\n\
          [market]\nrule_symbols = \"any\"\nconsole_alerts = false\ncommit_interval_ms = 50\n\
          [[market.sources]]\nname = \"file\"\nkind = \"replay\"\nparser = \"replay-rows\"\n\
          path = \"{}\"\nspeed = 10\nloop = true\n\
-         [notify]\nrate_limits = false\npoll_interval_ms = 20\n",
+         [notify]\nrate_limits = false\npoll_interval_ms = 20\n{extra}",
         path.display()
     ));
     host
@@ -172,15 +174,25 @@ fn initialize_body() -> Value {
         "clientInfo": {"name": "curl", "version": "1"}}})
 }
 
-const TOOLS: [&str; 4] = ["delete_rule", "list_rules", "recent_alerts", "watch_market"];
+const TOOLS: [&str; 5] = [
+    "delete_rule",
+    "list_rules",
+    "recent_alerts",
+    "search_context",
+    "watch_market",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mcp_agent_watches_the_market_lists_and_deletes_rules_and_reads_alerts() {
     let redis = RedisServer::start();
-    let host = market_host(&format!(
-        "[storage]\nbackend = \"redis\"\nredis_url = \"{}\"\n",
-        redis.url()
-    ));
+    let host = market_host(
+        &format!(
+            "[storage]\nbackend = \"redis\"\nredis_url = \"{}\"\n",
+            redis.url()
+        ),
+        "",
+        "",
+    );
     let mut child = host.spawn(&[("IMPRESSOX_API_TOKEN", TOKEN)]);
     let http = reqwest::Client::new();
     host.wait_ready(&http).await;
@@ -366,9 +378,36 @@ async fn an_mcp_agent_watches_the_market_lists_and_deletes_rules_and_reads_alert
     drop(redis);
 }
 
+/// The rag worker's settings: the local model of the test cache, one folder of Markdown.
+fn rag_section() -> String {
+    let home = std::env::var("HOME").unwrap_or_default();
+    format!(
+        "[rag.embedder]\nkind = \"local\"\n\
+         model_dir = \"{home}/.cache/impressox/models/all-MiniLM-L6-v2\"\n\
+         [[rag.sources]]\nname = \"pages\"\nkind = \"files\"\npath = \"pages\"\ncollection = \"pages\"\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_token_mcp_serves_loopback_on_the_embedded_store() {
-    let host = market_host("[storage]\nbackend = \"embedded\"\n");
+async fn without_a_token_mcp_serves_loopback_on_the_embedded_store_and_searches_context() {
+    let host = market_host(
+        "[storage]\nbackend = \"embedded\"\n",
+        ", \"rag\"",
+        &rag_section(),
+    );
+    let pages = host.dir.path().join("pages");
+    std::fs::create_dir_all(&pages).unwrap();
+    std::fs::write(
+        pages.join("miners.md"),
+        "# Bitcoin miners\n\nIREN ($IREN) reported its hashrate guidance for the quarter: \
+         50 EH/s of installed capacity, with new sites in Texas coming online.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pages.join("weather.md"),
+        "# Weather\n\nRain is expected over the coast this weekend, with strong winds.\n",
+    )
+    .unwrap();
     let _child = host.spawn(&[]);
     let http = reqwest::Client::new();
     host.wait_ready(&http).await;
@@ -385,5 +424,38 @@ async fn without_a_token_mcp_serves_loopback_on_the_embedded_store() {
     let page = agent.ok("list_rules", json!({"user_id": "agent-2"}));
     assert_eq!(page["rules"][0]["id"], id.as_str());
     agent.ok("delete_rule", json!({"id": id}));
+
+    // A context comes back once the rag worker has ingested the folder.
+    let start = Instant::now();
+    let found = loop {
+        let r = agent.call(
+            "search_context",
+            json!({"collection": "pages", "query": "IREN hashrate guidance", "k": 3}),
+        );
+        if r["is_error"] == false && !r["structured"]["results"].as_array().unwrap().is_empty() {
+            break r["structured"].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no context after a minute: {r}; host log:\n{}",
+            host.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let top = &found["results"][0];
+    assert!(
+        top["text"].as_str().unwrap().contains("hashrate"),
+        "{found}"
+    );
+    assert!(
+        top["document_id"].is_string() && top["score"].is_number(),
+        "{top}"
+    );
+    let msg = agent.refused(
+        "search_context",
+        json!({"collection": "pages", "query": "x", "k": 0}),
+        "invalid_field",
+    );
+    assert!(msg.contains('k'), "{msg}");
     agent.quit();
 }
