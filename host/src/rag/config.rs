@@ -235,9 +235,6 @@ pub struct SourceConfig {
     /// `markdown-chunker`).
     #[serde(default)]
     pub chunker: Option<String>,
-    /// `urls`: render pages in the scraper's headless Chromium (for pages built by script).
-    #[serde(default)]
-    pub browser: bool,
     /// `urls`: fetch private and loopback addresses too (tests, intranets); off, the SSRF
     /// guard refuses them as for webhooks.
     #[serde(default)]

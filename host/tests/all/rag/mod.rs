@@ -40,7 +40,6 @@ pub fn source(name: &str, kind: SourceKind, collection: &str) -> SourceConfig {
         cursor_field: None,
         interval: None,
         chunker: None,
-        browser: false,
         allow_private_addresses: false,
     }
 }
