@@ -262,3 +262,29 @@ pub(crate) fn check_upsert(
     }
     Ok(())
 }
+
+/// The documents of `collection` whose ids start with `prefix`, with their versions, in id
+/// order, from a `(collection, document id) → DocRecord` table: the embedded store and the
+/// Chroma backend's local state keep the same table, so both list through this.
+pub(crate) fn prefixed_versions(
+    db: &redb::Database,
+    table: redb::TableDefinition<(&str, &str), &[u8]>,
+    collection: &str,
+    prefix: &str,
+    io: impl Fn(&dyn std::fmt::Display) -> StoreError,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rx = db.begin_read().map_err(|e| io(&e))?;
+    let t = rx.open_table(table).map_err(|e| io(&e))?;
+    let mut out = Vec::new();
+    for entry in t.range((collection, prefix)..).map_err(|e| io(&e))? {
+        let (k, v) = entry.map_err(|e| io(&e))?;
+        let (c, id) = k.value();
+        if c != collection || !id.starts_with(prefix) {
+            break;
+        }
+        let record: DocRecord =
+            serde_json::from_slice(v.value()).map_err(|e| io(&format!("document {id:?}: {e}")))?;
+        out.push((id.to_string(), record.version));
+    }
+    Ok(out)
+}

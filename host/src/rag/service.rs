@@ -97,7 +97,9 @@ pub struct RagService {
     embedder: Arc<dyn Embedder>,
     runtime: Runtime,
     options: ChunkOptions,
-    /// Chunks embedded per embedding call (documents are grouped up to it).
+    /// Chunks gathered before one embed-and-store call: eight of the embedder's batches
+    /// (`[rag] embed_batch`), so a store transaction carries many documents while a crash
+    /// loses at most that much work in progress.
     embed_batch: usize,
     pub counters: RagCounters,
 }

@@ -78,29 +78,16 @@ impl State {
         }
     }
 
-    /// Committed records of `ids` (in order).
     /// The documents of `collection` whose ids start with `prefix`, with their versions.
     pub(crate) fn document_ids(
         &self,
         collection: &str,
         prefix: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let rx = self.db.begin_read().map_err(|e| self.io(&e))?;
-        let t = rx.open_table(DOCS).map_err(|e| self.io(&e))?;
-        let mut out = Vec::new();
-        for entry in t.range((collection, prefix)..).map_err(|e| self.io(&e))? {
-            let (k, v) = entry.map_err(|e| self.io(&e))?;
-            let (c, id) = k.value();
-            if c != collection || !id.starts_with(prefix) {
-                break;
-            }
-            let record: DocRecord = serde_json::from_slice(v.value())
-                .map_err(|e| self.io(&format!("document {id:?}: {e}")))?;
-            out.push((id.to_string(), record.version));
-        }
-        Ok(out)
+        crate::backend::prefixed_versions(&self.db, DOCS, collection, prefix, |e| self.io(e))
     }
 
+    /// Committed records of `ids` (in order).
     pub(crate) fn records(
         &self,
         collection: &str,
