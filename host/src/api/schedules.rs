@@ -51,10 +51,12 @@ fn view(d: &Definition, st: Option<&ScheduleState>) -> Value {
     let spec = &d.schedule.spec;
     let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
     let running = st.is_some_and(ScheduleState::running);
-    let state = if running {
-        "running"
-    } else if !spec.enabled {
+    // Paused wins over running: a run that started before the pause still finishes (it shows
+    // under `in_flight`), but the schedule itself is paused the moment the call returns.
+    let state = if !spec.enabled {
         "paused"
+    } else if running {
+        "running"
     } else {
         "active"
     };
