@@ -128,7 +128,7 @@ async fn ingest(config: &Config, only: Option<&str>) -> Result<ExitCode> {
             Ok(c) => {
                 clear_progress();
                 println!(
-                    "{name}: {} changed, {} unchanged, {} removed, {} refused by the chunker, {} chunks embedded",
+                    "{name}: {} changed, {} unchanged, {} removed, {} failed in the chunker, {} chunks embedded",
                     c.changed, c.unchanged, c.removed, c.failed, c.embedded
                 );
             }

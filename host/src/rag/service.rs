@@ -185,9 +185,12 @@ impl RagService {
     }
 
     /// Chunks, versions and (when changed) embeds and stores `docs` of `source`.
-    /// A chunker error for one document is logged and counted; a chunker that cannot be
-    /// called at all stops the batch with [`IngestError::Chunker`] (what was written
-    /// before stays written; a retry skips it as unchanged).
+    /// A chunker that fails on one document (an `Err`, a trap, its deadline, its memory or
+    /// output cap) fails that document only: it is logged and counted, and the rest of the
+    /// batch goes on, so one poison document never stalls its source. A chunker that
+    /// cannot be called at all (not loaded, quarantined, the wrong kind, not instantiable)
+    /// stops the batch with [`IngestError::Chunker`] (what was written before stays
+    /// written; a retry skips it as unchanged).
     pub fn ingest(
         &self,
         source: &SourceConfig,
@@ -208,7 +211,13 @@ impl RagService {
                 media_type: doc.media_type,
                 metadata,
             };
-            let chunked = match chunker.chunk(&input, self.options)? {
+            let refused = match chunker.chunk(&input, self.options) {
+                Ok(Ok(c)) => Ok(c),
+                Ok(Err(why)) => Err(why),
+                Err(e) if fails_this_document_only(&e) => Err(e.to_string()),
+                Err(e) => return Err(e.into()),
+            };
+            let chunked = match refused {
                 Ok(c) => c,
                 Err(why) => {
                     tracing::warn!(
@@ -216,7 +225,7 @@ impl RagService {
                         document = %document_id,
                         chunker = %chunker_name,
                         error = %why,
-                        "the chunker refused a document; it is skipped until it changes"
+                        "the chunker failed on a document; it is skipped until it changes"
                     );
                     counts.failed += 1;
                     continue;
@@ -376,10 +385,7 @@ fn open_embedder(config: &RagConfig, base_dir: &Path) -> Result<Arc<dyn Embedder
             })?)
         }
         EmbedderKind::Static => {
-            let dir = match &e.model_dir {
-                Some(_) => e.model_dir(base_dir),
-                None => impressox_rag::embed::static_model::default_static_model_dir(),
-            };
+            let dir = e.embedder_dir(base_dir);
             Arc::new(impressox_rag::StaticEmbedder::open(&dir).map_err(|err| {
                 anyhow::anyhow!(
                     "[rag.embedder] static model: {err} (run `cargo xtask models` once for the \
@@ -409,6 +415,20 @@ fn open_embedder(config: &RagConfig, base_dir: &Path) -> Result<Arc<dyn Embedder
             )
         }
     })
+}
+
+/// Whether a failed chunker call is that document's failure (the plugin ran on it and
+/// trapped, spun past its deadline or went over a cap) rather than the chunker's: the
+/// runtime's quarantine still counts these, so a chunker failing on every document is
+/// stopped after `quarantine_after` of them in a row.
+fn fails_this_document_only(e: &CallError) -> bool {
+    matches!(
+        e,
+        CallError::Trap { .. }
+            | CallError::Timeout { .. }
+            | CallError::MemoryLimit { .. }
+            | CallError::OutputTooLarge { .. }
+    )
 }
 
 /// A document's version: a hash of the chunker and every chunk's text, offsets and

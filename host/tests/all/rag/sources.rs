@@ -122,6 +122,94 @@ async fn files_are_ingested_once_replaced_exactly_and_removed_when_deleted() {
     );
 }
 
+/// A chunker that traps, spins past its deadline, runs out of memory or answers too much on
+/// one document fails that document only: the others of the pass are stored, the source
+/// does not stall, and the document is read again once it changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_document_fails_alone_and_its_source_goes_on() {
+    let h = crate::harness::host();
+    // The probe chunker answers like a chunker until a text names a poison.
+    h.load(test_artifacts::GUEST_CHUNKER_V2, "markdown-chunker.wasm");
+    let service = Arc::new(
+        impressox_host::rag::RagService::open(
+            &impressox_host::rag::config::RagConfig::default(),
+            h.dir.path(),
+            &h.config.data_dir(),
+            h.runtime.clone(),
+        )
+        .unwrap(),
+    );
+    let folder = h.dir.path().join("pages");
+    std::fs::create_dir_all(&folder).unwrap();
+    // Poisons between good files: the harness quarantines after 3 failures in a row,
+    // which is what stops a chunker that fails on everything (not this case).
+    let files = [
+        ("a.md", "Alpha: the market monitor."),
+        ("b.md", "POISON:trap"),
+        ("c.md", "Gamma: the notify worker."),
+        ("d.md", "POISON:spin"),
+        ("e.md", "Epsilon: the scheduler."),
+        ("f.md", "POISON:alloc"),
+        ("g.md", "Eta: the event listeners."),
+        ("h.md", "POISON:output"),
+        ("i.md", "Iota: the scraper."),
+    ];
+    for (name, text) in files {
+        std::fs::write(folder.join(name), text).unwrap();
+    }
+    let mut cfg = source("pages", SourceKind::Files, "docs");
+    cfg.path = Some("pages".into());
+    let mut r = runner(&h, &service, cfg, None);
+
+    let first = r
+        .pass()
+        .await
+        .expect("a poison document must not fail the pass");
+    assert_eq!((first.changed, first.failed), (5, 4), "{first:?}");
+    let ids: Vec<String> = service
+        .index()
+        .document_ids("docs", "")
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "pages/a.md",
+            "pages/c.md",
+            "pages/e.md",
+            "pages/g.md",
+            "pages/i.md"
+        ]
+    );
+    let status = h
+        .runtime
+        .statuses()
+        .into_iter()
+        .find(|s| s.name == "markdown-chunker")
+        .unwrap();
+    assert_eq!(
+        status.state,
+        impressox_host::runtime::State::Active,
+        "{status:?}"
+    );
+    assert_eq!(status.errors, 4, "each poison counts as one plugin failure");
+
+    // Not read again while unchanged (no deadline spent on it every pass) ...
+    let second = r.pass().await.unwrap();
+    assert_eq!((second.changed, second.failed), (0, 0), "{second:?}");
+    // ... and ingested once it is mended.
+    std::fs::write(folder.join("d.md"), "Delta: the rag worker.").unwrap();
+    let mended = r.pass().await.unwrap();
+    assert_eq!((mended.changed, mended.failed), (1, 0), "{mended:?}");
+    assert!(
+        texts(&service, "docs")
+            .iter()
+            .any(|t| t.contains("rag worker"))
+    );
+}
+
 fn tweet(id: u64, text: &str, seen: i64) -> Doc {
     let v = json!({
         "_id": id.to_string(), "id_num": id, "raw_content": text,
