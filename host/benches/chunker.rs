@@ -123,7 +123,7 @@ fn main() {
     )
     .unwrap();
     let config = Config::load_with_env(Some(&cfg), &[]).unwrap();
-    let model_dir = config.model_dir();
+    let model_dir = config.tokenizer_dir();
     let timed = Arc::new(Timed {
         inner: WordPieceCounter::open(&model_dir).unwrap_or_else(|e| panic!("{e}")),
         nanos: Default::default(),

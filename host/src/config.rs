@@ -407,9 +407,10 @@ impl Config {
         }
     }
 
-    /// `[rag.embedder] model_dir`, resolved (the default model's cache folder when unset).
-    pub fn model_dir(&self) -> PathBuf {
-        self.rag.embedder.model_dir(&self.base_dir)
+    /// The folder whose `tokenizer.json` counts doc-chunkers' tokens: the embedder's own
+    /// (`[rag.embedder] tokenizer_dir`, else its model folder), resolved.
+    pub fn tokenizer_dir(&self) -> PathBuf {
+        self.rag.embedder.tokenizer_dir(&self.base_dir)
     }
 
     /// The data directory, resolved.

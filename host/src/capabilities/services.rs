@@ -39,7 +39,7 @@ impl Services {
         Services {
             budget: config.capabilities.budget(),
             http: Arc::new(http::Http::new(&config.plugins.http)),
-            tokens: Arc::new(crate::rag::Tokens::from_model_dir(config.model_dir())),
+            tokens: Arc::new(crate::rag::Tokens::from_model_dir(config.tokenizer_dir())),
             ..Default::default()
         }
     }
@@ -54,7 +54,7 @@ impl Services {
             docs: Some(docs::Service::new(caps.docs, documents.clone())),
             notify: Some(notify::Service::new(store.clone(), documents)),
             prices: Some(prices::Service::new(caps.prices, &config.market, store)),
-            tokens: Arc::new(crate::rag::Tokens::from_model_dir(config.model_dir())),
+            tokens: Arc::new(crate::rag::Tokens::from_model_dir(config.tokenizer_dir())),
         }
     }
 

@@ -126,6 +126,11 @@ pub struct EmbedderConfig {
     pub dimension: Option<usize>,
     /// `openai`: texts per request.
     pub batch_size: usize,
+    /// The folder whose `tokenizer.json` counts chunk sizes. Unset: the embedder's own
+    /// model folder (`local`, `static`), or for `openai` the `local` model's (all-MiniLM-L6-v2
+    /// WordPiece, an approximation: point this at the served model's tokenizer folder for
+    /// exact sizes).
+    pub tokenizer_dir: Option<PathBuf>,
 }
 
 impl Default for EmbedderConfig {
@@ -138,6 +143,7 @@ impl Default for EmbedderConfig {
             api_key_env: None,
             dimension: None,
             batch_size: 64,
+            tokenizer_dir: None,
         }
     }
 }
@@ -331,12 +337,38 @@ impl EmbedderConfig {
     pub fn model_dir(&self, base_dir: &Path) -> PathBuf {
         match &self.model_dir {
             None => default_model_dir(),
-            Some(dir) => match dir.strip_prefix("~") {
-                Ok(rest) => home().join(rest),
-                Err(_) if dir.is_absolute() => dir.clone(),
-                Err(_) => base_dir.join(dir),
-            },
+            Some(dir) => resolve(dir, base_dir),
         }
+    }
+
+    /// The folder the embedder reads its model from: `model_dir`, whose default depends on
+    /// the kind (`static`: the Model2Vec test model that `cargo xtask models` unpacks).
+    pub fn embedder_dir(&self, base_dir: &Path) -> PathBuf {
+        match (self.kind, &self.model_dir) {
+            (EmbedderKind::Static, None) => {
+                impressox_rag::embed::static_model::default_static_model_dir()
+            }
+            _ => self.model_dir(base_dir),
+        }
+    }
+
+    /// The folder whose tokenizer counts chunk sizes, so a chunk's `max_tokens` are the
+    /// embedder's own tokens: `tokenizer_dir` if set, else the embedder's model folder
+    /// (for `openai`, which has none here, `model_dir`: the local model by default).
+    pub fn tokenizer_dir(&self, base_dir: &Path) -> PathBuf {
+        match &self.tokenizer_dir {
+            Some(dir) => resolve(dir, base_dir),
+            None => self.embedder_dir(base_dir),
+        }
+    }
+}
+
+/// A configured path: `~/` against `$HOME`, relative against the config file's folder.
+fn resolve(dir: &Path, base_dir: &Path) -> PathBuf {
+    match dir.strip_prefix("~") {
+        Ok(rest) => home().join(rest),
+        Err(_) if dir.is_absolute() => dir.to_path_buf(),
+        Err(_) => base_dir.join(dir),
     }
 }
 
@@ -370,6 +402,25 @@ mod tests {
         assert_eq!(e.model_dir(base), Path::new("/opt/m"));
         e.model_dir = Some("~/m".into());
         assert_eq!(e.model_dir(base), home().join("m"));
+    }
+
+    #[test]
+    fn chunk_sizes_count_in_the_embedders_own_tokens() {
+        let base = Path::new("/etc/impressox");
+        let mut e = EmbedderConfig::default();
+        assert_eq!(e.tokenizer_dir(base), default_model_dir());
+        e.kind = EmbedderKind::Static;
+        assert_eq!(
+            e.tokenizer_dir(base),
+            impressox_rag::embed::static_model::default_static_model_dir()
+        );
+        e.model_dir = Some("m2v".into());
+        assert_eq!(e.tokenizer_dir(base), Path::new("/etc/impressox/m2v"));
+        e.kind = EmbedderKind::Openai;
+        e.model_dir = None;
+        assert_eq!(e.tokenizer_dir(base), default_model_dir());
+        e.tokenizer_dir = Some("/opt/nomic".into());
+        assert_eq!(e.tokenizer_dir(base), Path::new("/opt/nomic"));
     }
 
     #[test]
