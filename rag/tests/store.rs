@@ -3,7 +3,8 @@
 //! run`, one per test, see common/chroma.rs). Every test below runs once per backend
 //! (modules `embedded::` and `chroma::`): replacement by document, deletes, collections'
 //! model records, filters, durability across reopen, and recovery of the lexical index
-//! after a crash (including a writer killed with SIGKILL mid-ingest). The Chroma server
+//! after a crash (including a writer killed with SIGKILL mid-ingest), and `reindex` under
+//! another model (on Chroma: into a new collection swapped in by name). The Chroma server
 //! killed and restarted mid-ingest is the last test.
 //!
 //! Vectors here are made by hand (no model needed): the store's job is to keep and rank
@@ -21,8 +22,8 @@ use common::chroma::ChromaServer;
 use impressox_rag::chunk::chunk_id;
 use impressox_rag::embed::normalise;
 use impressox_rag::{
-    ChromaConfig, ChromaStore, ChunkText, DocumentChunks, Filter, RagIndex, StoreError,
-    VectorBackend, VectorStore,
+    ChromaConfig, ChromaStore, ChunkText, DocumentChunks, EmbedError, Embedder, Filter, RagIndex,
+    StoreError, VectorBackend, VectorStore,
 };
 
 #[derive(Clone, Copy, Debug)]
@@ -99,6 +100,7 @@ on_both_backends!(
     everything_survives_a_reopen_without_rebuilding,
     a_crash_between_the_store_and_the_lexical_index_is_replayed_at_open,
     kill_9_mid_ingest_loses_and_duplicates_nothing,
+    reindex_re_embeds_every_chunk_under_the_new_model,
 );
 
 const MODEL: &str = "test/model";
@@ -170,6 +172,111 @@ fn lexical_ids(index: &RagIndex, collection: &str, text: &str) -> HashSet<String
         .into_iter()
         .map(|h| h.chunk_id)
         .collect()
+}
+
+/// Another "model": a text's vector from its bytes, 6 dims (the stores only keep and rank).
+struct Hashing;
+
+impl Embedder for Hashing {
+    fn model_id(&self) -> &str {
+        "test/hashing"
+    }
+    fn dimension(&self) -> usize {
+        6
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0.0f32; 6];
+                for (i, b) in t.bytes().enumerate() {
+                    v[(i + b as usize) % 6] += (b % 7) as f32 + 1.0;
+                }
+                normalise(&mut v);
+                v
+            })
+            .collect())
+    }
+}
+
+fn reindex_re_embeds_every_chunk_under_the_new_model(kind: Kind) {
+    let f = Fixture::new(kind);
+    let index = f.open();
+    index.vectors().ensure_collection("c", MODEL, DIM).unwrap();
+    let docs = [
+        doc("a", "1", &["bitcoin funding rates", "miners sell"], &[]),
+        doc("b", "1", &["$IREN hashrate grows"], &[]),
+        doc("c", "2", &["the notify worker retries"], &[]),
+    ];
+    let ids: Vec<Vec<String>> = docs
+        .iter()
+        .map(|d| {
+            (0..d.chunks.len() as u32)
+                .map(|i| chunk_id(&d.document_id, &d.version, i))
+                .collect()
+        })
+        .collect();
+    let batch: Vec<_> = docs
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| with_vectors(d, i as u64 + 1))
+        .collect();
+    index.upsert("c", &batch).unwrap();
+    let probe = Hashing.embed(&["$IREN hashrate grows"]).unwrap().remove(0);
+    // Until re-embedded, the new model is refused.
+    assert!(matches!(
+        index
+            .vectors()
+            .search("c", "test/hashing", &probe, 3, &Filter::default(), None)
+            .unwrap_err(),
+        StoreError::ModelMismatch { .. }
+    ));
+
+    assert_eq!(index.reindex("c", &Hashing).unwrap(), 4);
+    let check = |index: &RagIndex| {
+        let listed = index.vectors().collections().unwrap();
+        assert_eq!(listed.len(), 1, "one collection, no leftover: {listed:?}");
+        assert_eq!(listed[0].0.name, "c");
+        assert_eq!(listed[0].0.model_id, "test/hashing");
+        assert_eq!(listed[0].0.dimension, 6);
+        assert_eq!(listed[0].1, 4);
+        let hits = index
+            .vectors()
+            .search("c", "test/hashing", &probe, 1, &Filter::default(), None)
+            .unwrap();
+        assert_eq!(hits[0].chunk.document_id, "b");
+        assert!(hits[0].score > 0.999, "{}", hits[0].score);
+        for (d, want) in ["a", "b", "c"].iter().zip(&ids) {
+            assert_eq!(&ids_of(index, "c", d), want, "chunk ids kept");
+        }
+        assert_eq!(
+            index.document_version("c", "c").unwrap().as_deref(),
+            Some("2")
+        );
+        // The old model is now the refused one.
+        assert!(matches!(
+            index
+                .vectors()
+                .search("c", MODEL, &vector(1), 3, &Filter::default(), None)
+                .unwrap_err(),
+            StoreError::ModelMismatch { .. }
+        ));
+    };
+    check(&index);
+    // Replacing a document afterwards works on the new collection.
+    let d = doc("b", "2", &["$IREN hashrate doubles"], &[]);
+    let v = Hashing.embed(&["$IREN hashrate doubles"]).unwrap();
+    index.upsert("c", &[(d, v)]).unwrap();
+    assert_eq!(ids_of(&index, "c", "b"), [chunk_id("b", "2", 0)]);
+    drop(index);
+    // And all of it holds after a reopen (Chroma: the local records follow the new id).
+    let index = f.open();
+    assert_eq!(ids_of(&index, "c", "b"), [chunk_id("b", "2", 0)]);
+    assert_eq!(index.vectors().collections().unwrap()[0].1, 4);
+    assert_eq!(
+        index.document_version("c", "a").unwrap().as_deref(),
+        Some("1")
+    );
 }
 
 fn an_upsert_replaces_exactly_the_documents_chunks(kind: Kind) {

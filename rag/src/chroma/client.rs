@@ -293,6 +293,34 @@ impl Http {
         )
     }
 
+    /// PUT under the database.
+    pub(crate) fn put(
+        &self,
+        operation: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value, StoreError> {
+        self.must(
+            operation,
+            reqwest::Method::PUT,
+            &format!("{}{path}", self.base),
+            Some(body),
+        )
+    }
+
+    /// DELETE under the database; `false` if there was nothing (a 404, also what a retry
+    /// of a delete that went through sees).
+    pub(crate) fn delete(&self, operation: &str, path: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .send(
+                operation,
+                reqwest::Method::DELETE,
+                &format!("{}{path}", self.base),
+                None,
+            )?
+            .is_some())
+    }
+
     /// The collection path segment for a Chroma collection id.
     pub(crate) fn collection_path(id: &str) -> String {
         format!("/collections/{}", segment(id))

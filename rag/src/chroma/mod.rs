@@ -44,8 +44,8 @@ use crate::backend::{
 };
 use crate::chunk::{DocumentChunks, Filter, StoredChunk, now_ms};
 use client::Http;
-use records::{META_CREATED, META_DIMENSION, META_MODEL, META_NAME};
-use state::{Change, Pending, State};
+use records::{META_CREATED, META_DIMENSION, META_MODEL, META_NAME, META_REEMBED_OF};
+use state::{Change, Pending, Reembed, State};
 
 /// Where the Chroma server is (`[rag.store]` with `kind = "chroma"`).
 #[derive(Clone)]
@@ -416,8 +416,178 @@ impl ChromaStore {
         self.state.apply(collection, &commits)
     }
 
+    /// **Re-embedding without a transaction.** Chroma cannot swap every vector of a
+    /// collection at once, so the chunks are copied with their new vectors into a new
+    /// Chroma collection under a temporary name (`<name>--reembed`, no `impressox_name`
+    /// so listings skip it), recorded locally first; then the old collection is deleted
+    /// and the new one renamed to the collection's name with its metadata (new model and
+    /// dimension), and the local record follows the new id with every document record
+    /// kept (same chunk ids). Until the delete, the old collection serves unchanged; after
+    /// it, the next step only goes forward: [`ChromaStore::settle_reembeds`] finishes the
+    /// rename at open (or right away). Other hosts writing to the collection meanwhile
+    /// would write to the old one: stop them, as for any reindex.
+    fn reembed_into_new(
+        &self,
+        collection: &str,
+        model_id: &str,
+        dimension: usize,
+        vectors: &HashMap<String, Vec<f32>>,
+    ) -> Result<usize, StoreError> {
+        let old = self.must_remote(collection)?;
+        let chunks = self.all_chunks(collection)?;
+        let mut with_vectors: Vec<(Arc<StoredChunk>, &[f32])> = Vec::with_capacity(chunks.len());
+        for c in &chunks {
+            match vectors.get(&c.chunk_id) {
+                Some(v) if v.len() == dimension => with_vectors.push((c.clone(), v.as_slice())),
+                Some(v) => {
+                    return Err(StoreError::Dimension {
+                        document: c.document_id.clone(),
+                        index: c.index as usize,
+                        got: v.len(),
+                        want: dimension,
+                    });
+                }
+                None => {
+                    return Err(StoreError::VectorCount {
+                        document: c.document_id.clone(),
+                        got: 0,
+                        want: 1,
+                    });
+                }
+            }
+        }
+        let temp = format!("{}--reembed", records::chroma_name(collection));
+        // A leftover of an attempt that never got recorded (it died creating it).
+        self.http.delete(
+            &format!("delete collection {temp:?}"),
+            &format!("/collections/{}", Http::segment(&temp)),
+        )?;
+        let metadata = json!({
+            META_NAME: collection,
+            META_MODEL: model_id,
+            META_DIMENSION: dimension,
+            META_CREATED: old.info.created_ms,
+        });
+        let v = self.http.post(
+            &format!("create collection {temp:?}"),
+            "/collections",
+            &json!({
+                "name": temp,
+                "metadata": {META_REEMBED_OF: collection},
+                "configuration": {"hnsw": {"space": "cosine"}},
+            }),
+        )?;
+        let new_id = v
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| StoreError::Remote {
+                url: self.http.url().to_string(),
+                operation: format!("create collection {temp:?}"),
+                message: "the server's answer has no collection id".into(),
+            })?
+            .to_string();
+        let plan = Reembed {
+            old_id: old.id.clone(),
+            new_id: new_id.clone(),
+            metadata,
+        };
+        self.state.begin_reembed(collection, &plan)?;
+        let target = Remote {
+            info: CollectionInfo {
+                model_id: model_id.to_string(),
+                dimension,
+                ..old.info.clone()
+            },
+            id: new_id,
+        };
+        self.upsert_chunks(&target, &with_vectors)?;
+        let count = self
+            .http
+            .get(
+                &format!("count collection {temp:?}"),
+                &format!("{}/count", Http::collection_path(&target.id)),
+            )?
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0) as usize;
+        if count != with_vectors.len() {
+            return Err(StoreError::Remote {
+                url: self.http.url().to_string(),
+                operation: format!("re-embed {collection:?}"),
+                message: format!(
+                    "the new collection holds {count} chunks, not {}; the old one still serves",
+                    with_vectors.len()
+                ),
+            });
+        }
+        self.http.delete(
+            &format!("delete collection {collection:?} (re-embedded)"),
+            &format!(
+                "/collections/{}",
+                Http::segment(&records::chroma_name(collection))
+            ),
+        )?;
+        self.finish_swap(collection, &plan)?;
+        self.known.write().insert(collection.to_string(), target);
+        Ok(with_vectors.len())
+    }
+
+    /// Renames the new collection to the collection's name and makes it the recorded one.
+    fn finish_swap(&self, collection: &str, plan: &Reembed) -> Result<(), StoreError> {
+        let operation = format!("rename the re-embedded collection {collection:?}");
+        let body =
+            json!({"new_name": records::chroma_name(collection), "new_metadata": plan.metadata});
+        if let Err(e) = self
+            .http
+            .put(&operation, &Http::collection_path(&plan.new_id), &body)
+        {
+            // A retried rename that went through the first time is refused as a duplicate
+            // name: it is done if the name now leads to the new collection.
+            if self.serving_id(collection)?.as_deref() != Some(plan.new_id.as_str()) {
+                return Err(e);
+            }
+        }
+        self.state.end_reembed(collection, Some(&plan.new_id))
+    }
+
+    /// The Chroma id now under the collection's name, asking the server.
+    fn serving_id(&self, collection: &str) -> Result<Option<String>, StoreError> {
+        let path = format!(
+            "/collections/{}",
+            Http::segment(&records::chroma_name(collection))
+        );
+        Ok(self
+            .http
+            .get(&format!("get collection {collection:?}"), &path)?
+            .and_then(|v| Some(v.get("id")?.as_str()?.to_string())))
+    }
+
+    /// Settles every re-embedding a crash or a failure left under way: the old collection
+    /// still serving → the new one is dropped (the reindex failed; run it again); the name
+    /// free → the swap is finished; the new one serving → the local record follows it;
+    /// anything else (the collection re-created meanwhile) → the new one is dropped.
+    fn settle_reembeds(&self) -> Result<(), StoreError> {
+        for (collection, plan) in self.state.reembeds()? {
+            let serving = self.serving_id(&collection)?;
+            if serving.is_none() {
+                self.finish_swap(&collection, &plan)?;
+            } else if serving.as_deref() == Some(plan.new_id.as_str()) {
+                self.state.end_reembed(&collection, Some(&plan.new_id))?;
+            } else {
+                let temp = format!("{}--reembed", records::chroma_name(&collection));
+                self.http.delete(
+                    &format!("delete collection {temp:?}"),
+                    &format!("/collections/{}", Http::segment(&temp)),
+                )?;
+                self.state.end_reembed(&collection, None)?;
+            }
+            self.known.write().remove(&collection);
+        }
+        Ok(())
+    }
+
     /// Settles every pending replacement (see the module note).
     fn recover(&self) -> Result<(), StoreError> {
+        self.settle_reembeds()?;
         for (collection, id, pending) in self.state.all_pending()? {
             let Some(remote) = self.remote(&collection)? else {
                 // The collection is gone from the server: nothing of it to settle.
@@ -511,23 +681,25 @@ impl VectorBackend for ChromaStore {
         Ok(out)
     }
 
-    /// Not offered on Chroma: the server cannot swap a collection's vectors in one
-    /// transaction, and a half re-embedded collection would mix two models' vectors.
-    /// Re-ingest into a new collection instead (documented in README "Retrieval").
+    /// Re-embeds into a new Chroma collection, then swaps it in by name (see
+    /// [`ChromaStore::reembed_into_new`]): a half re-embedded collection never serves.
     fn reembed(
         &self,
         collection: &str,
-        _model_id: &str,
-        _dimension: usize,
-        _vectors: &HashMap<String, Vec<f32>>,
+        model_id: &str,
+        dimension: usize,
+        vectors: &HashMap<String, Vec<f32>>,
     ) -> Result<usize, StoreError> {
-        Err(StoreError::Remote {
-            url: self.http.url().to_string(),
-            operation: format!("re-embed {collection:?}"),
-            message: "re-embedding in place is not offered on Chroma (it has no transaction to \
-                      swap every vector at once); point the sources at a new collection"
-                .into(),
-        })
+        let result = self.reembed_into_new(collection, model_id, dimension, vectors);
+        if result.is_err() {
+            // Settle now what can be settled (drop the new collection if the old one still
+            // serves; finish the swap if the old one is gone), else at the next open.
+            // A failure here leaves the record for the next open; the first error is the
+            // one to report.
+            self.known.write().remove(collection);
+            let _ = self.settle_reembeds();
+        }
+        result
     }
 
     fn kind(&self) -> &'static str {

@@ -24,6 +24,8 @@ pub(crate) const META_NAME: &str = "impressox_name";
 pub(crate) const META_MODEL: &str = "impressox_model";
 pub(crate) const META_DIMENSION: &str = "impressox_dimension";
 pub(crate) const META_CREATED: &str = "impressox_created_ms";
+/// On a collection being filled by a re-embedding: whose (listings skip it).
+pub(crate) const META_REEMBED_OF: &str = "impressox_reembed_of";
 
 /// The Chroma collection name for our collection `name` (see the module note).
 pub(crate) fn chroma_name(name: &str) -> String {

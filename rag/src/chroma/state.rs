@@ -11,6 +11,9 @@
 //! - `collections`: our collection name → Chroma's collection id, so a collection deleted
 //!   and re-created on the server (or another server) is noticed and its local records
 //!   dropped instead of trusted.
+//! - `reembedding`: our collection name → a re-embedding under way ([`Reembed`]): the
+//!   Chroma collection being filled with the new vectors, which replaces the old one by a
+//!   rename. Recorded before the first write to it, so a crash is settled at open.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,18 @@ const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("documen
 const REPLACING: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("replacing");
 const LEXICAL_TODO: TableDefinition<(&str, &str), ()> = TableDefinition::new("lexical_todo");
 const COLLECTIONS: TableDefinition<&str, &str> = TableDefinition::new("collections");
+const REEMBEDDING: TableDefinition<&str, &[u8]> = TableDefinition::new("reembedding");
+
+/// A re-embedding under way (see `ChromaStore::reembed`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Reembed {
+    /// The Chroma id of the collection being replaced.
+    pub old_id: String,
+    /// The Chroma id of the new collection, under its temporary name until the swap.
+    pub new_id: String,
+    /// The metadata the new collection takes with our collection's name.
+    pub metadata: serde_json::Value,
+}
 
 /// A replacement under way (see the module note).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,6 +82,7 @@ impl State {
         tx.open_table(REPLACING).map_err(|e| io(&e))?;
         tx.open_table(LEXICAL_TODO).map_err(|e| io(&e))?;
         tx.open_table(COLLECTIONS).map_err(|e| io(&e))?;
+        tx.open_table(REEMBEDDING).map_err(|e| io(&e))?;
         tx.commit().map_err(|e| io(&e))?;
         Ok(State { db, path })
     }
@@ -225,6 +241,51 @@ impl State {
             let mut collections = tx.open_table(COLLECTIONS).map_err(|e| self.io(&e))?;
             collections
                 .insert(name, chroma_id)
+                .map_err(|e| self.io(&e))?;
+        }
+        tx.commit().map_err(|e| self.io(&e))
+    }
+
+    /// Records a re-embedding of `name` as under way.
+    pub(crate) fn begin_reembed(&self, name: &str, r: &Reembed) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(r).map_err(|e| self.io(&e))?;
+        let tx = self.db.begin_write().map_err(|e| self.io(&e))?;
+        tx.open_table(REEMBEDDING)
+            .map_err(|e| self.io(&e))?
+            .insert(name, json.as_slice())
+            .map_err(|e| self.io(&e))?;
+        tx.commit().map_err(|e| self.io(&e))
+    }
+
+    /// Every re-embedding under way.
+    pub(crate) fn reembeds(&self) -> Result<Vec<(String, Reembed)>, StoreError> {
+        let rx = self.db.begin_read().map_err(|e| self.io(&e))?;
+        let t = rx.open_table(REEMBEDDING).map_err(|e| self.io(&e))?;
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| self.io(&e))? {
+            let (k, v) = entry.map_err(|e| self.io(&e))?;
+            let r: Reembed = serde_json::from_slice(v.value())
+                .map_err(|e| self.io(&format!("re-embedding of {:?}: {e}", k.value())))?;
+            out.push((k.value().to_string(), r));
+        }
+        Ok(out)
+    }
+
+    /// Ends the re-embedding of `name`. `swapped`: the new collection now serves under our
+    /// name, so it becomes the recorded one with every document record kept (it holds the
+    /// same chunks by the same ids); else the old one still serves and nothing else changes.
+    pub(crate) fn end_reembed(&self, name: &str, swapped: Option<&str>) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.io(&e))?;
+        {
+            if let Some(new_id) = swapped {
+                tx.open_table(COLLECTIONS)
+                    .map_err(|e| self.io(&e))?
+                    .insert(name, new_id)
+                    .map_err(|e| self.io(&e))?;
+            }
+            tx.open_table(REEMBEDDING)
+                .map_err(|e| self.io(&e))?
+                .remove(name)
                 .map_err(|e| self.io(&e))?;
         }
         tx.commit().map_err(|e| self.io(&e))
