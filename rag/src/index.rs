@@ -176,6 +176,17 @@ impl RagIndex {
             .ensure_collection(name, embedder.model_id(), embedder.dimension())
     }
 
+    /// Refuses `name` if it is recorded with another model or dimension than `embedder`'s
+    /// (a collection not made yet passes): what an ingest checks first, so switching the
+    /// embedder is reported even when nothing changed and nothing would be embedded.
+    pub fn check_model(&self, name: &str, embedder: &dyn Embedder) -> Result<(), QueryError> {
+        if let Some(info) = self.vectors.collection(name)? {
+            let dimension = embedder.ensure_dimension()?;
+            crate::backend::check_model(&info, embedder.model_id(), dimension)?;
+        }
+        Ok(())
+    }
+
     /// The version stored for a document (see [`VectorBackend::document_version`]).
     pub fn document_version(
         &self,

@@ -84,11 +84,24 @@ impl SourceRunner {
     /// Looks at the source once: ingests what changed, removes what is gone.
     pub async fn pass(&mut self) -> Result<IngestCounts> {
         self.passes += 1;
+        self.check_model().await?;
         match self.config.kind {
             SourceKind::Files => self.files_pass().await,
             SourceKind::Urls => self.urls_pass().await,
             SourceKind::Documents => self.documents_pass().await,
         }
+    }
+
+    /// The collection must hold the configured embedder's vectors (else `rag reindex`).
+    async fn check_model(&self) -> Result<()> {
+        let service = self.service.clone();
+        let collection = self.config.collection.clone();
+        tokio::task::spawn_blocking(move || {
+            service.index().check_model(&collection, service.embedder())
+        })
+        .await
+        .context("the model check panicked")?
+        .map_err(|e| anyhow!("source `{}`: {e}", self.config.name))
     }
 
     async fn ingest(&self, docs: Vec<SourceDocument>) -> Result<IngestCounts> {

@@ -4,6 +4,7 @@
 
 mod api;
 mod process;
+mod reindex;
 mod sources;
 
 use std::sync::Arc;
