@@ -19,13 +19,16 @@ mod host_world {
             "impressox:plugin/docs": trappable,
             "impressox:plugin/notify": trappable,
             "impressox:plugin/prices": trappable,
+            "impressox:plugin/rag": trappable,
             // A counter that cannot answer (a tokenizer that fails) ends the call.
             "impressox:plugin/tokens": trappable,
         },
     });
 }
 
-pub use host_world::impressox::plugin::{config, docs, kv, log, notify, prices, tokens, types};
+pub use host_world::impressox::plugin::{
+    config, docs, kv, log, notify, prices, rag, tokens, types,
+};
 
 macro_rules! kind_world {
     ($module:ident, $world:literal, pure) => {
@@ -66,6 +69,7 @@ macro_rules! kind_world {
                     "impressox:plugin/docs": crate::bindings::docs,
                     "impressox:plugin/notify": crate::bindings::notify,
                     "impressox:plugin/prices": crate::bindings::prices,
+                    "impressox:plugin/rag": crate::bindings::rag,
                 },
             });
         }

@@ -174,6 +174,9 @@ pub struct Grants {
     pub notify: bool,
     /// The `prices` interface.
     pub prices: bool,
+    /// RAG collections the `rag` interface may query and write (its documents are stored
+    /// as `plugin:<name>/<id>`; the rag worker must run in the same process).
+    pub rag: Vec<String>,
     /// Environment variables exposed as named secrets through `config.secret`.
     pub secrets: BTreeMap<String, String>,
     /// Pin the plugin to these builds (hex SHA-256 of the `.wasm`): only a listed build

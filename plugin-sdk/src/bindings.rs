@@ -58,6 +58,7 @@ macro_rules! kind_bindings {
                     "impressox:plugin/docs@0.1.0": crate::bindings::base::impressox::plugin::docs,
                     "impressox:plugin/notify@0.1.0": crate::bindings::base::impressox::plugin::notify,
                     "impressox:plugin/prices@0.1.0": crate::bindings::base::impressox::plugin::prices,
+                    "impressox:plugin/rag@0.1.0": crate::bindings::base::impressox::plugin::rag,
                 },
                 pub_export_macro: true,
                 export_macro_name: $macro_name,

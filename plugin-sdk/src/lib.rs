@@ -2,7 +2,8 @@
 //!
 //! Everything a plugin author needs to write an ImpressoX Workers plugin in Rust: the
 //! records of the WIT contract as plain Rust types ([`types`]), wrappers over the host
-//! interfaces ([`log`], [`tokens`], [`config`], [`kv`], [`docs`], [`notify`], [`prices`]),
+//! interfaces ([`log`], [`tokens`], [`config`], [`kv`], [`docs`], [`notify`], [`prices`],
+//! [`rag`]),
 //! and for each plugin kind one trait and one export macro.
 //!
 //! | kind | trait | macro |
@@ -44,7 +45,7 @@
 //! ## Organization
 //! - [`types`]: every record, enum and variant of `impressox:plugin/types`.
 //! - host interfaces: [`log`] (always available), [`config`], and the capabilities
-//!   [`kv`], [`docs`], [`notify`], [`prices`] that an operator must grant (tasks and event
+//!   [`kv`], [`docs`], [`notify`], [`prices`], [`rag`] that an operator must grant (tasks and event
 //!   handlers only; a pure plugin that calls one is refused at load).
 //! - [`tokens`]: the embedder's token count (doc-chunkers only), and [`chunking`]: cutting
 //!   text into token-sized pieces with overlap at word boundaries, with char offsets.
@@ -359,6 +360,62 @@ pub mod prices {
     /// Up to `limit` recent points of `symbol`, oldest first.
     pub fn recent(symbol: &str, limit: u32) -> Result<Vec<PricePoint>, String> {
         raw::recent(symbol, limit)
+    }
+}
+
+/// Retrieval over the host's RAG index, granted collections only. Needs the grant
+/// `rag = ["name", ...]` and the `rag` worker running in the same process (otherwise
+/// every call is an `Err` saying so).
+///
+/// `query` takes the JSON body of `POST /api/v1/rag/query` and returns that route's JSON
+/// answer (`results`: text, `score`, `document_id`, `source`, ...). `upsert` indexes a
+/// document as a source's would be (chunked by the host's chunker, embedded only when its
+/// chunks changed); it is stored as `plugin:<your plugin>/<id>`, so it never touches a
+/// source's documents or another plugin's. Bad input, an ungranted collection or a cap
+/// exceeded is an `Err` naming what is wrong.
+///
+/// ```no_run
+/// use impressox_plugin_sdk::rag;
+///
+/// fn remember(day: &str, summary: &str) -> Result<String, String> {
+///     let doc = rag::document(day, summary, "text/markdown");
+///     let outcome = rag::upsert("notes", &doc)?;
+///     // 0 when the summary was already indexed as is.
+///     let _embedded = outcome.embedded;
+///     let answer = rag::query(r#"{"collection": "notes", "query": "funding rates", "k": 3}"#)?;
+///     rag::delete("notes", "2026-11-30")?;
+///     Ok(answer)
+/// }
+/// ```
+pub mod rag {
+    use crate::bindings::base::impressox::plugin::rag as raw;
+    pub use raw::{RagDocument, UpsertOutcome};
+
+    /// A document without metadata, URL or time.
+    pub fn document(id: &str, text: &str, media_type: &str) -> RagDocument {
+        RagDocument {
+            id: id.into(),
+            text: text.into(),
+            media_type: media_type.into(),
+            metadata: Vec::new(),
+            url: None,
+            time_ms: None,
+        }
+    }
+
+    /// Answer a query (the JSON body of `POST /api/v1/rag/query`) with that route's JSON.
+    pub fn query(request_json: &str) -> Result<String, String> {
+        raw::query(request_json)
+    }
+
+    /// Index `doc` in `collection`, replacing what was stored under its id.
+    pub fn upsert(collection: &str, doc: &RagDocument) -> Result<UpsertOutcome, String> {
+        raw::upsert(collection, doc)
+    }
+
+    /// Remove the document `id` and all its chunks; `false` if there was none.
+    pub fn delete(collection: &str, id: &str) -> Result<bool, String> {
+        raw::delete(collection, id)
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
 use crate::rag::RagHandle;
-use crate::rag::request::{self, hit_view, mode_name};
+use crate::rag::request;
 use impressox_rag::{QueryError, StoreError};
 
 fn handle(state: &ApiState) -> Result<&RagHandle, ApiError> {
@@ -44,13 +44,12 @@ pub async fn run_query(state: &ApiState, body: Value) -> Result<Value, ApiError>
     .await
     .map_err(|_| ApiError::unavailable("the query task failed"))?;
     let hits = hits.map_err(query_error)?;
-    Ok(json!({
-        "collection": q.collection,
-        "mode": mode_name(q.mode),
-        "model": rag.service.embedder().model_id(),
-        "took_ms": started.elapsed().as_secs_f64() * 1000.0,
-        "results": hits.iter().map(hit_view).collect::<Vec<_>>(),
-    }))
+    Ok(request::answer_view(
+        &q,
+        rag.service.embedder().model_id(),
+        started.elapsed().as_secs_f64() * 1000.0,
+        &hits,
+    ))
 }
 
 fn query_error(e: QueryError) -> ApiError {

@@ -10,7 +10,7 @@
 /// What one plugin call may spend (`[capabilities] max_host_calls`, `max_bytes_moved`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetConfig {
-    /// Most capability host calls (`kv`, `docs`, `notify`, `prices`) one plugin call may make.
+    /// Most capability host calls (`kv`, `docs`, `notify`, `prices`, `rag`) one plugin call may make.
     pub max_host_calls: u32,
     /// Most bytes those host calls may move in and out during one plugin call.
     pub max_bytes_moved: u64,

@@ -24,6 +24,7 @@ pub mod kv;
 pub mod log;
 pub mod notify;
 pub mod prices;
+pub mod rag;
 pub mod services;
 pub mod settings;
 pub mod tokens;
@@ -62,6 +63,7 @@ pub fn linker_for(engine: &Engine, kind: Kind) -> Result<Linker<StoreState>> {
         docs::host::add_to_linker(l)?;
         notify::host::add_to_linker(l)?;
         prices::host::add_to_linker(l)?;
+        rag::host::add_to_linker(l)?;
         http::host::add_to_linker(l).map_err(anyhow::Error::from)?;
     }
     Ok(linker)
@@ -114,6 +116,10 @@ pub fn policy_for(import: &str) -> ImportPolicy {
             },
             "prices" => ImportPolicy::Grant {
                 key: "prices",
+                implemented: true,
+            },
+            "rag" => ImportPolicy::Grant {
+                key: "rag",
                 implemented: true,
             },
             _ => ImportPolicy::Unknown,
@@ -184,11 +190,13 @@ pub fn check_imports(
                     "http" => !grants.http.is_empty(),
                     "notify" => grants.notify,
                     "prices" => grants.prices,
+                    "rag" => !grants.rag.is_empty(),
                     _ => false,
                 };
                 if !granted {
                     let example = match key {
                         "docs" => "docs = [\"collection\"]".to_string(),
+                        "rag" => "rag = [\"collection\"]".to_string(),
                         "http" => "http = [\"api.example.com\"]".to_string(),
                         _ => format!("{key} = true"),
                     };
@@ -282,6 +290,12 @@ mod tests {
         let imports = vec!["impressox:plugin/docs@0.1.0".into()];
         let err = check_imports("whale", Kind::Task, &imports, Some(&Grants::default())).unwrap();
         assert!(err.contains("docs = [\"collection\"]"), "{err}");
+        let imports = vec!["impressox:plugin/rag@0.1.0".into()];
+        let err = check_imports("whale", Kind::Task, &imports, Some(&Grants::default())).unwrap();
+        assert!(
+            err.contains("[plugins.grants.whale] rag = [\"collection\"]"),
+            "{err}"
+        );
     }
 
     #[test]

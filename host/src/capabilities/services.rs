@@ -4,18 +4,21 @@
 //! opened (`impressox run` shares its store and document store with the workers;
 //! `impressox plugin run` and tests open their own with [`Services::open`]). At load,
 //! [`Services::grant`] turns a plugin's `[plugins.grants.<name>]` into its [`Granted`]
-//! state — its kv namespace, its collections, its notify source — which lives in the
-//! plugin's context for as long as that version serves. A runtime built without services
-//! ([`Services::none`]) serves the pure kinds; a task or event handler that imports a
-//! granted store capability is refused there at load, saying so. Outbound HTTP needs no
-//! store, so every runtime has it (its limits and counters are the runtime's).
+//! state — its kv namespace, its collections, its notify source, its RAG collections —
+//! which lives in the plugin's context for as long as that version serves. A runtime built
+//! without services ([`Services::none`]) serves the pure kinds; a task or event handler
+//! that imports a granted store capability is refused there at load, saying so. Outbound
+//! HTTP needs no store, so every runtime has it (its limits and counters are the
+//! runtime's). The `rag` capability's backend is the rag worker's service, which opens
+//! later (it needs the runtime for its chunkers): the worker fills [`Services::rag_slot`]
+//! when it starts and clears it when it stops.
 
 use std::sync::Arc;
 
 use anyhow::Result;
 
 use super::budget::BudgetConfig;
-use super::{docs, http, kv, notify, prices};
+use super::{docs, http, kv, notify, prices, rag};
 use crate::config::{Config, Grants};
 use crate::documents::Documents;
 use crate::storage::Store;
@@ -29,6 +32,10 @@ pub struct Services {
     docs: Option<docs::Service>,
     notify: Option<notify::Service>,
     prices: Option<prices::Service>,
+    rag: Option<rag::Service>,
+    /// Where the rag worker puts its service when it runs in this process (the `rag`
+    /// capability's backend: the worker opens after the capabilities are built).
+    rag_slot: rag::Slot,
     /// The embedder's token count for doc-chunkers (`[rag.embedder] model_dir`).
     tokens: Arc<crate::rag::Tokens>,
 }
@@ -47,6 +54,7 @@ impl Services {
     /// Every capability, on the host's store and document store.
     pub fn new(config: &Config, store: Arc<dyn Store>, documents: Arc<dyn Documents>) -> Services {
         let caps = &config.capabilities;
+        let rag_slot = rag::Slot::default();
         Services {
             budget: caps.budget(),
             http: Arc::new(http::Http::new(&config.plugins.http)),
@@ -54,6 +62,8 @@ impl Services {
             docs: Some(docs::Service::new(caps.docs, documents.clone())),
             notify: Some(notify::Service::new(store.clone(), documents)),
             prices: Some(prices::Service::new(caps.prices, &config.market, store)),
+            rag: Some(rag::Service::new(caps.rag.clone(), rag_slot.clone())),
+            rag_slot,
             tokens: Arc::new(crate::rag::Tokens::from_model_dir(config.tokenizer_dir())),
         }
     }
@@ -87,6 +97,11 @@ impl Services {
         &self.tokens
     }
 
+    /// The slot the rag worker fills with its service while it runs.
+    pub fn rag_slot(&self) -> &rag::Slot {
+        &self.rag_slot
+    }
+
     /// Outbound HTTP: its per-plugin counters are rendered on `/metrics`.
     pub fn http(&self) -> &http::Http {
         &self.http
@@ -113,6 +128,7 @@ impl Services {
                 ("docs", !grants.docs.is_empty(), self.docs.is_some()),
                 ("notify", grants.notify, self.notify.is_some()),
                 ("prices", grants.prices, self.prices.is_some()),
+                ("rag", !grants.rag.is_empty(), self.rag.is_some()),
             ]
             .into_iter()
             .find(|(key, granted, present)| *granted && !present && imported(key));
@@ -126,6 +142,10 @@ impl Services {
         }
         let docs = match (&self.docs, grants.docs.is_empty()) {
             (Some(service), false) => Some(service.grant(name, &grants.docs)?),
+            _ => None,
+        };
+        let rag = match (&self.rag, grants.rag.is_empty()) {
+            (Some(service), false) => Some(service.grant(name, &grants.rag)?),
             _ => None,
         };
         let http = self.http.for_plugin(name, &grants.http)?;
@@ -162,6 +182,7 @@ impl Services {
                 .as_ref()
                 .filter(|_| grants.prices)
                 .map(|s| s.grant()),
+            rag,
         })
     }
 }
@@ -175,6 +196,7 @@ pub struct Granted {
     pub docs: Option<docs::Granted>,
     pub notify: Option<notify::Granted>,
     pub prices: Option<Arc<prices::Granted>>,
+    pub rag: Option<rag::Granted>,
     /// The embedder's token count (doc-chunkers).
     pub tokens: Option<Arc<dyn crate::rag::TokenCounter>>,
 }
@@ -188,6 +210,7 @@ impl std::fmt::Debug for Granted {
             .field("docs", &self.docs.is_some())
             .field("notify", &self.notify.is_some())
             .field("prices", &self.prices.is_some())
+            .field("rag", &self.rag.is_some())
             .field("tokens", &self.tokens.is_some())
             .finish()
     }

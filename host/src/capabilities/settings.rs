@@ -8,12 +8,13 @@ use super::budget::BudgetConfig;
 use super::docs::config::DocsConfig;
 use super::kv::config::KvConfig;
 use super::prices::config::PricesConfig;
+use super::rag::config::RagCapConfig;
 
 /// `[capabilities]`: caps and budgets of the capabilities lent to plugins.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CapabilitiesConfig {
-    /// Most capability host calls (`kv`, `docs`, `notify`, `prices`) one plugin call may make.
+    /// Most capability host calls (`kv`, `docs`, `notify`, `prices`, `rag`) one plugin call may make.
     pub max_host_calls: u32,
     /// Most bytes those host calls may move in and out during one plugin call.
     pub max_bytes_moved: u64,
@@ -23,6 +24,8 @@ pub struct CapabilitiesConfig {
     pub docs: DocsConfig,
     /// `[capabilities.prices]`
     pub prices: PricesConfig,
+    /// `[capabilities.rag]`
+    pub rag: RagCapConfig,
 }
 
 impl Default for CapabilitiesConfig {
@@ -34,6 +37,7 @@ impl Default for CapabilitiesConfig {
             kv: Default::default(),
             docs: Default::default(),
             prices: Default::default(),
+            rag: Default::default(),
         }
     }
 }

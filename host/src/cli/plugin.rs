@@ -237,6 +237,7 @@ fn grants_toml(name: &str, imports: &[String]) -> Option<String> {
         toml.push_str(&match key {
             "docs" => "docs = [\"collection\"]          # the collections it uses\n".to_string(),
             "http" => "http = [\"api.example.com\"]     # the hosts it calls\n".to_string(),
+            "rag" => "rag = [\"collection\"]           # the RAG collections it uses\n".to_string(),
             other => format!("{other} = true\n"),
         });
     }

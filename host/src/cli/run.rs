@@ -162,14 +162,15 @@ pub fn run(mut config: Config, workers: Option<Vec<String>>) -> Result<ExitCode>
             );
             s.stop().await;
         }
-        if let Some(r) = rag {
-            tracing::info!("shutting down: stopping the rag worker (batches in progress finish)");
-            r.stop().await;
-        }
         // Then events: its handlers enqueue notifications the notify worker delivers.
         if let Some(e) = events {
             tracing::info!("shutting down: stopping the events worker");
             e.stop().await;
+        }
+        // Then rag: tasks and handlers finishing above may still use its `rag` capability.
+        if let Some(r) = rag {
+            tracing::info!("shutting down: stopping the rag worker (batches in progress finish)");
+            r.stop().await;
         }
         if let Some(s) = scraper {
             tracing::info!(

@@ -253,6 +253,11 @@ impl SourceConfig {
         if self.name.is_empty() || self.name.contains(['#', '/']) {
             bail!("{at}: name must be non-empty without `#` or `/`");
         }
+        // Plugins' documents are stored under `plugin:<name>/` (the `rag` capability): a
+        // source of that name could list them as its own and remove them.
+        if self.name.starts_with("plugin:") {
+            bail!("{at}: names starting with `plugin:` are kept for plugins' documents");
+        }
         if self.collection.is_empty() {
             bail!("{at}: collection must not be empty");
         }

@@ -8,8 +8,11 @@
 //! - [`service`]: [`service::RagService`], documents through the chunker plugin, the
 //!   version check and the embedder into the index (crate `impressox-rag`), and queries.
 //! - [`sources`]: files, urls and documents, each a runner with a `pass`.
-//! - [`worker`]: the worker running every source's passes, and the handle the API reads.
+//! - [`worker`]: the worker running every source's passes, and the handle the API reads;
+//!   it lends its service to the `rag` capability of plugins while it runs.
+//! - [`capability`]: the service behind the capability's seam (`capabilities::rag::Index`).
 
+pub mod capability;
 pub mod config;
 pub mod request;
 pub mod service;

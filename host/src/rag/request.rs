@@ -195,6 +195,17 @@ pub fn hit_view(hit: &Hit) -> Value {
     })
 }
 
+/// A query's answer as the agent reads it (REST, MCP and the `rag` capability).
+pub fn answer_view(q: &Query, model: &str, took_ms: f64, hits: &[Hit]) -> Value {
+    json!({
+        "collection": q.collection,
+        "mode": mode_name(q.mode),
+        "model": model,
+        "took_ms": took_ms,
+        "results": hits.iter().map(hit_view).collect::<Vec<_>>(),
+    })
+}
+
 /// The mode's name.
 pub fn mode_name(m: Mode) -> &'static str {
     match m {

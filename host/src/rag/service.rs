@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::config::{EmbedderKind, RagConfig, SourceConfig, StoreKind};
 use crate::bindings::types::{ChunkOptions, Document};
-use crate::runtime::{CallError, Runtime};
+use crate::runtime::{CallError, PluginHandle, Runtime};
 
 /// A document as a source read it, before chunking.
 #[derive(Debug, Clone)]
@@ -76,6 +76,33 @@ pub enum IngestError {
     Chunker(#[from] CallError),
     #[error(transparent)]
     Index(#[from] QueryError),
+}
+
+/// Where one document goes: its collection, its source (the first part of its stored
+/// id) and the chunker that cuts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub collection: &'a str,
+    pub source: &'a str,
+    pub chunker: &'a str,
+}
+
+/// What [`RagService::ingest_one`] did with a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// Its chunks were (re)embedded and replace the stored ones.
+    Stored { chunks: usize },
+    /// Its version was already stored (or it has no chunks and none were stored).
+    Unchanged { chunks: usize },
+    /// The chunker refused it, saying why; nothing was stored.
+    Refused(String),
+}
+
+/// A document after chunking and the version check.
+enum Prepared {
+    Refused { document_id: String, why: String },
+    Unchanged { chunks: usize },
+    Changed(DocumentChunks),
 }
 
 /// Counters the metrics endpoint and `rag stats` read.
@@ -197,81 +224,125 @@ impl RagService {
         docs: Vec<SourceDocument>,
     ) -> Result<IngestCounts, IngestError> {
         let mut counts = IngestCounts::default();
-        let chunker = self.runtime.plugin(source.chunker());
-        let chunker_name = source.chunker().to_string();
+        let into = Target {
+            collection: &source.collection,
+            source: &source.name,
+            chunker: source.chunker(),
+        };
+        let chunker = self.runtime.plugin(into.chunker);
         let mut pending: Vec<DocumentChunks> = Vec::new();
         let mut pending_chunks = 0usize;
         for doc in docs {
-            let document_id = Self::document_id(&source.name, &doc.id);
-            let mut metadata = doc.metadata.clone();
-            metadata.push(("collection".into(), source.collection.clone()));
-            let input = Document {
-                id: document_id.clone(),
-                text: doc.text,
-                media_type: doc.media_type,
-                metadata,
-            };
-            let refused = match chunker.chunk(&input, self.options) {
-                Ok(Ok(c)) => Ok(c),
-                Ok(Err(why)) => Err(why),
-                Err(e) if fails_this_document_only(&e) => Err(e.to_string()),
-                Err(e) => return Err(e.into()),
-            };
-            let chunked = match refused {
-                Ok(c) => c,
-                Err(why) => {
+            match self.prepare(&into, &chunker, doc)? {
+                Prepared::Refused { document_id, why } => {
                     tracing::warn!(
                         source = %source.name,
                         document = %document_id,
-                        chunker = %chunker_name,
+                        chunker = %into.chunker,
                         error = %why,
                         "the chunker failed on a document; it is skipped until it changes"
                     );
                     counts.failed += 1;
-                    continue;
                 }
-            };
-            let chunks: Vec<ChunkText> = chunked
-                .chunks
-                .into_iter()
-                .map(|c| ChunkText {
-                    text: c.text,
-                    start: c.start,
-                    end: c.end,
-                    metadata: c.metadata,
-                })
-                .collect();
-            let version = version_of(&chunker_name, &chunks);
-            let stored = self
-                .index
-                .document_version(&source.collection, &document_id)
-                .map_err(QueryError::from)?;
-            if stored.as_deref() == Some(version.as_str()) {
-                counts.unchanged += 1;
-                continue;
-            }
-            if stored.is_none() && chunks.is_empty() {
-                // Nothing stored, nothing to store (an empty page, a tweet with no text).
-                counts.unchanged += 1;
-                continue;
-            }
-            pending_chunks += chunks.len();
-            pending.push(DocumentChunks {
-                document_id,
-                version,
-                source: source.name.clone(),
-                url: doc.url,
-                time_ms: doc.time_ms,
-                chunks,
-            });
-            if pending_chunks >= self.embed_batch {
-                self.flush(&source.collection, &mut pending, &mut counts)?;
-                pending_chunks = 0;
+                Prepared::Unchanged { .. } => counts.unchanged += 1,
+                Prepared::Changed(doc) => {
+                    pending_chunks += doc.chunks.len();
+                    pending.push(doc);
+                    if pending_chunks >= self.embed_batch {
+                        self.flush(&source.collection, &mut pending, &mut counts)?;
+                        pending_chunks = 0;
+                    }
+                }
             }
         }
         self.flush(&source.collection, &mut pending, &mut counts)?;
         self.count(counts);
         Ok(counts)
+    }
+
+    /// One document of `into.source` (a plugin's, through the `rag` capability) on the
+    /// same path as a source's: chunked, versioned, embedded and stored only when changed.
+    pub fn ingest_one(&self, into: &Target, doc: SourceDocument) -> Result<Ingested, IngestError> {
+        let chunker = self.runtime.plugin(into.chunker);
+        let mut counts = IngestCounts::default();
+        let out = match self.prepare(into, &chunker, doc)? {
+            Prepared::Refused { why, .. } => {
+                counts.failed += 1;
+                Ingested::Refused(why)
+            }
+            Prepared::Unchanged { chunks } => {
+                counts.unchanged += 1;
+                Ingested::Unchanged { chunks }
+            }
+            Prepared::Changed(doc) => {
+                let chunks = doc.chunks.len();
+                self.flush(into.collection, &mut vec![doc], &mut counts)?;
+                Ingested::Stored { chunks }
+            }
+        };
+        self.count(counts);
+        Ok(out)
+    }
+
+    /// Chunks `doc` and compares its version with the stored one.
+    fn prepare(
+        &self,
+        into: &Target,
+        chunker: &PluginHandle,
+        doc: SourceDocument,
+    ) -> Result<Prepared, IngestError> {
+        let document_id = Self::document_id(into.source, &doc.id);
+        let mut metadata = doc.metadata.clone();
+        metadata.push(("collection".into(), into.collection.to_string()));
+        let input = Document {
+            id: document_id.clone(),
+            text: doc.text,
+            media_type: doc.media_type,
+            metadata,
+        };
+        let chunked = match chunker.chunk(&input, self.options) {
+            Ok(Ok(c)) => c,
+            Ok(Err(why)) => return Ok(Prepared::Refused { document_id, why }),
+            Err(e) if fails_this_document_only(&e) => {
+                return Ok(Prepared::Refused {
+                    document_id,
+                    why: e.to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let chunks: Vec<ChunkText> = chunked
+            .chunks
+            .into_iter()
+            .map(|c| ChunkText {
+                text: c.text,
+                start: c.start,
+                end: c.end,
+                metadata: c.metadata,
+            })
+            .collect();
+        let version = version_of(into.chunker, &chunks);
+        let stored = self
+            .index
+            .document_version(into.collection, &document_id)
+            .map_err(QueryError::from)?;
+        if stored.as_deref() == Some(version.as_str()) {
+            return Ok(Prepared::Unchanged {
+                chunks: chunks.len(),
+            });
+        }
+        if stored.is_none() && chunks.is_empty() {
+            // Nothing stored, nothing to store (an empty page, a tweet with no text).
+            return Ok(Prepared::Unchanged { chunks: 0 });
+        }
+        Ok(Prepared::Changed(DocumentChunks {
+            document_id,
+            version,
+            source: into.source.to_string(),
+            url: doc.url,
+            time_ms: doc.time_ms,
+            chunks,
+        }))
     }
 
     fn flush(
@@ -348,6 +419,25 @@ impl RagService {
         };
         self.count(counts);
         Ok(counts)
+    }
+
+    /// Removes the one document `document_id` of `collection` (all its chunks); false
+    /// when it is not stored.
+    pub fn remove_document(&self, collection: &str, document_id: &str) -> Result<bool, QueryError> {
+        if self.index.vectors().collection(collection)?.is_none()
+            || self
+                .index
+                .document_version(collection, document_id)?
+                .is_none()
+        {
+            return Ok(false);
+        }
+        self.index.delete(collection, &[document_id])?;
+        self.count(IngestCounts {
+            removed: 1,
+            ..Default::default()
+        });
+        Ok(true)
     }
 
     /// Answers a query with the configured embedder.

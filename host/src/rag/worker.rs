@@ -50,6 +50,9 @@ pub struct RagHandle {
 /// The running worker.
 pub struct RagWorker {
     pub handle: RagHandle,
+    /// Where plugins' `rag` capability reaches the service; cleared on stop.
+    slot: crate::capabilities::rag::Slot,
+    lent: Arc<dyn crate::capabilities::rag::Index>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -111,6 +114,7 @@ impl RagWorker {
         runtime: Runtime,
         docs: Arc<dyn Documents>,
     ) -> Result<RagWorker> {
+        let slot = runtime.rag_slot().clone();
         let service = open_service(config, runtime).await?;
         let sources = Arc::new(Mutex::new(BTreeMap::new()));
         let (stop, stopped) = watch::channel(false);
@@ -130,6 +134,10 @@ impl RagWorker {
                 stopped.clone(),
             )));
         }
+        // From now on plugins granted `rag` reach this service (the one index this
+        // process may hold open).
+        let lent: Arc<dyn crate::capabilities::rag::Index> = service.clone();
+        slot.fill(lent.clone());
         tracing::info!(
             sources = config.rag.sources.len(),
             model = service.embedder().model_id(),
@@ -137,13 +145,17 @@ impl RagWorker {
         );
         Ok(RagWorker {
             handle: RagHandle { service, sources },
+            slot,
+            lent,
             stop,
             tasks,
         })
     }
 
-    /// Stops after the passes in progress finish their batch.
+    /// Stops after the passes in progress finish their batch; plugins' `rag` calls are
+    /// refused from now on, saying the worker does not run.
     pub async fn stop(self) {
+        self.slot.clear(&self.lent);
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;

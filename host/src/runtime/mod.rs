@@ -169,6 +169,11 @@ impl Runtime {
     }
 
     /// The watched directory.
+    /// Where the rag worker lends its service to the `rag` capability while it runs.
+    pub fn rag_slot(&self) -> &crate::capabilities::rag::Slot {
+        self.inner.services.rag_slot()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }

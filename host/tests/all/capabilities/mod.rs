@@ -1,4 +1,4 @@
-//! The capabilities lent to tasks and event handlers (`kv`, `docs`, `notify`, `prices`),
+//! The capabilities lent to tasks and event handlers (`kv`, `docs`, `notify`, `prices`, `rag`),
 //! called from real components (`caps-probe`, the bundled plugins) on every backend: the
 //! embedded stores, a real Redis and SecantusDB for MongoDB.
 
@@ -8,6 +8,7 @@ mod docs;
 mod kv;
 mod notify;
 mod prices;
+mod rag;
 
 use std::sync::Arc;
 

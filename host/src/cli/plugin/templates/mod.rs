@@ -187,8 +187,8 @@ fn guest_files(kind: Kind, name: &str, lang: Lang) -> Vec<(String, String)> {
 fn active_world(kind: Kind) -> String {
     let mut text = format!(
         "// The world this plugin builds against (`world` in plugin.toml): `log`, the\n\
-         // capabilities it uses and its kind's export. Import `config`, `kv`, `docs`, `notify`\n\
-         // or `prices` here when the plugin uses them, and grant each in the host's config\n\
+         // capabilities it uses and its kind's export. Import `config`, `kv`, `docs`, `notify`,\n\
+         // `prices` or `rag` here when the plugin uses them, and grant each in the host's config\n\
          // (`[plugins.grants.<name>]`): a component importing one it was not granted is\n\
          // refused at load.\n\nworld {ACTIVE_WORLD} {{\n    import log;\n"
     );
