@@ -11,10 +11,13 @@
 //!
 //! The embedders (`[rag.embedder] kind`):
 //! - [`local`]: all-MiniLM-L6-v2 (BERT) in-process with candle; the default.
+//! - [`kernels`]: AVX-512/AVX2/portable CPU kernels for a BERT encoder (matmul on packed
+//!   weights, GELU, softmax, LayerNorm, attention).
 //! - [`static_model`]: a Model2Vec static model (a token table, very fast) from a folder.
 //! - [`openai`]: a remote OpenAI-compatible `/v1/embeddings` endpoint; [`retry`] is its
 //!   backoff policy.
 
+pub mod kernels;
 pub mod local;
 pub mod openai;
 pub mod retry;
