@@ -132,11 +132,25 @@ fn embedding(e: &LocalEmbedder) {
         e.embed(&[text]).unwrap();
     }
     let single = t.elapsed() / 128;
+    // A retrieval query: its embedding is part of every query's latency.
+    let queries: Vec<String> = (0..128)
+        .map(|i| {
+            let t = tweet(i + 5000);
+            t.split(' ').take(5 + i % 4).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
+    let t = Instant::now();
+    for q in &queries {
+        e.embed(&[q]).unwrap();
+    }
+    let query = t.elapsed() / 128;
     println!(
-        "local embedding (candle, {} threads): {rust:.0} sentences/s in batches of 32; \
-         one tweet alone: {:.1} ms",
+        "local embedding (ours, {:?} kernels, {} threads): {rust:.0} sentences/s in batches \
+         of 32; one tweet alone: {:.1} ms; one 5-8 word query alone: {:.2} ms",
+        impressox_rag::embed::kernels::level(),
         rayon::current_num_threads(),
-        ms(single)
+        ms(single),
+        ms(query)
     );
     let venv = std::env::var_os("HOME")
         .map(std::path::PathBuf::from)

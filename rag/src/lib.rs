@@ -2,7 +2,7 @@
 //! of documents into vectors, keeps them on disk, and finds them again.
 //!
 //! - [`embed`]: the [`Embedder`] seam and its embedders: `local` (all-MiniLM-L6-v2 on
-//!   candle), `static` (Model2Vec) and `openai` (a remote `/v1/embeddings`).
+//!   our own CPU kernels), `static` (Model2Vec) and `openai` (a remote `/v1/embeddings`).
 //! - [`chunk`]: the chunk records, chunk ids and search filters every part shares.
 //! - [`scan`]: the exact top-k scan over a contiguous vector matrix.
 //! - [`backend`]: the [`VectorBackend`] seam both vector stores implement.

@@ -5,6 +5,7 @@
 //!
 //! Needs the model folder from `cargo xtask models`.
 
+use impressox_rag::embed::kernels::{self, Level};
 use impressox_rag::embed::local::{MODEL_ID, default_model_dir};
 use impressox_rag::{Embedder, LocalEmbedder};
 
@@ -65,6 +66,30 @@ fn every_corpus_sentence_matches_sentence_transformers() {
         assert!(c >= 0.999, "text {i} {:?}: cosine {c}", corpus[i]);
     }
     eprintln!("worst cosine {} (text {})", worst.0, worst.1);
+}
+
+/// The AVX2 and portable kernels (what a machine without AVX-512, or without AVX2, runs)
+/// against the same reference vectors; the detected level is the test above.
+#[test]
+fn every_kernel_level_matches_sentence_transformers() {
+    let corpus = corpus();
+    let reference = reference();
+    let e = embedder();
+    let texts: Vec<&str> = corpus.iter().map(String::as_str).collect();
+    for level in [Level::Avx2, Level::Scalar] {
+        kernels::force_level(Some(level));
+        let got = e.embed(&texts);
+        kernels::force_level(None);
+        let got = got.unwrap();
+        for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
+            let c = cosine(g, r);
+            assert!(
+                c >= 0.999,
+                "{level:?}: text {i} {:?}: cosine {c}",
+                corpus[i]
+            );
+        }
+    }
 }
 
 #[test]

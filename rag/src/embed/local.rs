@@ -1,5 +1,7 @@
 //! The `local` embedder: all-MiniLM-L6-v2 (a 6-layer BERT, 384 dimensions) run in-process
-//! with candle, from the model folder that `cargo xtask models` unpacks. Nothing is fetched.
+//! in pure Rust (our encoder, `embed::bert`, on our kernels, `embed::kernels`; candle reads
+//! the weights), from the model folder that `cargo xtask models` unpacks. Nothing is
+//! fetched.
 //!
 //! It reproduces sentence-transformers' pipeline for this model (modules.json: Transformer,
 //! Pooling, Normalize):
@@ -10,30 +12,30 @@
 //! 3. Mean over the tokens the attention mask keeps (padding excluded).
 //! 4. L2 normalisation.
 //!
-//! Speed: texts are sorted by token count before batching, so a batch pads to a length
-//! close to each of its texts' (padding is wasted attention and matmul work); batches are cut
-//! at [`MAX_BATCH_TOKENS`] padded tokens so long texts do not build huge attention tensors.
+//! Speed: the encoder runs a batch's texts unpadded, back to back, so no work goes to
+//! padding and the order of texts does not matter; a batch is cut at [`MAX_BATCH`] texts or
+//! [`MAX_BATCH_TOKENS`] tokens, which bounds the activation buffers (the feed-forward's is
+//! `tokens × 1536` floats, 25 MB at the cap).
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
+use super::bert::{Bert, BertConfig};
 use super::{EmbedError, Embedder, normalise};
 
 /// The model id collections record for this embedder.
 pub const MODEL_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 /// At most this many texts go through the model at once.
-const MAX_BATCH: usize = 32;
-/// At most this many padded tokens (texts × longest) per forward pass.
-const MAX_BATCH_TOKENS: usize = 32 * 64;
+const MAX_BATCH: usize = 64;
+/// At most this many tokens per forward pass (a text alone may have up to the model's
+/// 256).
+const MAX_BATCH_TOKENS: usize = 4096;
 
 /// all-MiniLM-L6-v2 on the CPU.
 pub struct LocalEmbedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     dimension: usize,
     dir: PathBuf,
@@ -54,7 +56,7 @@ impl LocalEmbedder {
                 ))
             })
         };
-        let config: Config = serde_json::from_slice(&read("config.json")?)
+        let config: BertConfig = serde_json::from_slice(&read("config.json")?)
             .map_err(|e| err(format!("config.json: {e}")))?;
         let max_seq = match read("sentence_bert_config.json") {
             Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -77,15 +79,9 @@ impl LocalEmbedder {
         // Padding is ours, per sorted batch.
         tokenizer.with_padding(None);
         let weights = read("model.safetensors")?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|e| err(format!("model.safetensors: {e}")))?;
         let model =
-            BertModel::load(vb, &config).map_err(|e| err(format!("model.safetensors: {e}")))?;
-        let dimension = serde_json::from_slice::<serde_json::Value>(&read("config.json")?)
-            .ok()
-            .and_then(|v| v.get("hidden_size")?.as_u64())
-            .ok_or_else(|| err("config.json: no hidden_size".into()))?
-            as usize;
+            Bert::load(&config, &weights).map_err(|e| err(format!("model.safetensors: {e}")))?;
+        let dimension = model.hidden();
         Ok(Self {
             model,
             tokenizer,
@@ -94,56 +90,20 @@ impl LocalEmbedder {
         })
     }
 
-    fn compute_err(&self, e: candle_core::Error) -> EmbedError {
-        EmbedError::Compute {
-            model: self.dir.display().to_string(),
-            message: e.to_string(),
-        }
-    }
-
     /// One forward pass over texts already tokenized: `ids[i]` are token ids with the
     /// special tokens. Returns one normalised vector per text.
     fn forward(&self, ids: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let n = ids.len();
-        let len = ids.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
-        let mut flat_ids = vec![0u32; n * len];
-        let mut mask = vec![0u32; n * len];
-        for (row, t) in ids.iter().enumerate() {
-            flat_ids[row * len..row * len + t.len()].copy_from_slice(t);
-            mask[row * len..row * len + t.len()].fill(1);
+        let mut out = self
+            .model
+            .mean_pooled(ids)
+            .map_err(|message| EmbedError::Compute {
+                model: self.dir.display().to_string(),
+                message,
+            })?;
+        for v in &mut out {
+            normalise(v);
         }
-        let dev = &Device::Cpu;
-        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let input = Tensor::from_vec(flat_ids, (n, len), dev)?;
-            let mask_t = Tensor::from_vec(mask.clone(), (n, len), dev)?;
-            let types = input.zeros_like()?;
-            let hidden = self.model.forward(&input, &types, Some(&mask_t))?;
-            // (n, len, dim) → rows; mean over the kept tokens, done here on plain slices
-            // (cheaper than building mask tensors for a sum).
-            let hidden = hidden
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let dim = self.dimension;
-            let mut out = Vec::with_capacity(n);
-            for (row, t) in ids.iter().enumerate() {
-                let mut v = vec![0f32; dim];
-                for tok in 0..t.len() {
-                    let at = (row * len + tok) * dim;
-                    for (acc, x) in v.iter_mut().zip(&hidden[at..at + dim]) {
-                        *acc += x;
-                    }
-                }
-                let count = (t.len() as f32).max(1e-9);
-                for x in &mut v {
-                    *x /= count;
-                }
-                normalise(&mut v);
-                out.push(v);
-            }
-            Ok(out)
-        };
-        run().map_err(|e| self.compute_err(e))
+        Ok(out)
     }
 }
 
@@ -176,20 +136,19 @@ impl Embedder for LocalEmbedder {
                 message: e.to_string(),
             })?;
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
-        // Longest first, so the first batch (the most expensive) sets the pace and every
-        // batch pads to about its own texts' length.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut out = Vec::with_capacity(texts.len());
         let mut start = 0;
-        while start < order.len() {
-            let longest = ids[order[start]].len().max(1);
-            let fit = (MAX_BATCH_TOKENS / longest).clamp(1, MAX_BATCH);
-            let end = (start + fit).min(order.len());
-            let batch: Vec<&[u32]> = order[start..end].iter().map(|&i| ids[i]).collect();
-            for (&i, v) in order[start..end].iter().zip(self.forward(&batch)?) {
-                out[i] = v;
+        while start < ids.len() {
+            let mut end = start;
+            let mut tokens = 0;
+            while end < ids.len()
+                && end - start < MAX_BATCH
+                && (end == start || tokens + ids[end].len() <= MAX_BATCH_TOKENS)
+            {
+                tokens += ids[end].len();
+                end += 1;
             }
+            out.extend(self.forward(&ids[start..end])?);
             start = end;
         }
         Ok(out)

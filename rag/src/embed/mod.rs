@@ -10,11 +10,14 @@
 
 //!
 //! The embedders (`[rag.embedder] kind`):
-//! - [`local`]: all-MiniLM-L6-v2 (BERT) in-process with candle; the default.
+//! - [`local`]: all-MiniLM-L6-v2 (BERT) in-process, our own encoder ([`bert`]) on our own
+//!   CPU kernels ([`kernels`]); the default.
 //! - [`static_model`]: a Model2Vec static model (a token table, very fast) from a folder.
 //! - [`openai`]: a remote OpenAI-compatible `/v1/embeddings` endpoint; [`retry`] is its
 //!   backoff policy.
 
+pub mod bert;
+pub mod kernels;
 pub mod local;
 pub mod openai;
 pub mod retry;
