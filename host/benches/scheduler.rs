@@ -25,6 +25,8 @@ use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/mongo.rs"]
+mod mongo;
 #[path = "common/redis.rs"]
 mod redis;
 
@@ -32,6 +34,7 @@ use impressox_host::documents::embedded::EmbeddedDocuments;
 use impressox_host::documents::mongo::MongoDocuments;
 use impressox_host::documents::{Documents, Filter, Query};
 use impressox_host::scheduler::history::RUNS;
+use mongo::Mongo;
 use redis::Redis;
 use serde_json::Value;
 
@@ -48,59 +51,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// SecantusDB on a free port, in a folder of its own.
-struct Mongo(Child, u16, #[allow(dead_code)] tempfile::TempDir);
-
-impl Mongo {
-    fn start() -> Mongo {
-        let venv = std::env::var_os("IMPRESSOX_TEST_VENV")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                    .join(".cache/impressox/venv")
-            });
-        let bin = venv.join("bin/secantusd-py");
-        assert!(
-            bin.is_file(),
-            "{} is missing: run `cargo test-all` once (it creates the virtualenv)",
-            bin.display()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("secantusd.toml"), "").unwrap();
-        let port = free_port();
-        let mut child = Command::new(bin)
-            .arg("--config")
-            .arg(dir.path().join("secantusd.toml"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("--storage-path")
-            .arg(dir.path().join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Mongo(child, port, dir);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("secantusd-py did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.1)
-    }
-}
-
-impl Drop for Mongo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 struct Host {

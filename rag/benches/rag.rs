@@ -382,6 +382,25 @@ fn queries(e: &LocalEmbedder, store: &Store, matrix: &mut Vec<f32>) {
             ms(percentile(&times, 0.99))
         );
     }
+    // Hybrid's lexical half alone: BM25 as deep as hybrid looks (50 for k = 10).
+    let mut times = Vec::new();
+    for round in 0..300 {
+        let text = format!("{} {}", texts[round % texts.len()], round / texts.len());
+        let t = Instant::now();
+        index
+            .lexical()
+            .search("tweets", &text, 50, &Filter::default())
+            .unwrap();
+        times.push(t.elapsed());
+    }
+    times.drain(..20);
+    times.sort();
+    println!(
+        "[{name}] BM25 alone at {chunks} chunks, 50 deep (hybrid's lexical half): p50 {:.1} ms, \
+         p99 {:.1} ms",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99))
+    );
     // The vector search alone (the query's vector given) and its recall@10 against the
     // exact scan over the same vectors: the embedded store's int8 scan, Chroma's HNSW.
     let mut times = Vec::new();

@@ -22,6 +22,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -30,7 +32,7 @@ use crate::chroma::{ChromaConfig, ChromaStore};
 use crate::chunk::{DocumentChunks, Filter, StoredChunk};
 use crate::embed::{EmbedError, Embedder};
 use crate::hybrid;
-use crate::lexical::LexicalIndex;
+use crate::lexical::{LexicalHit, LexicalIndex};
 use crate::store::VectorStore;
 
 /// The largest `k` a query may ask for.
@@ -103,12 +105,31 @@ pub enum QueryError {
     Embed(#[from] EmbedError),
 }
 
+/// Time spent in each step of writing, summed since the index was opened: what an ingest's
+/// stages cost (the service adds reading and chunking; `impressox rag ingest` prints them,
+/// the ingest benchmark reads them).
+#[derive(Debug, Default)]
+pub struct WriteTimes {
+    /// Embedding the chunks of [`RagIndex::embed_and_upsert`].
+    pub embed_ns: AtomicU64,
+    /// The vector store's upsert or delete (chunks, vectors, records: one transaction).
+    pub vectors_ns: AtomicU64,
+    /// The BM25 index's update and commit, and clearing the lexical to-do.
+    pub lexical_ns: AtomicU64,
+}
+
+/// Adds the time since `started` to `counter`.
+fn add_since(counter: &AtomicU64, started: Instant) {
+    counter.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+}
+
 /// The store, the lexical index and the rules that keep them in step.
 pub struct RagIndex {
     vectors: Box<dyn VectorBackend>,
     lexical: LexicalIndex,
     /// One writer at a time (see the module note).
     writer: Mutex<()>,
+    times: WriteTimes,
 }
 
 impl std::fmt::Debug for RagIndex {
@@ -149,6 +170,7 @@ impl RagIndex {
             vectors,
             lexical,
             writer: Mutex::new(()),
+            times: WriteTimes::default(),
         };
         for (collection, ids) in index.vectors.lexical_todo()? {
             index.sync_lexical(&collection, &ids)?;
@@ -162,6 +184,11 @@ impl RagIndex {
 
     pub fn lexical(&self) -> &LexicalIndex {
         &self.lexical
+    }
+
+    /// Time spent writing, by step, since the index was opened.
+    pub fn write_times(&self) -> &WriteTimes {
+        &self.times
     }
 
     /// See [`VectorBackend::ensure_collection`]. The embedder's dimension must be known
@@ -213,6 +240,13 @@ impl RagIndex {
 
     /// Steps 2 and 3 of the module note for `ids` of `collection`.
     fn sync_lexical(&self, collection: &str, ids: &[String]) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let synced = self.sync_lexical_untimed(collection, ids);
+        add_since(&self.times.lexical_ns, started);
+        synced
+    }
+
+    fn sync_lexical_untimed(&self, collection: &str, ids: &[String]) -> Result<(), StoreError> {
         let chunks = self.vectors.documents_chunks(collection, ids)?;
         let docs: Vec<(String, Vec<Arc<StoredChunk>>)> = ids.iter().cloned().zip(chunks).collect();
         self.lexical.apply(collection, &docs)?;
@@ -227,7 +261,9 @@ impl RagIndex {
         docs: &[(DocumentChunks, Vec<Vec<f32>>)],
     ) -> Result<(), StoreError> {
         let _w = self.writer.lock();
+        let started = Instant::now();
         self.vectors.upsert(collection, docs)?;
+        add_since(&self.times.vectors_ns, started);
         let ids: Vec<String> = docs.iter().map(|(d, _)| d.document_id.clone()).collect();
         self.sync_lexical(collection, &ids)
     }
@@ -246,7 +282,10 @@ impl RagIndex {
             .iter()
             .flat_map(|d| d.chunks.iter().map(|c| c.text.as_str()))
             .collect();
-        let mut vectors = embedder.embed(&texts)?.into_iter();
+        let started = Instant::now();
+        let embedded = embedder.embed(&texts);
+        add_since(&self.times.embed_ns, started);
+        let mut vectors = embedded?.into_iter();
         let docs: Vec<(DocumentChunks, Vec<Vec<f32>>)> = docs
             .into_iter()
             .map(|d| {
@@ -284,7 +323,9 @@ impl RagIndex {
     /// Removes documents and their chunks from both indexes.
     pub fn delete(&self, collection: &str, document_ids: &[&str]) -> Result<(), StoreError> {
         let _w = self.writer.lock();
+        let started = Instant::now();
         self.vectors.delete(collection, document_ids)?;
+        add_since(&self.times.vectors_ns, started);
         let ids: Vec<String> = document_ids.iter().map(|s| s.to_string()).collect();
         self.sync_lexical(collection, &ids)
     }
@@ -332,32 +373,44 @@ impl RagIndex {
             Mode::Hybrid => (q.k * 5).max(50),
             _ => q.k,
         };
-        let vector_hits = if q.mode == Mode::Lexical {
-            Vec::new()
-        } else {
+        // The two lists are independent: the BM25 search needs only the text, so it runs
+        // on a second thread while the query is embedded and the vectors scanned (the
+        // scan then spreads over both cores, see `scan`).
+        let vector_side = || -> Result<Vec<VectorHit>, QueryError> {
+            if q.mode == Mode::Lexical {
+                return Ok(Vec::new());
+            }
             let v = embedder.embed(&[q.text.as_str()])?.remove(0);
-            self.vectors.search(
+            Ok(self.vectors.search(
                 &q.collection,
                 embedder.model_id(),
                 &v,
                 depth,
                 &q.filter,
                 q.min_score,
-            )?
+            )?)
         };
-        let lexical_hits = if q.mode == Mode::Vector {
-            Vec::new()
-        } else {
+        let lexical_side = || -> Result<Vec<LexicalHit>, QueryError> {
+            if q.mode == Mode::Vector {
+                return Ok(Vec::new());
+            }
             let min = if q.mode == Mode::Lexical {
                 q.min_score
             } else {
                 None
             };
-            self.lexical
+            Ok(self
+                .lexical
                 .search(&q.collection, &q.text, depth, &q.filter)?
                 .into_iter()
                 .filter(|h| min.is_none_or(|m| h.score >= m))
-                .collect()
+                .collect())
+        };
+        let (vector_hits, lexical_hits) = if q.mode == Mode::Hybrid {
+            let (v, l) = rayon::join(vector_side, lexical_side);
+            (v?, l?)
+        } else {
+            (vector_side()?, lexical_side()?)
         };
         Ok(match q.mode {
             Mode::Vector => vector_hits

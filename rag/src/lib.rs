@@ -31,5 +31,5 @@ pub use chunk::{ChunkText, DocumentChunks, Filter, StoredChunk};
 pub use embed::{
     EmbedError, Embedder, LocalEmbedder, OpenAiConfig, OpenAiEmbedder, StaticEmbedder,
 };
-pub use index::{Hit, MAX_K, Mode, Query, QueryError, RagIndex};
+pub use index::{Hit, MAX_K, Mode, Query, QueryError, RagIndex, WriteTimes};
 pub use store::VectorStore;

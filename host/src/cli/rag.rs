@@ -140,6 +140,14 @@ async fn ingest(config: &Config, only: Option<&str>) -> Result<ExitCode> {
         }
     }
     progress.abort();
+    let t = service.stage_times();
+    if t.total_s() > 0.0 {
+        println!(
+            "time: reading {:.1} s, chunking {:.1} s, embedding {:.1} s, vector store {:.1} s, \
+             BM25 index {:.1} s",
+            t.read_s, t.chunk_s, t.embed_s, t.vectors_s, t.lexical_s
+        );
+    }
     Ok(if failed {
         ExitCode::FAILURE
     } else {

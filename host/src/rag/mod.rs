@@ -21,6 +21,6 @@ pub mod tokens;
 pub mod worker;
 
 pub use config::{EmbedderConfig, RagConfig};
-pub use service::RagService;
+pub use service::{RagService, StageTimes};
 pub use tokens::{TokenCounter, Tokens};
 pub use worker::{RagHandle, RagWorker};

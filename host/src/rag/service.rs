@@ -116,6 +116,34 @@ pub struct RagCounters {
     pub queries: AtomicU64,
     /// Unix ms of the last ingest that changed or removed something.
     pub last_change_ms: AtomicU64,
+    /// Nanoseconds the sources spent reading documents (folder scans, page fetches,
+    /// document-store pages), summed.
+    pub read_ns: AtomicU64,
+    /// Nanoseconds in the chunker plugins' calls, summed.
+    pub chunk_ns: AtomicU64,
+}
+
+/// Where ingest time went since the service opened, by stage, in seconds (see
+/// [`RagService::stage_times`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct StageTimes {
+    /// Sources reading documents.
+    pub read_s: f64,
+    /// The chunker plugins.
+    pub chunk_s: f64,
+    /// The embedder.
+    pub embed_s: f64,
+    /// The vector store's transactions.
+    pub vectors_s: f64,
+    /// The BM25 index's updates and commits.
+    pub lexical_s: f64,
+}
+
+impl StageTimes {
+    /// The sum of the stages.
+    pub fn total_s(&self) -> f64 {
+        self.read_s + self.chunk_s + self.embed_s + self.vectors_s + self.lexical_s
+    }
 }
 
 /// The RAG index, its embedder and the chunker plugins.
@@ -204,6 +232,28 @@ impl RagService {
 
     pub fn embedder(&self) -> &dyn Embedder {
         self.embedder.as_ref()
+    }
+
+    /// Where ingest time went since the service opened (`impressox rag ingest` prints it;
+    /// the ingest benchmark reads it). Counted where the work happens, so a pass's total
+    /// minus these is the bookkeeping between them (versions, cursors).
+    pub fn stage_times(&self) -> StageTimes {
+        let secs = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
+        let w = self.index.write_times();
+        StageTimes {
+            read_s: secs(&self.counters.read_ns),
+            chunk_s: secs(&self.counters.chunk_ns),
+            embed_s: secs(&w.embed_ns),
+            vectors_s: secs(&w.vectors_ns),
+            lexical_s: secs(&w.lexical_ns),
+        }
+    }
+
+    /// Adds the time since `started` to the reading stage (the sources call it).
+    pub fn count_read(&self, started: std::time::Instant) {
+        self.counters
+            .read_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// The stored document id of a source's document.
@@ -300,7 +350,12 @@ impl RagService {
             media_type: doc.media_type,
             metadata,
         };
-        let chunked = match chunker.chunk(&input, self.options) {
+        let started = std::time::Instant::now();
+        let called = chunker.chunk(&input, self.options);
+        self.counters
+            .chunk_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let chunked = match called {
             Ok(Ok(c)) => c,
             Ok(Err(why)) => return Ok(Prepared::Refused { document_id, why }),
             Err(e) if fails_this_document_only(&e) => {

@@ -128,9 +128,11 @@ impl SourceRunner {
     async fn files_pass(&mut self) -> Result<IngestCounts> {
         let folder = self.folder.as_mut().expect("files sources have a folder");
         let root = folder.root().to_path_buf();
+        let started = std::time::Instant::now();
         let scan = folder
             .scan()
             .with_context(|| format!("source `{}`: folder {}", self.config.name, root.display()))?;
+        self.service.count_read(started);
         for (rel, why) in &scan.unreadable {
             tracing::warn!(source = %self.config.name, file = %rel, error = %why, "a file could not be read");
         }
@@ -160,7 +162,10 @@ impl SourceRunner {
         let mut errors = Vec::new();
         for url in self.config.urls.clone() {
             let previous = state.pages.get(&url).cloned().unwrap_or_default();
-            match urls::fetch(&client, &url, &previous).await {
+            let started = std::time::Instant::now();
+            let fetched = urls::fetch(&client, &url, &previous).await;
+            self.service.count_read(started);
+            match fetched {
                 Ok(urls::Fetched::NotModified) => counts.unchanged += 1,
                 Ok(urls::Fetched::Page { doc, validators }) => {
                     counts.add(self.ingest(vec![doc]).await?);
@@ -199,15 +204,17 @@ impl SourceRunner {
         let mut state: SourceState = self.cursors.get(&self.config.name);
         let mut counts = IngestCounts::default();
         loop {
+            let started = std::time::Instant::now();
             let page = follower
                 .next_page(state.position.as_ref(), documents::PAGE)
                 .await
                 .with_context(|| format!("source `{}`: reading `{from}`", self.config.name))?;
+            let batch: Vec<SourceDocument> =
+                page.iter().filter_map(documents::to_document).collect();
+            self.service.count_read(started);
             let Some(last) = page.last() else { break };
             let next = follower.position_of(last);
             let full = page.len() == documents::PAGE;
-            let batch: Vec<SourceDocument> =
-                page.iter().filter_map(documents::to_document).collect();
             counts.add(self.ingest(batch).await?);
             state.position = next;
             self.cursors.set(&self.config.name, state.clone())?;
