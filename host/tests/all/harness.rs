@@ -14,9 +14,14 @@ pub struct TestHost {
 
 /// Settings small enough to hit in a test, loose enough for a loaded CI machine.
 pub fn config_in(dir: &Path, extra: &str) -> Config {
+    config_with_deadline(dir, 200, extra)
+}
+
+/// As [`config_in`], with plugin calls allowed `call_timeout_ms`.
+fn config_with_deadline(dir: &Path, call_timeout_ms: u64, extra: &str) -> Config {
     let path = dir.join("impressox.toml");
     let text = format!(
-        "data_dir = \"data\"\n[plugins]\ndir = \"plugins.d\"\ncall_timeout_ms = 200\nmemory_limit_mib = 32\n\
+        "data_dir = \"data\"\n[plugins]\ndir = \"plugins.d\"\ncall_timeout_ms = {call_timeout_ms}\nmemory_limit_mib = 32\n\
          quarantine_after = 3\nmax_output_bytes = 1048576\ndebounce_ms = 30\n{extra}"
     );
     std::fs::write(&path, text).unwrap();
@@ -32,8 +37,19 @@ pub fn host() -> TestHost {
 }
 
 pub fn host_with(extra: &str) -> TestHost {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_in(dir.path(), extra);
+    host_from(tempfile::tempdir().unwrap(), |dir| config_in(dir, extra))
+}
+
+/// A test host whose plugin calls may take `ms`: for a large input to a JS or Python
+/// guest, which 200 ms does not cover while other tests load both cores.
+pub fn host_with_deadline(ms: u64) -> TestHost {
+    host_from(tempfile::tempdir().unwrap(), |dir| {
+        config_with_deadline(dir, ms, "")
+    })
+}
+
+fn host_from(dir: tempfile::TempDir, config: impl FnOnce(&Path) -> Config) -> TestHost {
+    let config = config(dir.path());
     std::fs::create_dir_all(config.plugin_dir()).unwrap();
     let runtime = Runtime::new(&config).unwrap();
     TestHost {

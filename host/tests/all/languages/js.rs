@@ -8,7 +8,7 @@ use impressox_host::bindings::types::{Notification, Priority};
 use serde_json::{Value, json};
 
 use crate::componentize::{self, Staged};
-use crate::harness::{config_in, host, impressox};
+use crate::harness::{config_in, host_with_deadline, impressox};
 use crate::notify::rig::{HOOK_SECRET, NotifyRig, Opts};
 use crate::servers::webhook_receiver::WebhookReceiver;
 
@@ -93,7 +93,9 @@ fn notification(body: String, data_json: String) -> Notification {
 
 #[test]
 fn the_js_formatter_keeps_discords_limits_and_plain_text_elsewhere() {
-    let h = host();
+    // 100 KB of fields through SpiderMonkey: past 200 ms when the other tests load both
+    // cores (it timed out once in CI); the limits, not the speed, are under test here.
+    let h = host_with_deadline(5_000);
     componentize::load(&h, componentize::discord_embeds(), "discord-embeds.wasm");
     let formatter = h.runtime.plugin("discord-embeds");
     // 40 fields of 2000 characters, a 10,000-character body (with non-ASCII), a long title.
