@@ -216,6 +216,29 @@ pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The re-embedded vector of `c` from a reindex's map (by chunk id), checked for length:
+/// what both backends' `reembed` require of every chunk before they write anything.
+pub(crate) fn new_vector<'a>(
+    c: &StoredChunk,
+    vectors: &'a std::collections::HashMap<String, Vec<f32>>,
+    dimension: usize,
+) -> Result<&'a [f32], StoreError> {
+    match vectors.get(&c.chunk_id) {
+        Some(v) if v.len() == dimension => Ok(v),
+        Some(v) => Err(StoreError::Dimension {
+            document: c.document_id.clone(),
+            index: c.index as usize,
+            got: v.len(),
+            want: dimension,
+        }),
+        None => Err(StoreError::VectorCount {
+            document: c.document_id.clone(),
+            got: 0,
+            want: 1,
+        }),
+    }
+}
+
 pub(crate) fn check_model(
     info: &CollectionInfo,
     model_id: &str,

@@ -406,25 +406,8 @@ impl VectorStore {
             .get(collection)
             .map(|m| m.rows.clone())
             .unwrap_or_default();
-        for (index, c) in rows.iter().enumerate() {
-            match vectors.get(&c.chunk_id) {
-                Some(v) if v.len() == dimension => {}
-                Some(v) => {
-                    return Err(StoreError::Dimension {
-                        document: c.document_id.clone(),
-                        index,
-                        got: v.len(),
-                        want: dimension,
-                    });
-                }
-                None => {
-                    return Err(StoreError::VectorCount {
-                        document: c.document_id.clone(),
-                        got: 0,
-                        want: 1,
-                    });
-                }
-            }
+        for c in &rows {
+            crate::backend::new_vector(c, vectors, dimension)?;
         }
         let info = CollectionInfo {
             model_id: model_id.to_string(),

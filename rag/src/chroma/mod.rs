@@ -437,24 +437,10 @@ impl ChromaStore {
         let chunks = self.all_chunks(collection)?;
         let mut with_vectors: Vec<(Arc<StoredChunk>, &[f32])> = Vec::with_capacity(chunks.len());
         for c in &chunks {
-            match vectors.get(&c.chunk_id) {
-                Some(v) if v.len() == dimension => with_vectors.push((c.clone(), v.as_slice())),
-                Some(v) => {
-                    return Err(StoreError::Dimension {
-                        document: c.document_id.clone(),
-                        index: c.index as usize,
-                        got: v.len(),
-                        want: dimension,
-                    });
-                }
-                None => {
-                    return Err(StoreError::VectorCount {
-                        document: c.document_id.clone(),
-                        got: 0,
-                        want: 1,
-                    });
-                }
-            }
+            with_vectors.push((
+                c.clone(),
+                crate::backend::new_vector(c, vectors, dimension)?,
+            ));
         }
         let temp = format!("{}--reembed", records::chroma_name(collection));
         // A leftover of an attempt that never got recorded (it died creating it).
