@@ -3,7 +3,9 @@
 //! kill -9 mid-ingest resumes exactly).
 
 mod api;
+mod chroma_auth;
 mod process;
+mod render;
 mod sources;
 
 use std::sync::Arc;
@@ -41,5 +43,6 @@ pub fn source(name: &str, kind: SourceKind, collection: &str) -> SourceConfig {
         interval: None,
         chunker: None,
         allow_private_addresses: false,
+        render: false,
     }
 }
