@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 
 use crate::cookies::StoredCookie;
 use crate::error::{BrowserError, cdp};
+use crate::filter::RequestFilter;
 use crate::launch::Live;
 use crate::page::{PageEntry, PageHome, PageLease, PageOwner};
 use crate::slots::PoolInner;
@@ -99,6 +100,8 @@ pub(crate) struct CtxInner {
     /// What the context's pages share with it (pool, account key, idle pages, closed flag).
     home: PageHome,
     pub(crate) proxy: Option<ProxySpec>,
+    /// Vets every request of the context's pages (see `filter.rs`).
+    filter: Option<RequestFilter>,
     slot: usize,
     permits: Arc<Semaphore>,
     state: tokio::sync::Mutex<CtxState>,
@@ -123,6 +126,7 @@ impl AccountContext {
         pool: Arc<PoolInner>,
         slot: usize,
         spec: ContextSpec,
+        filter: Option<RequestFilter>,
     ) -> Result<AccountContext, BrowserError> {
         let res = async {
             if let Some(p) = &spec.proxy {
@@ -155,6 +159,7 @@ impl AccountContext {
                     closed: AtomicBool::new(false),
                 },
                 proxy: spec.proxy,
+                filter,
                 slot,
                 permits,
                 state: tokio::sync::Mutex::new(state),
@@ -193,6 +198,7 @@ impl AccountContext {
                     &live,
                     &id,
                     inner.proxy.as_ref().and_then(|p| p.credentials.as_ref()),
+                    inner.filter.as_ref(),
                 )
                 .await
             })

@@ -28,10 +28,15 @@ use chromiumoxide::error::CdpError;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
+use crate::filter::RequestFilter;
+
 /// Starts the page's paused-request task (only for browsers launched with interception).
+/// With a `filter`, a request that is not blocked is continued only once the filter
+/// allowed it (see `filter.rs`); the filter runs in the request's own spawned future.
 pub(crate) async fn start(
     page: &Page,
     blocked: Arc<[ResourceType]>,
+    filter: Option<RequestFilter>,
 ) -> Result<JoinHandle<()>, CdpError> {
     let mut paused = page.event_listener::<EventRequestPaused>().await?;
     let page = page.clone();
@@ -50,6 +55,31 @@ pub(crate) async fn start(
                     }
                     Err(e) => tracing::debug!(error = %e, "Fetch.failRequest"),
                 }
+            } else if let Some(filter) = &filter {
+                // Only the request stage is vetted: a response-stage pause (none is asked
+                // for today) carries a status and continues as it came.
+                let at_response =
+                    ev.response_status_code.is_some() || ev.response_error_reason.is_some();
+                let check = (!at_response).then(|| filter.check(ev.request.url.clone()));
+                let page = page.clone();
+                tokio::spawn(async move {
+                    let verdict = match check {
+                        Some(check) => check.await,
+                        None => Ok(()),
+                    };
+                    let sent = match verdict {
+                        Ok(()) => page.execute(ContinueRequestParams::new(id)).await.map(drop),
+                        Err(why) => {
+                            tracing::warn!(reason = %why, "a page's request was refused by the request filter");
+                            page.execute(FailRequestParams::new(id, ErrorReason::AccessDenied))
+                                .await
+                                .map(drop)
+                        }
+                    };
+                    if let Err(e) = sent {
+                        tracing::debug!(error = %e, "answering a paused request");
+                    }
+                });
             } else {
                 match page.command_future(ContinueRequestParams::new(id)) {
                     Ok(f) => {

@@ -16,7 +16,9 @@
 //!   recycling.
 //! - [`capture`] — the Network-domain capture of X's API responses and the step rule
 //!   ([`Expect`], [`Capture`], [`CapturedResponse`]).
-//! - `intercept` — the Fetch domain (blocked resource types, proxy credentials).
+//! - `intercept` — the Fetch domain (blocked resource types, proxy credentials, the request
+//!   filter).
+//! - [`filter`] — [`RequestFilter`]: a per-request check run before Chromium sends a request.
 //! - [`cookies`] — [`StoredCookie`], our serde cookie type.
 //! - [`error`] — [`BrowserError`].
 //!
@@ -43,6 +45,7 @@ pub mod config;
 pub mod context;
 pub mod cookies;
 pub mod error;
+pub mod filter;
 mod intercept;
 mod launch;
 pub mod page;
@@ -55,5 +58,6 @@ pub use config::{PoolConfig, Sandbox};
 pub use context::{AccountContext, ContextSpec, ProxySpec};
 pub use cookies::StoredCookie;
 pub use error::BrowserError;
+pub use filter::{FilterFuture, RequestFilter};
 pub use page::PageLease;
 pub use pool::BrowserPool;

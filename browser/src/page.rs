@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::capture::{Capture, Expect, Recorder, is_login_url};
 use crate::error::{BrowserError, cdp, is_connection_error};
+use crate::filter::RequestFilter;
 use crate::intercept;
 use crate::launch::Live;
 use crate::slots::PoolInner;
@@ -52,8 +53,17 @@ impl PageEntry {
         live: &Arc<Live>,
         ctx: &BrowserContextId,
         proxy_credentials: Option<&(String, String)>,
+        filter: Option<&RequestFilter>,
     ) -> Result<PageEntry, BrowserError> {
         let rt = pool.cfg.request_timeout;
+        if filter.is_some() && !live.intercepting {
+            // Without the Fetch domain nothing would be vetted: refuse rather than render
+            // unguarded.
+            return Err(BrowserError::Launch(
+                "a request filter needs request interception: block_resources must not be empty"
+                    .into(),
+            ));
+        }
         let page = {
             let b = live.browser.read().await;
             let mut t = CreateTargetParams::new("about:blank");
@@ -71,7 +81,7 @@ impl PageEntry {
             // Listeners first: nothing the page does may be missed.
             let recorder = Recorder::start(&page, pool.cfg.max_body_bytes, rt).await?;
             let interceptor = if live.intercepting {
-                Some(intercept::start(&page, pool.blocked.clone()).await?)
+                Some(intercept::start(&page, pool.blocked.clone(), filter.cloned()).await?)
             } else {
                 None
             };
@@ -299,6 +309,52 @@ impl PageLease {
             StepEnd::TimedOut => true,
         };
         self.finish(with_html, timed_out, false).await
+    }
+
+    /// Navigates to `url` for its rendered DOM (any site, no capture expected): after the
+    /// load, waits until `document.readyState` is `complete` and the document's size has
+    /// not changed for `quiet` (scripts that fill the page have run), at most until the step
+    /// timeout, and returns the main frame's final URL and its HTML.
+    pub async fn render(
+        &mut self,
+        url: &str,
+        quiet: Duration,
+    ) -> Result<(String, String), BrowserError> {
+        let deadline = Instant::now() + self.cfg().step_timeout;
+        self.open(url, Expect::default(), false).await?;
+        let probe = "document.readyState === 'complete' ? \
+                     document.documentElement.outerHTML.length : -1";
+        let mut last = -2i64;
+        let mut since = Instant::now();
+        loop {
+            let e = self.entry()?;
+            let now_len = match e.page.evaluate(probe).await {
+                Ok(v) => v.into_value::<i64>().unwrap_or(-1),
+                Err(err) if is_connection_error(&err) => {
+                    let err = self.failed("reading the rendered page", err).await;
+                    if err.is_gone() {
+                        return Err(err);
+                    }
+                    -1
+                }
+                // A navigation by the page's script replaces the execution context.
+                Err(_) => -1,
+            };
+            let now = Instant::now();
+            if now_len != last {
+                last = now_len;
+                since = now;
+            } else if now_len >= 0 && now.duration_since(since) >= quiet {
+                break;
+            }
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        let final_url = self.main_url().await?;
+        let html = self.html().await?;
+        Ok((final_url, html))
     }
 
     /// Scrolls to the bottom and captures what the page's own script loads. When no matching

@@ -16,6 +16,7 @@ use chromiumoxide::cdp::browser_protocol::network::ResourceType;
 use crate::config::PoolConfig;
 use crate::context::{AccountContext, ContextSpec};
 use crate::error::BrowserError;
+use crate::filter::RequestFilter;
 use crate::launch;
 use crate::slots::PoolInner;
 
@@ -72,7 +73,22 @@ impl BrowserPool {
             return Err(BrowserError::Gone);
         }
         let slot = self.inner.place()?;
-        AccountContext::create(self.inner.clone(), slot, spec).await
+        AccountContext::create(self.inner.clone(), slot, spec, None).await
+    }
+
+    /// As [`BrowserPool::context`], with every request of the context's pages held until
+    /// `filter` allows it (a refused one fails with `AccessDenied`). Needs interception
+    /// (`block_resources` not empty); a page of such a context is refused otherwise.
+    pub async fn filtered_context(
+        &self,
+        spec: ContextSpec,
+        filter: RequestFilter,
+    ) -> Result<AccountContext, BrowserError> {
+        if self.inner.is_shut() {
+            return Err(BrowserError::Gone);
+        }
+        let slot = self.inner.place()?;
+        AccountContext::create(self.inner.clone(), slot, spec, Some(filter)).await
     }
 
     /// Process ids of the running browsers (for metrics, memory figures and tests).

@@ -66,6 +66,15 @@ pub enum StoreError {
     Lexical { path: String, message: String },
 }
 
+impl StoreError {
+    /// A remote store refused the request's credentials (HTTP 401 or 403): a missing or
+    /// wrong token, which retrying does not fix.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, StoreError::Remote { message, .. }
+            if message.starts_with("HTTP 401") || message.starts_with("HTTP 403"))
+    }
+}
+
 /// What a collection records about the vectors in it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CollectionInfo {

@@ -8,6 +8,7 @@
 mod capture;
 mod contexts;
 mod crash;
+mod filter;
 mod harness;
 mod launch;
 mod proxies;
@@ -45,5 +46,12 @@ fn public_futures_and_handles_are_send(
     send(page.inner_text(""));
     send(page.current_url());
     send(page.html());
+    send(page.render("", std::time::Duration::ZERO));
+    send(pool.filtered_context(
+        ContextSpec::default(),
+        impressox_browser::RequestFilter::new(|_| -> impressox_browser::FilterFuture {
+            Box::pin(async { Ok(()) })
+        }),
+    ));
     send(ctx.close());
 }

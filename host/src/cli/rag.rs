@@ -122,7 +122,11 @@ async fn ingest(config: &Config, only: Option<&str>) -> Result<ExitCode> {
     };
     let progress = spawn_progress(service.clone());
     let mut failed = false;
+    let mut renderer = None;
     for mut runner in crate::rag::worker::runners(config, &service, docs, only)? {
+        if renderer.is_none() {
+            renderer = runner.renderer().cloned();
+        }
         let name = runner.config.name.clone();
         match runner.pass().await {
             Ok(c) => {
@@ -147,6 +151,9 @@ async fn ingest(config: &Config, only: Option<&str>) -> Result<ExitCode> {
              BM25 index {:.1} s",
             t.read_s, t.chunk_s, t.embed_s, t.vectors_s, t.lexical_s
         );
+    }
+    if let Some(r) = renderer {
+        r.shutdown().await;
     }
     Ok(if failed {
         ExitCode::FAILURE

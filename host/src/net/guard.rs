@@ -167,6 +167,19 @@ impl Guard {
         Ok(ips)
     }
 
+    /// Check `url` completely: scheme, a literal host, and a name by resolving it once
+    /// (for a client that connects on its own, such as Chromium, which resolves again).
+    pub async fn check_url(&self, url: &Url) -> Result<(), GuardError> {
+        self.check_literal(url)?;
+        if let Some(name) = url.host_str()
+            && literal_ip(name).is_none()
+            && !self.allow_private
+        {
+            self.resolve(name).await?;
+        }
+        Ok(())
+    }
+
     /// Check what can be checked of `url` without a lookup: the scheme, and the host when
     /// it is an IP literal (reqwest does not resolve those, so the resolver never sees them).
     pub fn check_literal(&self, url: &Url) -> Result<(), Refused> {
@@ -274,6 +287,11 @@ impl Outbound {
     /// The address check this client applies.
     pub fn guard(&self) -> &Guard {
         &self.guard
+    }
+
+    /// The same check, shared (for a vetting callback that outlives a borrow).
+    pub fn shared_guard(&self) -> Arc<Guard> {
+        self.guard.clone()
     }
 
     /// Check `url` as far as possible before sending: scheme and literal host always; a

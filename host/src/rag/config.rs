@@ -245,6 +245,12 @@ pub struct SourceConfig {
     /// guard refuses them as for webhooks.
     #[serde(default)]
     pub allow_private_addresses: bool,
+    /// `urls`: load each page in headless Chromium (the browser pool, `[scraper.browser]`
+    /// settings) and index the rendered DOM, for pages whose text JavaScript writes. The
+    /// SSRF guard checks the page's host first and, unless `allow_private_addresses`,
+    /// every request the page makes.
+    #[serde(default)]
+    pub render: bool,
 }
 
 impl SourceConfig {
@@ -266,6 +272,9 @@ impl SourceConfig {
                 Some(ms) if ms >= 100 => {}
                 _ => bail!("{at}: interval `{text}` is not a duration of at least 100ms"),
             }
+        }
+        if self.render && self.kind != SourceKind::Urls {
+            bail!("{at}: render = true applies only to kind = \"urls\"");
         }
         match self.kind {
             SourceKind::Files => {
@@ -426,6 +435,18 @@ mod tests {
         assert_eq!(e.tokenizer_dir(base), default_model_dir());
         e.tokenizer_dir = Some("/opt/nomic".into());
         assert_eq!(e.tokenizer_dir(base), Path::new("/opt/nomic"));
+    }
+
+    #[test]
+    fn render_is_refused_on_sources_that_are_not_urls() {
+        let text = "[[sources]]\nname = \"d\"\nkind = \"files\"\ncollection = \"c\"\npath = \"p\"\nrender = true\n";
+        let cfg: RagConfig = toml::from_str(text).unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("render") && err.contains("`d`"), "{err}");
+        let text = "[[sources]]\nname = \"w\"\nkind = \"urls\"\ncollection = \"c\"\nurls = [\"https://example.com/\"]\nrender = true\n";
+        let cfg: RagConfig = toml::from_str(text).unwrap();
+        cfg.validate().unwrap();
+        assert!(cfg.sources[0].render);
     }
 
     #[test]

@@ -203,14 +203,25 @@ impl RagService {
                 c.database = s.database.clone();
                 if let Some(var) = &s.token_env {
                     // The token itself is never a config value nor logged.
-                    c.token = Some(std::env::var(var).map_err(|_| {
+                    let token = std::env::var(var).map_err(|_| {
                         anyhow::anyhow!(
                             "[rag.store] token_env: the environment variable {var} is not set"
                         )
-                    })?);
+                    })?;
+                    if token.trim().is_empty() {
+                        anyhow::bail!(
+                            "[rag.store] token_env: the environment variable {var} is empty"
+                        );
+                    }
+                    c.token = Some(token);
                 }
-                RagIndex::open_chroma(c, &dir)
-                    .map_err(|e| anyhow::anyhow!("[rag.store] chroma: {e}{}", in_use(&e)))?
+                RagIndex::open_chroma(c, &dir).map_err(|e| {
+                    anyhow::anyhow!(
+                        "[rag.store] chroma: {e}{}{}",
+                        in_use(&e),
+                        token_hint(&e, s.token_env.as_deref())
+                    )
+                })?
             }
         };
         Ok(RagService {
@@ -598,6 +609,23 @@ pub fn version_of(chunker: &str, chunks: &[ChunkText]) -> String {
         field(b"\x00chunk-end");
     }
     hex::encode(&h.finalize()[..12])
+}
+
+/// What to do about a Chroma server that refused the credentials: name the environment
+/// variable the token came from (never the token), or the key that would send one.
+pub fn token_hint(e: &impressox_rag::StoreError, token_env: Option<&str>) -> String {
+    if !e.is_unauthorized() {
+        return String::new();
+    }
+    match token_env {
+        Some(var) => format!(
+            " (the token is read from the environment variable {var}, [rag.store] token_env: \
+             set it to the server's token)"
+        ),
+        None => " (the server requires a token: put it in an environment variable and name \
+                  that variable in [rag.store] token_env)"
+            .to_string(),
+    }
 }
 
 #[cfg(test)]

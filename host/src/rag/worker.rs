@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use super::service::{IngestCounts, RagService};
 use super::sources::SourceRunner;
 use super::sources::cursors::Cursors;
+use super::sources::render::Renderer;
 use crate::config::Config;
 use crate::documents::Documents;
 use crate::runtime::Runtime;
@@ -55,6 +56,8 @@ pub struct RagWorker {
     lent: Arc<dyn crate::capabilities::rag::Index>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The browser pool of `render = true` sources, closed at stop.
+    renderer: Option<Arc<Renderer>>,
 }
 
 /// Opens the configured index and embedder (loading a model takes a moment: off the
@@ -79,17 +82,28 @@ pub fn runners(
 ) -> Result<Vec<SourceRunner>> {
     let cursors = Arc::new(Cursors::open(&config.data_dir().join("rag")));
     let mut out = Vec::new();
+    // One pool for every rendering source, launched on the first rendered page.
+    let renderer = config
+        .rag
+        .sources
+        .iter()
+        .any(|s| s.render && only.is_none_or(|n| n == s.name))
+        .then(|| Arc::new(Renderer::from_config(config)));
     for s in &config.rag.sources {
         if only.is_some_and(|n| n != s.name) {
             continue;
         }
-        out.push(SourceRunner::new(
+        let mut runner = SourceRunner::new(
             s.clone(),
             &config.base_dir,
             service.clone(),
             cursors.clone(),
             docs.clone(),
-        )?);
+        )?;
+        if let Some(r) = &renderer {
+            runner = runner.with_renderer(r.clone());
+        }
+        out.push(runner);
     }
     if let Some(name) = only
         && out.is_empty()
@@ -119,7 +133,11 @@ impl RagWorker {
         let sources = Arc::new(Mutex::new(BTreeMap::new()));
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
+        let mut renderer = None;
         for runner in runners(config, &service, Some(docs), None)? {
+            if renderer.is_none() {
+                renderer = runner.renderer().cloned();
+            }
             sources.lock().insert(
                 runner.config.name.clone(),
                 SourceStatus {
@@ -149,6 +167,7 @@ impl RagWorker {
             lent,
             stop,
             tasks,
+            renderer,
         })
     }
 
@@ -159,6 +178,9 @@ impl RagWorker {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(r) = self.renderer {
+            r.shutdown().await;
         }
     }
 }

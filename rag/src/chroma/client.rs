@@ -46,6 +46,9 @@ pub(crate) struct Http {
     /// The URL as errors show it: no user info, no trailing slash.
     shown: String,
     retry_for: Duration,
+    /// Kept only to scrub it from a server's error text (a server or proxy that echoes
+    /// the request's headers must not put it into our errors and logs).
+    token: Option<String>,
 }
 
 impl std::fmt::Debug for Http {
@@ -132,6 +135,7 @@ impl Http {
             root,
             shown: url,
             retry_for,
+            token: token.filter(|t| !t.is_empty()).map(str::to_string),
         })
     }
 
@@ -141,8 +145,21 @@ impl Http {
 
     fn error(&self, operation: &str, failure: Failure) -> StoreError {
         let message = match failure {
+            Failure::Status(status @ (401 | 403), message) => format!(
+                "HTTP {status}: {message}: the server refused the credentials ({})",
+                if self.token.is_some() {
+                    "a token was sent, as Authorization: Bearer and X-Chroma-Token; it is \
+                     not the server's"
+                } else {
+                    "no token was sent"
+                }
+            ),
             Failure::Status(status, message) => format!("HTTP {status}: {message}"),
             Failure::Transport(message) => message,
+        };
+        let message = match &self.token {
+            Some(t) if message.contains(t.as_str()) => message.replace(t.as_str(), "<token>"),
+            _ => message,
         };
         StoreError::Remote {
             url: self.shown.clone(),

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The test virtualenv's `chroma`, or a panic saying how to get it. Never a skip: a
 /// missing server would make the Chroma half of the suite pass without running.
@@ -46,10 +46,28 @@ pub struct ChromaServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The token a server with authentication requires (see [`ChromaServer::start_with_token`]).
+    token: Option<String>,
 }
 
 impl ChromaServer {
     pub fn start() -> ChromaServer {
+        Self::start_inner(None)
+    }
+
+    /// A server that refuses every request without `token` (`Authorization: Bearer`).
+    ///
+    /// `chroma run` cannot be this server: the Rust server of chromadb 1.x has no
+    /// authentication (it ignores `CHROMA_SERVER_AUTHN_PROVIDER` and answers every request;
+    /// checked on 1.5.9). The same package's Python server (`chromadb.app`, under uvicorn)
+    /// still implements Chroma's token authentication and the same v2 API, so the token
+    /// tests run against it (its extra modules, fastapi and the OpenTelemetry FastAPI
+    /// instrumentation, are pinned in requirements.txt).
+    pub fn start_with_token(token: &str) -> ChromaServer {
+        Self::start_inner(Some(token.to_string()))
+    }
+
+    fn start_inner(token: Option<String>) -> ChromaServer {
         let dir = tempfile::Builder::new()
             .prefix("impressox-chroma-")
             .tempdir()
@@ -58,6 +76,7 @@ impl ChromaServer {
             port: 0,
             dir,
             child: None,
+            token,
         };
         let mut last = String::new();
         for _ in 0..3 {
@@ -76,11 +95,31 @@ impl ChromaServer {
 
     fn launch(&mut self) -> Result<(), String> {
         let log = std::fs::File::create(self.dir.path().join("chroma.log")).unwrap();
-        let child = Command::new(chroma_bin())
-            .arg("run")
-            .arg("--path")
-            .arg(self.dir.path().join("data"))
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+        let mut command = match &self.token {
+            None => {
+                let mut c = Command::new(chroma_bin());
+                c.arg("run")
+                    .arg("--path")
+                    .arg(self.dir.path().join("data"))
+                    .args(["--host", "127.0.0.1", "--port", &self.port.to_string()]);
+                c
+            }
+            Some(token) => {
+                let python = chroma_bin().with_file_name("python");
+                let mut c = Command::new(python);
+                c.args(["-m", "uvicorn", "chromadb.app:app", "--host", "127.0.0.1"])
+                    .args(["--port", &self.port.to_string()])
+                    .env("IS_PERSISTENT", "TRUE")
+                    .env("PERSIST_DIRECTORY", self.dir.path().join("data"))
+                    .env(
+                        "CHROMA_SERVER_AUTHN_PROVIDER",
+                        "chromadb.auth.token_authn.TokenAuthenticationServerProvider",
+                    )
+                    .env("CHROMA_SERVER_AUTHN_CREDENTIALS", token);
+                c
+            }
+        };
+        let child = command
             .env("ANONYMIZED_TELEMETRY", "False")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -102,7 +141,7 @@ impl ChromaServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.kill();
-        Err("chroma did not answer its heartbeat in 30 s".into())
+        Err("chroma did not answer its heartbeat in 60 s".into())
     }
 
     fn heartbeat(&self) -> bool {
@@ -118,6 +157,11 @@ impl ChromaServer {
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out.starts_with("HTTP/1.1 200")
+    }
+
+    /// What the server printed (its log file).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("chroma.log")).unwrap_or_default()
     }
 
     /// SIGKILL: the server dies mid-request, with whatever it had not written.

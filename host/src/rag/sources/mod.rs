@@ -8,12 +8,14 @@
 //!
 //! - [`files`]: a watched folder.
 //! - [`urls`]: pages with HTTP validators, through the SSRF guard.
+//! - [`render`]: `urls` pages loaded in headless Chromium (`render = true`).
 //! - [`documents`]: a document-store collection followed by a cursor.
 //! - [`cursors`]: the saved positions and validators.
 
 pub mod cursors;
 pub mod documents;
 pub mod files;
+pub mod render;
 pub mod urls;
 
 use std::collections::HashSet;
@@ -39,6 +41,8 @@ pub struct SourceRunner {
     docs: Option<Arc<dyn Documents>>,
     folder: Option<FolderWatch>,
     client: Option<crate::net::Outbound>,
+    /// `render = true`: the browser pool the pages are loaded in.
+    renderer: Option<Arc<render::Renderer>>,
     passes: u64,
 }
 
@@ -77,8 +81,20 @@ impl SourceRunner {
             docs,
             folder,
             client,
+            renderer: None,
             passes: 0,
         })
+    }
+
+    /// Gives a `render = true` source the browser pool its pages are loaded in.
+    pub fn with_renderer(mut self, renderer: Arc<render::Renderer>) -> SourceRunner {
+        self.renderer = Some(renderer);
+        self
+    }
+
+    /// The browser pool of a `render = true` source.
+    pub fn renderer(&self) -> Option<&Arc<render::Renderer>> {
+        self.renderer.as_ref()
     }
 
     /// Looks at the source once: ingests what changed, removes what is gone.
@@ -157,13 +173,39 @@ impl SourceRunner {
 
     async fn urls_pass(&mut self) -> Result<IngestCounts> {
         let client = self.client.clone().expect("urls sources have a client");
+        let renderer = match (self.config.render, &self.renderer) {
+            (false, _) => None,
+            (true, Some(r)) => Some(r.clone()),
+            (true, None) => {
+                return Err(anyhow!(
+                    "source `{}`: render = true, but no browser pool was given to the source",
+                    self.config.name
+                ));
+            }
+        };
         let mut state = self.cursors.get(&self.config.name);
         let mut counts = IngestCounts::default();
         let mut errors = Vec::new();
         for url in self.config.urls.clone() {
             let previous = state.pages.get(&url).cloned().unwrap_or_default();
             let started = std::time::Instant::now();
-            let fetched = urls::fetch(&client, &url, &previous).await;
+            let fetched = match &renderer {
+                // A rendered page has no validators of its own: the content hash decides
+                // whether it is embedded again.
+                Some(r) => r
+                    .render(
+                        &self.config.name,
+                        &client,
+                        self.config.allow_private_addresses,
+                        &url,
+                    )
+                    .await
+                    .map(|doc| urls::Fetched::Page {
+                        doc,
+                        validators: Default::default(),
+                    }),
+                None => urls::fetch(&client, &url, &previous).await,
+            };
             self.service.count_read(started);
             match fetched {
                 Ok(urls::Fetched::NotModified) => counts.unchanged += 1,

@@ -3,8 +3,10 @@
 //! kill -9 mid-ingest resumes exactly).
 
 mod api;
+mod chroma_auth;
 mod process;
 mod reindex;
+mod render;
 mod sources;
 
 use std::sync::Arc;
@@ -42,5 +44,6 @@ pub fn source(name: &str, kind: SourceKind, collection: &str) -> SourceConfig {
         interval: None,
         chunker: None,
         allow_private_addresses: false,
+        render: false,
     }
 }
