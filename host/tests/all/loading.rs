@@ -239,7 +239,10 @@ fn a_refused_file_is_tried_once_not_in_a_loop_of_its_own_reads() {
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let mut log = log.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');

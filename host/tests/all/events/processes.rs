@@ -150,22 +150,32 @@ fn two_hosts_in_one_group_share_the_events_and_count_each_once() {
         spawn(&host_config(a.path(), &redis, Some(ports.0)), "host-a"),
         spawn(&host_config(b.path(), &redis, Some(ports.1)), "host-b"),
     ];
-    std::thread::sleep(Duration::from_millis(1500));
+    let metrics = |port: u16| -> Option<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .ok()?;
+            r.status().is_success().then_some(r.text().await.ok()?)
+        })
+    };
+    // The API starts after the workers: once both answer, both consumers read the stream.
+    // (A fixed pause was too short on a busy machine: one host took all 6,000 before the
+    // other had compiled its handler.)
+    assert!(
+        wait_until(Duration::from_secs(60), || metrics(ports.0).is_some()
+            && metrics(ports.1).is_some()),
+        "the two hosts did not start"
+    );
     publish(&redis, 6_000);
     let done = wait_until(Duration::from_secs(60), || {
         total(&redis) >= 6_000 && pending(&redis) == 0
     });
     let acked = |port: u16| -> u64 {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let text = rt.block_on(async {
-            match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            }
-        });
+        let text = metrics(port).unwrap_or_default();
         text.lines()
             .find(|l| l.starts_with("impressox_events_total{") && l.contains("outcome=\"ack\""))
             .and_then(|l| l.rsplit(' ').next())
