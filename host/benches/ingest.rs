@@ -219,6 +219,7 @@ async fn run(docs_kind: &str, embedder: &str, tweets: usize, mongo: Option<&mong
         interval: None,
         chunker: None,
         allow_private_addresses: false,
+        render: false,
     };
     let cursors = Arc::new(Cursors::open(&config.data_dir().join("rag")));
     let mut runner = SourceRunner::new(
