@@ -536,7 +536,7 @@ impl Documents for EmbeddedDocuments {
         Ok(())
     }
 
-    async fn ensure_indexes(&self, specs: &[IndexSpec]) -> Result<()> {
+    async fn ensure_indexes(&self, specs: &[IndexSpec<'_>]) -> Result<()> {
         let tx = self.db.begin_write()?;
         {
             let mut t = WriteTables::open(&tx)?;
@@ -683,7 +683,7 @@ mod tests {
     use crate::documents::{Order, Write};
 
     /// The notify worker's `deliveries` indexes (notify/log.rs).
-    const DELIVERY_INDEXES: &[IndexSpec] = &[
+    const DELIVERY_INDEXES: &[IndexSpec<'static>] = &[
         IndexSpec {
             collection: "deliveries",
             name: "by_notification",
@@ -736,6 +736,36 @@ mod tests {
             unique: false,
             rows: true,
         }
+    }
+
+    /// The RAG documents source's three reads (rag/sources/documents.rs) are each served
+    /// by its one-field cursor index, not by a sort of the whole collection.
+    #[test]
+    fn the_rag_cursor_reads_are_range_scans_of_the_cursor_index() {
+        let indexes = vec![(
+            "impressox_rag_by_last_seen_ms".to_string(),
+            meta(&["last_seen_ms"]),
+        )];
+        let by_cursor = [
+            ("last_seen_ms".to_string(), Order::Asc),
+            ("_id".to_string(), Order::Asc),
+        ];
+        let first = Filter::all().ne("last_seen_ms", Value::Null);
+        let p = plan(&indexes, &first, &by_cursor, Some(256)).unwrap();
+        assert_eq!(p.ordered, Some((Order::Asc, 0)));
+        let later = Filter::all().gt("last_seen_ms", 5);
+        let p = plan(&indexes, &later, &by_cursor, Some(256)).unwrap();
+        assert_eq!(p.ordered, Some((Order::Asc, 0)));
+        assert!(p.covered);
+        let same = Filter::all().eq("last_seen_ms", 5).gt("_id", "t_9");
+        let p = plan(
+            &indexes,
+            &same,
+            &[("_id".to_string(), Order::Asc)],
+            Some(256),
+        )
+        .unwrap();
+        assert_eq!(p.start, encode_key([&json!(5)]));
     }
 
     #[test]

@@ -26,12 +26,14 @@ pub use filter::{Cond, Filter, Order, Query};
 /// A document: a JSON object with a string `_id`.
 pub type Doc = serde_json::Map<String, Value>;
 
-/// A secondary index a collection's user declares at start-up.
+/// A secondary index a collection's user declares at start-up. Borrowed, so a worker's
+/// fixed indexes are constants and one named by config (the RAG documents source's cursor
+/// field) is built at run time.
 #[derive(Debug, Clone, PartialEq)]
-pub struct IndexSpec {
-    pub collection: &'static str,
-    pub name: &'static str,
-    pub fields: &'static [(&'static str, Order)],
+pub struct IndexSpec<'a> {
+    pub collection: &'a str,
+    pub name: &'a str,
+    pub fields: &'a [(&'a str, Order)],
     /// Two documents may not share the indexed values (a missing field counts as null).
     pub unique: bool,
 }
@@ -73,7 +75,7 @@ pub trait Documents: Send + Sync {
     fn backend(&self) -> &'static str;
     async fn ping(&self) -> Result<()>;
     /// Create indexes (idempotent); each user of a collection calls it at start-up.
-    async fn ensure_indexes(&self, specs: &[IndexSpec]) -> Result<()>;
+    async fn ensure_indexes(&self, specs: &[IndexSpec<'_>]) -> Result<()>;
     async fn get(&self, coll: &str, id: &str) -> Result<Option<Doc>>;
     async fn find(&self, coll: &str, query: &Query) -> Result<Vec<Doc>>;
     async fn count(&self, coll: &str, filter: &Filter) -> Result<u64>;

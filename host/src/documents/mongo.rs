@@ -132,7 +132,7 @@ impl Documents for MongoDocuments {
         Ok(())
     }
 
-    async fn ensure_indexes(&self, specs: &[IndexSpec]) -> Result<()> {
+    async fn ensure_indexes(&self, specs: &[IndexSpec<'_>]) -> Result<()> {
         for spec in specs {
             let mut keys = Document::new();
             for (field, order) in spec.fields {

@@ -16,7 +16,7 @@ pub const NOTIFICATIONS: &str = "notifications";
 pub const PREFERENCES: &str = "preferences";
 
 /// Indexes the notify worker's queries need; created at start-up.
-pub const INDEXES: &[IndexSpec] = &[
+pub const INDEXES: &[IndexSpec<'static>] = &[
     IndexSpec {
         collection: NOTIFICATIONS,
         name: "received",

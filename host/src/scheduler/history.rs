@@ -24,7 +24,7 @@ use crate::util::rfc3339_ms;
 pub const RUNS: &str = "schedule_runs";
 
 /// Indexes the history's queries need; created at start-up.
-pub const INDEXES: &[IndexSpec] = &[
+pub const INDEXES: &[IndexSpec<'static>] = &[
     IndexSpec {
         collection: RUNS,
         name: "by_schedule",

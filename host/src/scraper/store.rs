@@ -28,7 +28,7 @@ pub const TARGETS: &str = "scrape_targets";
 pub const SPOOL: &str = "scrape_spool";
 
 /// Indexes the scraper's queries need; [`ensure_indexes`] creates them at start-up.
-pub const INDEXES: &[IndexSpec] = &[
+pub const INDEXES: &[IndexSpec<'static>] = &[
     // A user's tweets, newest first (stop rules, the API).
     IndexSpec {
         collection: TWEETS,
@@ -730,7 +730,7 @@ mod tests {
         async fn ping(&self) -> Result<()> {
             self.inner.ping().await
         }
-        async fn ensure_indexes(&self, specs: &[IndexSpec]) -> Result<()> {
+        async fn ensure_indexes(&self, specs: &[IndexSpec<'_>]) -> Result<()> {
             self.inner.ensure_indexes(specs).await
         }
         async fn get(&self, coll: &str, id: &str) -> Result<Option<Doc>> {

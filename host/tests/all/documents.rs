@@ -13,7 +13,7 @@ fn doc(v: Value) -> Doc {
     v.as_object().unwrap().clone()
 }
 
-const INDEXES: &[IndexSpec] = &[
+const INDEXES: &[IndexSpec<'static>] = &[
     IndexSpec {
         collection: "deliveries",
         name: "by_state_due",

@@ -44,6 +44,8 @@ pub struct SourceRunner {
     /// `render = true`: the browser pool the pages are loaded in.
     renderer: Option<Arc<render::Renderer>>,
     passes: u64,
+    /// A documents source has asked its store for the cursor field's index.
+    cursor_index_ready: bool,
 }
 
 impl SourceRunner {
@@ -83,6 +85,7 @@ impl SourceRunner {
             client,
             renderer: None,
             passes: 0,
+            cursor_index_ready: false,
         })
     }
 
@@ -243,6 +246,15 @@ impl SourceRunner {
             collection: &from,
             field: &field,
         };
+        if !self.cursor_index_ready {
+            // Only speed depends on it: a store that refuses (MongoDB, when an index on the
+            // same key exists under another name) is still read correctly.
+            if let Err(e) = follower.ensure_cursor_index().await {
+                tracing::warn!(source = %self.config.name, collection = %from, error = %format!("{e:#}"),
+                    "no index on the cursor field; each page will be sorted by the store");
+            }
+            self.cursor_index_ready = true;
+        }
         let mut state: SourceState = self.cursors.get(&self.config.name);
         let mut counts = IngestCounts::default();
         loop {
