@@ -46,7 +46,12 @@ pub fn exp(x: f32) -> f32 {
     // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer, branch-free.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-86.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    // n as an integer, read off the mantissa of `shifted` (it holds ROUND's bits plus n):
+    // `n as i32` is a saturating conversion the compiler emits one lane at a time, which
+    // made `exp` a scalar loop inside the GELU and the softmax.
+    let n_int = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
     // g = x − n·ln2 in two steps, so the reduction does not lose the low bits.
     let g = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
@@ -56,7 +61,7 @@ pub fn exp(x: f32) -> f32 {
                     + g * (1.0 / 24.0
                         + g * (1.0 / 120.0 + g * (1.0 / 720.0 + g * (1.0 / 5040.0)))))));
     // Multiply by 2^n by adding n to the exponent field (n ∈ [-124, 127], no overflow).
-    f32::from_bits(p.to_bits().wrapping_add(((n as i32) << 23) as u32))
+    f32::from_bits(p.to_bits().wrapping_add((n_int << 23) as u32))
 }
 
 /// The error function (Abramowitz & Stegun 7.1.26).
@@ -84,16 +89,48 @@ per_level! {
     }
 }
 
+/// Lanes of the reductions below: 16 independent partial results, so the loops vectorise
+/// (a single running sum is a chain of dependent additions the compiler must keep in order,
+/// one element at a time; the softmax was 6% of the encoder's time that way).
+const LANES: usize = 16;
+
+/// `Σ xs`, in [`LANES`] partial sums.
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+/// `max xs` (`-inf` for none), in [`LANES`] partial maxima.
+#[inline(always)]
+fn max(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = if x > *l { x } else { *l };
+        }
+    }
+    lanes
+        .iter()
+        .chain(chunks.remainder())
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
 per_level! {
     /// Softmax in place (max subtracted first, so `exp` never overflows).
     pub fn softmax(xs: &mut [f32]) {
-        let max = xs.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-        let mut sum = 0f32;
+        let max = max(xs);
         for x in xs.iter_mut() {
             *x = exp(*x - max);
-            sum += *x;
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / sum(xs);
         for x in xs.iter_mut() {
             *x *= inv;
         }
@@ -106,8 +143,16 @@ per_level! {
     pub fn layer_norm(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
         let d = gamma.len();
         for row in rows.chunks_exact_mut(d) {
-            let mean = row.iter().sum::<f32>() / d as f32;
-            let var = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / d as f32;
+            let mean = sum(row) / d as f32;
+            let mut sq = [0f32; LANES];
+            let mut chunks = row.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (l, x) in sq.iter_mut().zip(c) {
+                    *l += (x - mean) * (x - mean);
+                }
+            }
+            let tail: f32 = chunks.remainder().iter().map(|x| (x - mean) * (x - mean)).sum();
+            let var = (sq.iter().sum::<f32>() + tail) / d as f32;
             let inv = 1.0 / (var + eps).sqrt();
             for ((x, g), b) in row.iter_mut().zip(gamma).zip(beta) {
                 *x = (*x - mean) * inv * g + b;
