@@ -347,3 +347,63 @@ fn a_component_importing_rag_without_the_grant_is_refused_at_load() {
         .unwrap_err();
     assert!(e.contains("`[plugins.grants.rag-probe] rag`"), "{e}");
 }
+
+/// The chunker a plugin's upsert goes through is a plugin too: when it traps or spins
+/// past its own call deadline, the upsert is an error the calling plugin gets (its own call
+/// goes on, its next upsert is served) and nothing of that document is stored.
+#[test]
+fn a_chunker_that_traps_or_spins_fails_that_upsert_only() {
+    let h = CapsHost::new(&Backend::Embedded, GRANT);
+    // `chunker-v2` names itself `markdown-chunker`, the capability's default chunker.
+    h.load(test_artifacts::GUEST_CHUNKER_V2, "markdown-chunker");
+    h.load(test_artifacts::GUEST_RAG_PROBE, PROBE);
+    let worker = start_worker(&h);
+    let service: Arc<RagService> = worker.handle.service.clone();
+    let started = std::time::Instant::now();
+    let r = ops(
+        &h,
+        json!([
+            [
+                "rag.upsert",
+                "notes",
+                "trap",
+                "# T\n\nPOISON:trap",
+                "text/markdown",
+                null,
+                null
+            ],
+            [
+                "rag.upsert",
+                "notes",
+                "spin",
+                "# S\n\nPOISON:spin",
+                "text/markdown",
+                null,
+                null
+            ],
+            [
+                "rag.upsert",
+                "notes",
+                "good",
+                FUNDING,
+                "text/markdown",
+                null,
+                null
+            ],
+        ]),
+    );
+    // The spin ends at the chunker's deadline (the test config's 200 ms), not the probe's.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    for (v, id) in r[..2].iter().zip(["trap", "spin"]) {
+        let e = err(v);
+        assert!(e.contains("markdown-chunker"), "{id}: {e}");
+    }
+    assert!(ok(&r[2])["embedded"].as_u64().unwrap() >= 1, "{}", r[2]);
+    let stored: Vec<String> = chunk_texts(&service).into_iter().map(|(d, _)| d).collect();
+    assert_eq!(stored, ["plugin:rag-probe/good"], "{stored:?}");
+    stop_worker(worker);
+}
