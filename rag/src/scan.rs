@@ -155,22 +155,35 @@ pub fn top_k_quantised(
         })
         .collect();
     let mut exact = BinaryHeap::with_capacity(k + 1);
-    for h in heaps {
-        for s in h {
-            let v = &matrix[s.row * dim..s.row * dim + dim];
-            push(
-                &mut exact,
-                k,
-                Scored {
-                    score: dot(v, query),
-                    row: s.row,
-                },
-            );
-        }
+    for s in best_of_blocks(heaps, depth) {
+        let v = &matrix[s.row * dim..s.row * dim + dim];
+        push(
+            &mut exact,
+            k,
+            Scored {
+                score: dot(v, query),
+                row: s.row,
+            },
+        );
     }
     let mut out = exact.into_vec();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
     out
+}
+
+/// The `depth` best entries over every block's list, in no particular order.
+///
+/// Each block kept its own `depth` best; only the `depth` best of them all are worth an
+/// exact score. Re-ranking every block's list instead (25 blocks at 100k rows) read 25 times
+/// the rows, scattered over the f32 matrix: 19 MB for a hybrid query's 50.
+fn best_of_blocks(heaps: Vec<BinaryHeap<Scored>>, depth: usize) -> Vec<Scored> {
+    let mut candidates: Vec<Scored> = heaps.into_iter().flatten().collect();
+    if candidates.len() > depth {
+        // `Scored` orders best first (see its `Ord`).
+        candidates.select_nth_unstable(depth - 1);
+        candidates.truncate(depth);
+    }
+    candidates
 }
 
 /// A scored row; ordered so that a `BinaryHeap` of them pops the *worst* first.
@@ -330,6 +343,41 @@ mod tests {
         }
         let recall = found as f64 / wanted as f64;
         assert!(recall >= 0.999, "recall@10 {recall}");
+    }
+
+    #[test]
+    fn only_the_best_over_all_blocks_are_re_ranked() {
+        // Three blocks' lists of four; the best five overall span all three blocks.
+        let scores = [
+            [0.9, 0.1, 0.2, 0.3],
+            [0.8, 0.85, 0.0, 0.05],
+            [0.95, 0.4, 0.15, 0.7],
+        ];
+        let heaps: Vec<BinaryHeap<Scored>> = scores
+            .iter()
+            .enumerate()
+            .map(|(b, block)| {
+                block
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &score)| Scored {
+                        score,
+                        row: b * 10 + i,
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut best: Vec<usize> = best_of_blocks(heaps.clone(), 5)
+            .iter()
+            .map(|s| s.row)
+            .collect();
+        best.sort();
+        assert_eq!(best, vec![0, 10, 11, 20, 23]);
+        assert_eq!(
+            best_of_blocks(heaps, 50).len(),
+            12,
+            "fewer than depth: all kept"
+        );
     }
 
     #[test]
