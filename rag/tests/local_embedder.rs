@@ -92,6 +92,35 @@ fn every_kernel_level_matches_sentence_transformers() {
     }
 }
 
+/// A sentence embedded alone is a query's path: at most `HALF_MAX_ROWS` tokens read the
+/// `f16` weights (kernels/matmul.rs). Every corpus sentence, alone, at every level, stays
+/// within the same bound of the reference.
+#[test]
+fn each_sentence_alone_matches_sentence_transformers_at_every_level() {
+    let corpus = corpus();
+    let reference = reference();
+    let e = embedder();
+    for level in [None, Some(Level::Avx2), Some(Level::Scalar)] {
+        kernels::force_level(level);
+        let got: Result<Vec<Vec<f32>>, _> = corpus
+            .iter()
+            .map(|t| e.embed(&[t.as_str()]).map(|mut v| v.remove(0)))
+            .collect();
+        kernels::force_level(None);
+        let mut worst = 1.0f32;
+        for (i, (g, r)) in got.unwrap().iter().zip(&reference).enumerate() {
+            let c = cosine(g, r);
+            worst = worst.min(c);
+            assert!(
+                c >= 0.999,
+                "{level:?}: text {i} {:?} alone: cosine {c}",
+                corpus[i]
+            );
+        }
+        eprintln!("{level:?}: worst cosine of a sentence alone {worst}");
+    }
+}
+
 #[test]
 fn batching_and_order_do_not_change_a_vector() {
     let corpus = corpus();

@@ -9,6 +9,15 @@
 //! too few rows to keep every thread busy (a single query), the panels into groups, and
 //! runs the pieces on rayon's pool; every piece writes its own part of `out`.
 //!
+//! A call with few rows (a query: one short sentence, ~10 tokens) does ten multiply-adds
+//! per weight it reads, so its time is the time to read the weights (42 MB for
+//! all-MiniLM-L6-v2), not the arithmetic. Each layer therefore also keeps a copy of its
+//! panels in IEEE half precision (`f16`: 11 significant bits, every weight of this model in
+//! range), which calls of at most [`HALF_MAX_ROWS`] rows read and widen to `f32` in
+//! registers (`vcvtph2ps`): half the bytes. The sums stay `f32`. Batches keep the `f32`
+//! panels: they are bound by arithmetic, where the widening would be an extra instruction
+//! per load. The portable level reads `f32` always.
+//!
 //! The bias is added as the tile is stored; [`Epilogue::Accumulate`] adds the product into
 //! `out` (a residual connection needs no separate pass); GELU runs over a block's rows right
 //! after they are written, while they are still in cache.
@@ -22,6 +31,8 @@ pub const NR: usize = 32;
 /// Rows per block a task owns: a block's activations (`ROW_BLOCK × k`) stay in L2 while
 /// every panel passes over them.
 const ROW_BLOCK: usize = 48;
+/// Calls with at most this many rows read the `f16` panels (see the module overview).
+pub const HALF_MAX_ROWS: usize = 32;
 
 /// What happens to `a · wᵀ + bias` on its way into `out`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +51,8 @@ pub struct PackedLinear {
     k: usize,
     /// `ceil(n / NR)` panels of `k × NR`, zero beyond column `n`.
     panels: Vec<f32>,
+    /// The same panels as `f16` bit patterns (round to nearest even).
+    half_panels: Vec<u16>,
     /// `ceil(n / NR) × NR`, zero beyond `n`.
     bias: Vec<f32>,
 }
@@ -60,10 +73,15 @@ impl PackedLinear {
         }
         let mut padded = vec![0f32; np * NR];
         padded[..n].copy_from_slice(bias);
+        let half_panels = panels
+            .iter()
+            .map(|&w| half::f16::from_f32(w).to_bits())
+            .collect();
         Self {
             n,
             k,
             panels,
+            half_panels,
             bias: padded,
         }
     }
@@ -99,6 +117,7 @@ pub fn linear(a: &[f32], m: usize, w: &PackedLinear, out: &mut [f32], epilogue: 
         return;
     }
     let level = level();
+    let half = m <= HALF_MAX_ROWS && level >= Level::Avx2;
     let row_blocks = m.div_ceil(ROW_BLOCK);
     let panels = w.panel_count();
     let threads = rayon::current_num_threads().max(1);
@@ -116,7 +135,7 @@ pub fn linear(a: &[f32], m: usize, w: &PackedLinear, out: &mut [f32], epilogue: 
         let cols = g * per_group..((g + 1) * per_group).min(panels);
         // SAFETY: `rows × cols` of different tasks do not overlap, `out` outlives the
         // tasks (they end before `linear` returns), and the bounds were checked above.
-        unsafe { block(level, a, w, ptr, rows, cols, epilogue) };
+        unsafe { block(level, half, a, w, ptr, rows, cols, epilogue) };
     };
     let tasks = row_blocks * col_groups;
     if tasks == 1 {
@@ -130,8 +149,10 @@ pub fn linear(a: &[f32], m: usize, w: &PackedLinear, out: &mut [f32], epilogue: 
 ///
 /// # Safety
 /// `out` points to at least `rows.end × w.n` floats, and no one else touches this part.
+#[allow(clippy::too_many_arguments)]
 unsafe fn block(
     level: Level,
+    half: bool,
     a: &[f32],
     w: &PackedLinear,
     out: OutPtr,
@@ -149,7 +170,12 @@ unsafe fn block(
     for p in panels.clone() {
         let col0 = p * NR;
         let cols = NR.min(n - col0);
-        let b = &w.panels[p * k * NR..(p + 1) * k * NR];
+        let span = p * k * NR..(p + 1) * k * NR;
+        let b = if half {
+            Panel::Half(&w.half_panels[span])
+        } else {
+            Panel::Full(&w.panels[span])
+        };
         let bias = &w.bias[col0..col0 + NR];
         let mut r = rows.start;
         while r < rows.end {
@@ -205,6 +231,14 @@ unsafe fn block(
     }
 }
 
+/// One panel of `k × NR` weights, in either precision.
+#[derive(Clone, Copy)]
+enum Panel<'a> {
+    Full(&'a [f32]),
+    /// `f16` bits; only at [`Level::Avx2`] and above.
+    Half(&'a [u16]),
+}
+
 /// One tile of `h ≤ MR` rows: `c[i][0..NR] (+)= bias + Σ_kk a[i·k + kk] · b[kk·NR..]`.
 ///
 /// # Safety
@@ -215,35 +249,51 @@ unsafe fn tile(
     h: usize,
     a: &[f32],
     k: usize,
-    b: &[f32],
+    b: Panel<'_>,
     bias: &[f32],
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
 ) {
-    debug_assert!(a.len() >= (h - 1) * k + k && b.len() >= k * NR && bias.len() >= NR);
-    let (a, b, bias) = (a.as_ptr(), b.as_ptr(), bias.as_ptr());
+    let (bp, half, b_len) = match b {
+        Panel::Full(p) => (p.as_ptr().cast::<u8>(), false, p.len()),
+        Panel::Half(p) => (p.as_ptr().cast::<u8>(), true, p.len()),
+    };
+    debug_assert!(a.len() >= (h - 1) * k + k && b_len >= k * NR && bias.len() >= NR);
+    let (a, bias) = (a.as_ptr(), bias.as_ptr());
     // SAFETY (all arms): the caller's contract; each level's kernel only runs when the CPU
     // has its features (`level()` never reports more than `detected()`).
-    match level {
+    match (level, b) {
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe {
-            macro_rules! go { ($($r:literal)*) => { match h {
-                $($r => avx512::tile::<$r>(a, k, b, k, bias, c, ldc, accumulate),)*
+        (Level::Avx512, _) => unsafe {
+            macro_rules! go { ($half:literal; $($r:literal)*) => { match h {
+                $($r => avx512::tile::<$r, $half>(a, k, bp, k, bias, c, ldc, accumulate),)*
                 _ => unreachable!(),
             } } }
-            go!(1 2 3 4 5 6 7 8 9 10 11 12)
-        },
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe {
-            match h {
-                1 => avx2::tile::<1>(a, k, b, k, bias, c, ldc, accumulate),
-                2 => avx2::tile::<2>(a, k, b, k, bias, c, ldc, accumulate),
-                3 => avx2::tile::<3>(a, k, b, k, bias, c, ldc, accumulate),
-                _ => unreachable!(),
+            if half {
+                go!(true; 1 2 3 4 5 6 7 8 9 10 11 12)
+            } else {
+                go!(false; 1 2 3 4 5 6 7 8 9 10 11 12)
             }
         },
-        _ => unsafe { scalar_tile(h, a, k, b, k, bias, c, ldc, accumulate) },
+        #[cfg(target_arch = "x86_64")]
+        (Level::Avx2, _) => unsafe {
+            macro_rules! go {
+                ($half:literal) => {
+                    match h {
+                        1 => avx2::tile::<1, $half>(a, k, bp, k, bias, c, ldc, accumulate),
+                        2 => avx2::tile::<2, $half>(a, k, bp, k, bias, c, ldc, accumulate),
+                        3 => avx2::tile::<3, $half>(a, k, bp, k, bias, c, ldc, accumulate),
+                        _ => unreachable!(),
+                    }
+                };
+            }
+            if half { go!(true) } else { go!(false) }
+        },
+        (_, Panel::Full(b)) => unsafe {
+            scalar_tile(h, a, k, b.as_ptr(), k, bias, c, ldc, accumulate)
+        },
+        (_, Panel::Half(_)) => unreachable!("f16 panels are read from AVX2 up only"),
     }
 }
 
@@ -295,16 +345,17 @@ mod avx512 {
     use super::NR;
 
     /// `R` rows × 32 columns in 2R zmm accumulators; one broadcast per row per `k` step
-    /// (folded into the FMA's memory operand), two weight loads shared by all rows.
+    /// (folded into the FMA's memory operand), two weight loads shared by all rows. `b`
+    /// is a panel of `f32`, or of `f16` bits when `HALF` (widened as loaded).
     ///
     /// # Safety
     /// AVX-512F present; pointers as [`super::tile`].
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn tile<const R: usize>(
+    pub unsafe fn tile<const R: usize, const HALF: bool>(
         a: *const f32,
         lda: usize,
-        b: *const f32,
+        b: *const u8,
         k: usize,
         bias: *const f32,
         c: *mut f32,
@@ -315,8 +366,16 @@ mod avx512 {
         // SAFETY: all reads are inside `a`'s R rows of `k` and the panel's k × NR.
         unsafe {
             for kk in 0..k {
-                let b0 = _mm512_loadu_ps(b.add(kk * NR));
-                let b1 = _mm512_loadu_ps(b.add(kk * NR + 16));
+                let (b0, b1) = if HALF {
+                    let p = b.cast::<u16>().add(kk * NR);
+                    (
+                        _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())),
+                        _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16).cast())),
+                    )
+                } else {
+                    let p = b.cast::<f32>().add(kk * NR);
+                    (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)))
+                };
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(*a.add(r * lda + kk));
                     acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
@@ -346,16 +405,17 @@ mod avx2 {
 
     use super::NR;
 
-    /// `R ≤ 3` rows × 32 columns in 4R ymm accumulators (AVX2 has 16 registers).
+    /// `R ≤ 3` rows × 32 columns in 4R ymm accumulators (AVX2 has 16 registers); `b` as
+    /// in the AVX-512 kernel.
     ///
     /// # Safety
-    /// AVX2 and FMA present; pointers as [`super::tile`].
-    #[target_feature(enable = "avx2,fma")]
+    /// AVX2, FMA and F16C present; pointers as [`super::tile`].
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn tile<const R: usize>(
+    pub unsafe fn tile<const R: usize, const HALF: bool>(
         a: *const f32,
         lda: usize,
-        b: *const f32,
+        b: *const u8,
         k: usize,
         bias: *const f32,
         c: *mut f32,
@@ -366,13 +426,23 @@ mod avx2 {
         // SAFETY: as the AVX-512 kernel.
         unsafe {
             for kk in 0..k {
-                let bp = b.add(kk * NR);
-                let bv = [
-                    _mm256_loadu_ps(bp),
-                    _mm256_loadu_ps(bp.add(8)),
-                    _mm256_loadu_ps(bp.add(16)),
-                    _mm256_loadu_ps(bp.add(24)),
-                ];
+                let bv = if HALF {
+                    let p = b.cast::<u16>().add(kk * NR);
+                    [
+                        _mm256_cvtph_ps(_mm_loadu_si128(p.cast())),
+                        _mm256_cvtph_ps(_mm_loadu_si128(p.add(8).cast())),
+                        _mm256_cvtph_ps(_mm_loadu_si128(p.add(16).cast())),
+                        _mm256_cvtph_ps(_mm_loadu_si128(p.add(24).cast())),
+                    ]
+                } else {
+                    let p = b.cast::<f32>().add(kk * NR);
+                    [
+                        _mm256_loadu_ps(p),
+                        _mm256_loadu_ps(p.add(8)),
+                        _mm256_loadu_ps(p.add(16)),
+                        _mm256_loadu_ps(p.add(24)),
+                    ]
+                };
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let av = _mm256_set1_ps(*a.add(r * lda + kk));
                     for (x, &w) in acc.iter_mut().zip(&bv) {
@@ -400,6 +470,9 @@ mod tests {
     use crate::embed::kernels::force_level;
 
     /// Every level against a plain triple loop, on shapes with partial tiles and panels.
+    /// Calls of at most `HALF_MAX_ROWS` rows at AVX2 and up must equal the product with the
+    /// weights rounded to `f16` (and differ from the `f32` one where `k` is large: the
+    /// shape 8 × 64 × 384 tells the two apart), the others the `f32` product.
     #[test]
     fn every_level_matches_the_naive_product() {
         let mut seed = 7u64;
@@ -411,6 +484,9 @@ mod tests {
         };
         for &(m, n, k) in &[
             (1, 32, 8),
+            (8, 64, 384),
+            (32, 40, 100),
+            (33, 40, 100),
             (13, 70, 33),
             (50, 96, 384),
             (5, 1536, 64),
@@ -421,17 +497,25 @@ mod tests {
             let bias: Vec<f32> = (0..n).map(|_| rnd()).collect();
             let resid: Vec<f32> = (0..m * n).map(|_| rnd()).collect();
             let packed = PackedLinear::new(&w, &bias, n, k);
-            let mut want = vec![0f32; m * n];
-            for i in 0..m {
-                for j in 0..n {
-                    let dot: f64 = (0..k)
-                        .map(|kk| a[i * k + kk] as f64 * w[j * k + kk] as f64)
-                        .sum();
-                    want[i * n + j] = dot as f32 + bias[j];
+            let naive = |w: &[f32]| {
+                let mut want = vec![0f32; m * n];
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f64 = (0..k)
+                            .map(|kk| a[i * k + kk] as f64 * w[j * k + kk] as f64)
+                            .sum();
+                        want[i * n + j] = dot as f32 + bias[j];
+                    }
                 }
-            }
+                want
+            };
+            let want_full = naive(&w);
+            let w_half: Vec<f32> = w.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect();
+            let want_half = naive(&w_half);
             for lvl in [Level::Scalar, Level::Avx2, Level::Avx512] {
                 force_level(Some(lvl));
+                let half = m <= HALF_MAX_ROWS && level() >= Level::Avx2;
+                let want = if half { &want_half } else { &want_full };
                 let mut got = vec![f32::NAN; m * n];
                 linear(&a, m, &packed, &mut got, Epilogue::Bias);
                 let mut acc = resid.clone();

@@ -31,7 +31,7 @@ pub use matmul::{Epilogue, PackedLinear, linear};
 pub enum Level {
     /// Portable Rust, whatever the compiler makes of it for the baseline target.
     Scalar = 1,
-    /// AVX2 with FMA (x86-64 since Haswell).
+    /// AVX2 with FMA and F16C (x86-64 since Haswell).
     Avx2 = 2,
     /// AVX-512F (Skylake-SP and later Xeons, Zen 4).
     Avx512 = 3,
@@ -49,7 +49,10 @@ pub fn detected() -> Level {
             if is_x86_feature_detected!("avx512f") {
                 return Level::Avx512;
             }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            if is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+            {
                 return Level::Avx2;
             }
         }
