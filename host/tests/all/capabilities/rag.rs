@@ -62,11 +62,27 @@ fn host_on(store: &Store, extra: &str) -> CapsHost {
     h
 }
 
-/// The rag worker of `h` (no sources), checked to run on `store`.
-fn start_worker_on(h: &CapsHost, store: &Store) -> RagWorker {
-    let worker = start_worker(h);
+/// A host granted `notes` and its rag worker (no sources), checked to run on `store`.
+fn granted_host_and_worker(store: &Store) -> (CapsHost, RagWorker) {
+    let h = host_on(store, GRANT);
+    let worker = start_worker(&h);
     assert_eq!(worker.handle.service.index().vectors().kind(), store.kind());
-    worker
+    (h, worker)
+}
+
+/// Two tests of `check`: `embedded` on the embedded store, `chroma` on a Chroma server.
+macro_rules! on_both_stores {
+    ($embedded:ident, $chroma:ident, $check:ident) => {
+        #[test]
+        fn $embedded() {
+            $check(Store::Embedded);
+        }
+
+        #[test]
+        fn $chroma() {
+            $check(Store::chroma());
+        }
+    };
 }
 
 /// The rag worker of `h` (no sources): it lends its service to the capability.
@@ -111,14 +127,7 @@ fn rest_query(h: &CapsHost, worker: &RagWorker, body: Value) -> Value {
             ..Default::default()
         };
         let (base, server) = crate::harness::serve_api(h.runtime.clone(), services).await;
-        let resp = reqwest::Client::new()
-            .post(format!("{base}/api/v1/rag/query"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let answer: Value = resp.json().await.unwrap();
+        let (status, answer) = crate::rag::post_query(&base, body.clone()).await;
         server.abort();
         assert_eq!(status, 200, "{body} → {answer}");
         answer
@@ -148,19 +157,14 @@ fn result_ids(answer: &Value) -> Vec<String> {
 const FUNDING: &str = "# Funding\n\nFunding rates on BTC perpetuals turned negative this week.";
 const MINERS: &str = "# Miners\n\nBitcoin miners sold hashrate contracts to AI datacenters.";
 
-#[test]
-fn a_task_upserts_queries_skips_unchanged_replaces_and_deletes() {
-    upserts_queries_skips_unchanged_replaces_and_deletes(Store::Embedded);
-}
-
-#[test]
-fn a_task_upserts_queries_skips_unchanged_replaces_and_deletes_on_chroma() {
-    upserts_queries_skips_unchanged_replaces_and_deletes(Store::chroma());
-}
+on_both_stores!(
+    a_task_upserts_queries_skips_unchanged_replaces_and_deletes,
+    a_task_upserts_queries_skips_unchanged_replaces_and_deletes_on_chroma,
+    upserts_queries_skips_unchanged_replaces_and_deletes
+);
 
 fn upserts_queries_skips_unchanged_replaces_and_deletes(store: Store) {
-    let h = host_on(&store, GRANT);
-    let worker = start_worker_on(&h, &store);
+    let (h, worker) = granted_host_and_worker(&store);
     let service: Arc<RagService> = worker.handle.service.clone();
     // A source's document in the same collection, with the same own id the plugin uses.
     let pages = crate::rag::source(
@@ -307,19 +311,14 @@ fn upserts_queries_skips_unchanged_replaces_and_deletes(store: Store) {
     stop_worker(worker);
 }
 
-#[test]
-fn bad_input_and_ungranted_collections_are_errors_the_plugin_sees() {
-    bad_input_and_ungranted_collections_are_errors(Store::Embedded);
-}
-
-#[test]
-fn bad_input_and_ungranted_collections_are_errors_the_plugin_sees_on_chroma() {
-    bad_input_and_ungranted_collections_are_errors(Store::chroma());
-}
+on_both_stores!(
+    bad_input_and_ungranted_collections_are_errors_the_plugin_sees,
+    bad_input_and_ungranted_collections_are_errors_the_plugin_sees_on_chroma,
+    bad_input_and_ungranted_collections_are_errors
+);
 
 fn bad_input_and_ungranted_collections_are_errors(store: Store) {
-    let h = host_on(&store, GRANT);
-    let worker = start_worker_on(&h, &store);
+    let (h, worker) = granted_host_and_worker(&store);
     let r = ops(
         &h,
         json!([

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use impressox_host::rag::RagService;
 use impressox_host::rag::config::{RagConfig, SourceConfig, SourceKind};
+use serde_json::Value;
 
 use crate::harness::TestHost;
 
@@ -30,6 +31,18 @@ pub fn rag_host() -> (TestHost, Arc<RagService>) {
     )
     .unwrap();
     (h, Arc::new(service))
+}
+
+/// `POST /api/v1/rag/query` with `body` on the API at `base`: the status and the JSON answer.
+pub async fn post_query(base: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/api/v1/rag/query"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
 }
 
 /// A source of `kind` feeding `collection`.
