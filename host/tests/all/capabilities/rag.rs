@@ -1,7 +1,7 @@
-//! `rag` from a real component (`rag-probe`) on the rag worker's own service: the embedded
-//! index with the local embedder and the bundled markdown chunker, as the rag tests use.
-//! (The capability touches neither Redis nor MongoDB: its only backend is the worker's
-//! index, so there is no second store to run it on here.)
+//! `rag` from a real component (`rag-probe`) on the rag worker's own service: the local
+//! embedder and the bundled markdown chunker, as the rag tests use, over both vector stores
+//! (`[rag.store]`): the embedded one and a real Chroma server (`chroma run`). (The
+//! capability touches neither Redis nor MongoDB: its only backend is the worker's index.)
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,16 +11,78 @@ use impressox_host::rag::{RagService, RagWorker};
 use serde_json::{Value, json};
 
 use super::{Backend, CapsHost, err, ok};
+use crate::servers::chroma::ChromaServer;
 
 const PROBE: &str = "rag-probe";
 const GRANT: &str = "[plugins.grants.rag-probe]\nrag = [\"notes\"]\n";
 
-/// A host with the markdown chunker and `rag-probe` loaded, granted `extra`.
+/// The vector store under the rag worker, with the server behind it (kept alive by the
+/// test; each test its own, so collections never meet).
+enum Store {
+    Embedded,
+    Chroma(ChromaServer),
+}
+
+impl Store {
+    fn chroma() -> Store {
+        Store::Chroma(ChromaServer::start())
+    }
+
+    /// What the worker's index must say it runs on.
+    fn kind(&self) -> &'static str {
+        match self {
+            Store::Embedded => "embedded",
+            Store::Chroma(_) => "chroma",
+        }
+    }
+
+    /// Its `[rag.store]` table.
+    fn toml(&self) -> String {
+        match self {
+            Store::Embedded => String::new(),
+            Store::Chroma(server) => format!(
+                "[rag.store]\nkind = \"chroma\"\nurl = \"{}\"\n",
+                server.url()
+            ),
+        }
+    }
+}
+
+/// A host with the markdown chunker and `rag-probe` loaded, granted `extra`, its rag
+/// worker on the embedded store.
 fn host(extra: &str) -> CapsHost {
-    let h = CapsHost::new(&Backend::Embedded, extra);
+    host_on(&Store::Embedded, extra)
+}
+
+/// [`host`] with the rag worker on `store`.
+fn host_on(store: &Store, extra: &str) -> CapsHost {
+    let h = CapsHost::new(&Backend::Embedded, &format!("{}{extra}", store.toml()));
     h.load(test_artifacts::MARKDOWN_CHUNKER, "markdown-chunker");
     h.load(test_artifacts::GUEST_RAG_PROBE, PROBE);
     h
+}
+
+/// A host granted `notes` and its rag worker (no sources), checked to run on `store`.
+fn granted_host_and_worker(store: &Store) -> (CapsHost, RagWorker) {
+    let h = host_on(store, GRANT);
+    let worker = start_worker(&h);
+    assert_eq!(worker.handle.service.index().vectors().kind(), store.kind());
+    (h, worker)
+}
+
+/// Two tests of `check`: `embedded` on the embedded store, `chroma` on a Chroma server.
+macro_rules! on_both_stores {
+    ($embedded:ident, $chroma:ident, $check:ident) => {
+        #[test]
+        fn $embedded() {
+            $check(Store::Embedded);
+        }
+
+        #[test]
+        fn $chroma() {
+            $check(Store::chroma());
+        }
+    };
 }
 
 /// The rag worker of `h` (no sources): it lends its service to the capability.
@@ -56,6 +118,22 @@ fn ops(h: &CapsHost, ops: Value) -> Vec<Value> {
     serde_json::from_str(&report.data_json).unwrap()
 }
 
+/// `POST /api/v1/rag/query` with `body`, on an API server over `worker` (the agent's way
+/// to the index the plugin writes): the answer, which must be a 200.
+fn rest_query(h: &CapsHost, worker: &RagWorker, body: Value) -> Value {
+    impressox_host::runtime::deadline::io_runtime().block_on(async {
+        let services = impressox_host::api::Services {
+            rag: Some(worker.handle.clone()),
+            ..Default::default()
+        };
+        let (base, server) = crate::harness::serve_api(h.runtime.clone(), services).await;
+        let (status, answer) = crate::rag::post_query(&base, body.clone()).await;
+        server.abort();
+        assert_eq!(status, 200, "{body} → {answer}");
+        answer
+    })
+}
+
 fn chunk_texts(service: &RagService) -> Vec<(String, String)> {
     service
         .index()
@@ -79,10 +157,14 @@ fn result_ids(answer: &Value) -> Vec<String> {
 const FUNDING: &str = "# Funding\n\nFunding rates on BTC perpetuals turned negative this week.";
 const MINERS: &str = "# Miners\n\nBitcoin miners sold hashrate contracts to AI datacenters.";
 
-#[test]
-fn a_task_upserts_queries_skips_unchanged_replaces_and_deletes() {
-    let h = host(GRANT);
-    let worker = start_worker(&h);
+on_both_stores!(
+    a_task_upserts_queries_skips_unchanged_replaces_and_deletes,
+    a_task_upserts_queries_skips_unchanged_replaces_and_deletes_on_chroma,
+    upserts_queries_skips_unchanged_replaces_and_deletes
+);
+
+fn upserts_queries_skips_unchanged_replaces_and_deletes(store: Store) {
+    let (h, worker) = granted_host_and_worker(&store);
     let service: Arc<RagService> = worker.handle.service.clone();
     // A source's document in the same collection, with the same own id the plugin uses.
     let pages = crate::rag::source(
@@ -150,6 +232,11 @@ fn a_task_upserts_queries_skips_unchanged_replaces_and_deletes() {
     );
     // The filter on the plugin's source leaves the source's document out.
     assert_eq!(result_ids(ok(&r[3])), ["plugin:rag-probe/b"], "{}", r[3]);
+    // The agent finds what the plugin stored, through the API, in the same order.
+    let funding = json!({"collection": "notes", "query": "funding rates on perpetuals", "k": 5});
+    let rest = rest_query(&h, &worker, funding.clone());
+    assert_eq!(result_ids(&rest), ids, "{rest}");
+    assert_eq!(rest["results"][0]["metadata"]["desk"], "perps", "{rest}");
 
     // The same document again: chunked, found unchanged, nothing embedded.
     let embedded = service.counters.chunks_embedded.load(Ordering::Relaxed);
@@ -214,6 +301,9 @@ fn a_task_upserts_queries_skips_unchanged_replaces_and_deletes() {
     );
     let ids = result_ids(ok(&r[3]));
     assert!(!ids.contains(&"plugin:rag-probe/a".to_string()), "{ids:?}");
+    let ids = result_ids(&rest_query(&h, &worker, funding));
+    assert!(!ids.contains(&"plugin:rag-probe/a".to_string()), "{ids:?}");
+    assert!(ids.contains(&"pages/a".to_string()), "{ids:?}");
     let docs: Vec<String> = chunk_texts(&service).into_iter().map(|(d, _)| d).collect();
     assert!(!docs.iter().any(|d| d == "plugin:rag-probe/a"), "{docs:?}");
     assert!(docs.iter().any(|d| d == "pages/a"), "{docs:?}");
@@ -221,10 +311,14 @@ fn a_task_upserts_queries_skips_unchanged_replaces_and_deletes() {
     stop_worker(worker);
 }
 
-#[test]
-fn bad_input_and_ungranted_collections_are_errors_the_plugin_sees() {
-    let h = host(GRANT);
-    let worker = start_worker(&h);
+on_both_stores!(
+    bad_input_and_ungranted_collections_are_errors_the_plugin_sees,
+    bad_input_and_ungranted_collections_are_errors_the_plugin_sees_on_chroma,
+    bad_input_and_ungranted_collections_are_errors
+);
+
+fn bad_input_and_ungranted_collections_are_errors(store: Store) {
+    let (h, worker) = granted_host_and_worker(&store);
     let r = ops(
         &h,
         json!([

@@ -150,13 +150,15 @@ fn two_hosts_in_one_group_share_the_events_and_count_each_once() {
         spawn(&host_config(a.path(), &redis, Some(ports.0)), "host-a"),
         spawn(&host_config(b.path(), &redis, Some(ports.1)), "host-b"),
     ];
+    // Every poll below on the process's plugin I/O runtime and one client (not a runtime
+    // and a connection built and torn down per poll).
+    let rt = impressox_host::runtime::deadline::io_runtime();
+    let client = reqwest::Client::new();
     let metrics = |port: u16| -> Option<String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         rt.block_on(async {
-            let r = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            let r = client
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
                 .await
                 .ok()?;
             r.status().is_success().then_some(r.text().await.ok()?)

@@ -9,18 +9,7 @@ use impressox_host::rag::config::SourceKind;
 use impressox_host::rag::service::SourceDocument;
 use serde_json::{Value, json};
 
-use super::{rag_host, source};
-
-async fn post(base: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/api/v1/rag/query"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
-}
+use super::{post_query as post, rag_host, source};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_answer_with_provenance_and_bad_fields_are_named() {

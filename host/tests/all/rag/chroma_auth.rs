@@ -8,27 +8,17 @@
 //! ignores `CHROMA_SERVER_AUTHN_*` and answers everything, checked on 1.5.9), so the
 //! launcher starts the same package's Python server, which implements the same v2 API.
 
-#[path = "../../../../rag/tests/common/chroma.rs"]
-mod chroma_server;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use chroma_server::ChromaServer;
-
+use super::{pages_source, write_host_dir};
 use crate::harness::impressox_in;
+use crate::servers::chroma::ChromaServer;
 
 const TOKEN: &str = "ixq-7Hn2-test-token-c4";
 const WRONG: &str = "ixq-wrong-token-99";
 
 fn write_config(dir: &Path, url: &str, token_env: Option<&str>) -> PathBuf {
-    let plugins = dir.join("plugins.d");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        test_artifacts::MARKDOWN_CHUNKER,
-        plugins.join("markdown-chunker.wasm"),
-    )
-    .unwrap();
     std::fs::create_dir_all(dir.join("pages")).unwrap();
     std::fs::write(
         dir.join("pages/hashrate.md"),
@@ -38,18 +28,14 @@ fn write_config(dir: &Path, url: &str, token_env: Option<&str>) -> PathBuf {
     let token_line = token_env
         .map(|v| format!("token_env = \"{v}\"\n"))
         .unwrap_or_default();
-    let path = dir.join("impressox.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "data_dir = \"data\"\n[plugins]\ndir = \"plugins.d\"\n\
-             [rag.store]\nkind = \"chroma\"\nurl = \"{url}\"\ntenant = \"impressox_auth\"\n\
-             database = \"rag\"\n{token_line}\
-             [[rag.sources]]\nname = \"pages\"\nkind = \"files\"\npath = \"pages\"\ncollection = \"docs\"\n"
+    write_host_dir(
+        dir,
+        &format!(
+            "[rag.store]\nkind = \"chroma\"\nurl = \"{url}\"\ntenant = \"impressox_auth\"\n\
+             database = \"rag\"\n{token_line}{}",
+            pages_source("")
         ),
     )
-    .unwrap();
-    path
 }
 
 /// Runs the CLI with `RUST_LOG=debug` and the variables given: its whole output.

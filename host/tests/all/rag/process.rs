@@ -8,27 +8,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::{pages_source, write_host_dir};
 use crate::harness::{free_port, impressox, wait_until};
 
 fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
-    let plugins = dir.join("plugins.d");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        test_artifacts::MARKDOWN_CHUNKER,
-        plugins.join("markdown-chunker.wasm"),
-    )
-    .unwrap();
-    let path = dir.join("impressox.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "data_dir = \"data\"\n[api]\nlisten = \"127.0.0.1:{port}\"\n[plugins]\ndir = \"plugins.d\"\n\
-             [workers]\nenabled = [\"rag\"]\n[[rag.sources]]\nname = \"pages\"\nkind = \"files\"\n\
-             path = \"pages\"\ncollection = \"docs\"\ninterval = \"300ms\"\n"
+    write_host_dir(
+        dir,
+        &format!(
+            "[api]\nlisten = \"127.0.0.1:{port}\"\n[workers]\nenabled = [\"rag\"]\n{}",
+            pages_source("interval = \"300ms\"\n")
         ),
     )
-    .unwrap();
-    path
 }
 
 /// A host process, killed when dropped (a failed assertion must not leave it running:
@@ -53,14 +43,10 @@ fn start(config: &Path) -> HostProcess {
     )
 }
 
-/// Runs one request on a throwaway runtime (the test itself is synchronous: it drives
-/// processes).
+/// Runs one request on the process's plugin I/O runtime (the test itself is synchronous:
+/// it drives processes; a runtime per poll would be built and torn down at every poll).
 fn block<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    impressox_host::runtime::deadline::io_runtime().block_on(f)
 }
 
 fn get(port: u16, path: &str) -> Option<Value> {

@@ -25,6 +25,8 @@
 //!   it forwards, can demand credentials and can go down.
 //! - [`json_origin::JsonOrigin`]: a small JSON API for plugins' outbound HTTP, with redirects,
 //!   large and chunked bodies and a route that never answers.
+//! - [`chroma::ChromaServer`]: `chroma run` from the test virtualenv (the rag crate's own
+//!   test server, shared so the host's Chroma tests start it the same way).
 //! - [`chromium`]: the Debian Chromium binary, a process-wide limit of two browser tests at a
 //!   time, and `--dump-dom`.
 //!
@@ -35,6 +37,8 @@
 
 pub mod binance_ws;
 pub mod chat_hooks;
+#[path = "../../../../rag/tests/common/chroma.rs"]
+pub mod chroma;
 pub mod chromium;
 pub mod coingecko_http;
 pub mod http_proxy;
