@@ -525,6 +525,75 @@ impl EmbeddedDocuments {
     }
 }
 
+/// An [`IndexSpec`] that a blocking thread can own.
+struct OwnedIndexSpec {
+    collection: String,
+    name: String,
+    fields: Vec<String>,
+    unique: bool,
+}
+
+/// Records each index and fills its rows from the stored documents, in one transaction
+/// (see `ensure_indexes`).
+fn build_indexes(db: &Database, specs: &[OwnedIndexSpec]) -> Result<()> {
+    let tx = db.begin_write()?;
+    {
+        let mut t = WriteTables::open(&tx)?;
+        for spec in specs {
+            let (coll, name) = (spec.collection.as_str(), spec.name.as_str());
+            let existing: Option<IndexMeta> = t
+                .meta
+                .get((coll, name))?
+                .map(|v| serde_json::from_slice(v.value()))
+                .transpose()?;
+            let meta = match existing {
+                Some(m) if m.rows => continue,
+                // Recorded before `doc_index` existed: its unique rows are there.
+                Some(m) => IndexMeta { rows: true, ..m },
+                None => {
+                    let m = IndexMeta {
+                        fields: spec.fields.clone(),
+                        unique: spec.unique,
+                        rows: true,
+                    };
+                    if m.unique {
+                        // Build from what is stored; duplicates make it an error.
+                        for item in t.docs.range((coll, "")..)? {
+                            let (k, v) = item?;
+                            let (c, id) = k.value();
+                            if c != coll {
+                                break;
+                            }
+                            let d: Doc = serde_json::from_slice(v.value())?;
+                            let key = m.unique_key(&d);
+                            if t.unique.insert((coll, name, key.as_str()), id)?.is_some() {
+                                bail!(
+                                    "cannot create unique index `{name}` on `{coll}`: two documents share {key}"
+                                );
+                            }
+                        }
+                    }
+                    m
+                }
+            };
+            for item in t.docs.range((coll, "")..)? {
+                let (k, v) = item?;
+                let (c, id) = k.value();
+                if c != coll {
+                    break;
+                }
+                let d: Doc = serde_json::from_slice(v.value())?;
+                t.index
+                    .insert((coll, name, meta.key(&d).as_slice(), id), ())?;
+            }
+            t.meta
+                .insert((coll, name), serde_json::to_vec(&meta)?.as_slice())?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 #[async_trait]
 impl Documents for EmbeddedDocuments {
     fn backend(&self) -> &'static str {
@@ -537,62 +606,20 @@ impl Documents for EmbeddedDocuments {
     }
 
     async fn ensure_indexes(&self, specs: &[IndexSpec<'_>]) -> Result<()> {
-        let tx = self.db.begin_write()?;
-        {
-            let mut t = WriteTables::open(&tx)?;
-            for spec in specs {
-                let (coll, name) = (spec.collection, spec.name);
-                let existing: Option<IndexMeta> = t
-                    .meta
-                    .get((coll, name))?
-                    .map(|v| serde_json::from_slice(v.value()))
-                    .transpose()?;
-                let meta = match existing {
-                    Some(m) if m.rows => continue,
-                    // Recorded before `doc_index` existed: its unique rows are there.
-                    Some(m) => IndexMeta { rows: true, ..m },
-                    None => {
-                        let m = IndexMeta {
-                            fields: spec.fields.iter().map(|(f, _)| f.to_string()).collect(),
-                            unique: spec.unique,
-                            rows: true,
-                        };
-                        if m.unique {
-                            // Build from what is stored; duplicates make it an error.
-                            for item in t.docs.range((coll, "")..)? {
-                                let (k, v) = item?;
-                                let (c, id) = k.value();
-                                if c != coll {
-                                    break;
-                                }
-                                let d: Doc = serde_json::from_slice(v.value())?;
-                                let key = m.unique_key(&d);
-                                if t.unique.insert((coll, name, key.as_str()), id)?.is_some() {
-                                    bail!(
-                                        "cannot create unique index `{name}` on `{coll}`: two documents share {key}"
-                                    );
-                                }
-                            }
-                        }
-                        m
-                    }
-                };
-                for item in t.docs.range((coll, "")..)? {
-                    let (k, v) = item?;
-                    let (c, id) = k.value();
-                    if c != coll {
-                        break;
-                    }
-                    let d: Doc = serde_json::from_slice(v.value())?;
-                    t.index
-                        .insert((coll, name, meta.key(&d).as_slice(), id), ())?;
-                }
-                t.meta
-                    .insert((coll, name), serde_json::to_vec(&meta)?.as_slice())?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        // A new index is built from every stored document of its collection, in one write
+        // transaction: seconds at a million documents. On a blocking thread, like `write`,
+        // so the async workers sharing this runtime keep running meanwhile.
+        let owned: Vec<OwnedIndexSpec> = specs
+            .iter()
+            .map(|s| OwnedIndexSpec {
+                collection: s.collection.to_string(),
+                name: s.name.to_string(),
+                fields: s.fields.iter().map(|(f, _)| f.to_string()).collect(),
+                unique: s.unique,
+            })
+            .collect();
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || build_indexes(&db, &owned)).await?
     }
 
     async fn get(&self, coll: &str, id: &str) -> Result<Option<Doc>> {
