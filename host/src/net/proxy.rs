@@ -251,14 +251,11 @@ async fn forward(
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake::<_, Incoming>(
-        TokioIo::new(upstream),
-    )
-    .await
-    {
-        Ok(x) => x,
-        Err(e) => return reply(StatusCode::BAD_GATEWAY, &format!("{host}: {e}")),
-    };
+    let (mut sender, conn) =
+        match hyper::client::conn::http1::handshake::<_, Incoming>(TokioIo::new(upstream)).await {
+            Ok(x) => x,
+            Err(e) => return reply(StatusCode::BAD_GATEWAY, &format!("{host}: {e}")),
+        };
     let stop = shared.stop.clone();
     tokio::spawn(async move {
         tokio::select! {
@@ -335,8 +332,7 @@ async fn dial(shared: &Shared, host: &str, port: u16) -> Result<TcpStream, Respo
     let mut last = String::from("no address");
     for ip in ips {
         let addr = SocketAddr::new(ip, port);
-        match tokio::time::timeout(shared.limits.connect_timeout, TcpStream::connect(addr)).await
-        {
+        match tokio::time::timeout(shared.limits.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
@@ -367,7 +363,8 @@ where
     let idle = shared.limits.idle_timeout;
     let idled_out = async {
         loop {
-            let quiet_ms = (start.elapsed().as_millis() as u64).saturating_sub(last.load(Ordering::Relaxed));
+            let quiet_ms =
+                (start.elapsed().as_millis() as u64).saturating_sub(last.load(Ordering::Relaxed));
             let quiet = Duration::from_millis(quiet_ms);
             if quiet >= idle {
                 return;
@@ -468,7 +465,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
 }
 
 fn empty() -> Body {
-    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 fn reply(status: StatusCode, text: &str) -> Response<Body> {
@@ -568,7 +567,11 @@ mod tests {
                 .await
                 .expect("the proxy answers")
                 .unwrap();
-            assert!(n > 0, "closed before the head: {:?}", String::from_utf8_lossy(&head));
+            assert!(
+                n > 0,
+                "closed before the head: {:?}",
+                String::from_utf8_lossy(&head)
+            );
             head.push(byte[0]);
         }
         (s, String::from_utf8(head).unwrap())
@@ -673,7 +676,11 @@ mod tests {
                     .unwrap_or("")
                     .to_string();
                 let proxy_header = req.headers().contains_key("proxy-connection");
-                format!("{} {} host={host} proxy-connection={proxy_header}", req.method(), req.uri())
+                format!(
+                    "{} {} host={host} proxy-connection={proxy_header}",
+                    req.method(),
+                    req.uri()
+                )
             }
         });
         let listener = TcpListener::bind((ip, 0)).await.unwrap();
@@ -716,7 +723,10 @@ mod tests {
             .unwrap();
         assert_eq!(resp.status(), 403);
         let text = resp.text().await.unwrap();
-        assert!(text.contains("loopback") && !text.contains("secret"), "{text}");
+        assert!(
+            text.contains("loopback") && !text.contains("secret"),
+            "{text}"
+        );
         assert_eq!(internal_hits.load(Ordering::SeqCst), 0);
         assert_eq!(proxy.counts().forwarded.load(Ordering::SeqCst), 1);
     }

@@ -14,12 +14,12 @@
 //! the answers and connects to those addresses itself: Chromium never resolves a name,
 //! so a rebinding answer cannot reach it, and WebSockets, which the filter does not see,
 //! are vetted there. WebRTC's UDP does not go through proxies: the pool's Chromium runs
-//! with `--force-webrtc-ip-handling-policy=disable_non_proxied_udp` (WebRTC may only use
-//! TCP through the proxy) and `--disable-quic` (no HTTP/3 or WebTransport over UDP). What
-//! is still open is written down in docs/design/rag.md §22.
+//! with `--webrtc-ip-handling-policy=disable_non_proxied_udp` (WebRTC may only use TCP
+//! through the proxy) and `--disable-quic` (no HTTP/3 or WebTransport over UDP). What is
+//! still open is written down in docs/design/rag.md §22.
 //!
 //! **Failures**: a browser that died, a page that did not load, a refused request for the
-//! document itself: each is that page's failure for this pass (its stored chunks stay,
+//! document itself, a document answered with a status other than 2xx: each is that page's failure for this pass (its stored chunks stay,
 //! the next interval retries), never the worker's. The pool relaunches a dead Chromium
 //! and the source's context re-creates itself in it on the next page.
 //!
@@ -52,8 +52,12 @@ const QUIET: Duration = Duration::from_millis(500);
 const ALWAYS_BLOCKED: [&str; 3] = ["Image", "Media", "Font"];
 
 /// Chromium switches of a rendering pool: traffic that would bypass the proxy is turned
-/// off (WebRTC's own UDP, QUIC; see the module docs).
-const ALWAYS_ARGS: [&str; 2] = [
+/// off (WebRTC's own UDP, QUIC; see the module docs). Chromium 148 obeys
+/// `webrtc-ip-handling-policy` and ignores the `force-` spelling (measured: STUN packets
+/// to a loopback socket, 5 with `force-` alone, 0 with the other); both are passed, for
+/// builds that read only the older one.
+const ALWAYS_ARGS: [&str; 3] = [
+    "webrtc-ip-handling-policy=disable_non_proxied_udp",
     "force-webrtc-ip-handling-policy=disable_non_proxied_udp",
     "disable-quic",
 ];
@@ -188,7 +192,11 @@ impl Renderer {
         contexts
             .get(source)
             .and_then(|sc| sc.proxy.as_ref())
-            .map(|p| p.counts().refused.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|p| {
+                p.counts()
+                    .refused
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
     }
 
     /// Loads `url` in the source's context and returns the rendered DOM's HTML as the
@@ -216,6 +224,15 @@ impl Renderer {
             .render(url, QUIET)
             .await
             .map_err(|e| anyhow!("{url}: rendering: {e}"))?;
+        // As for a plain fetch, an error page is not the page: a 404, a site's 5xx, or the
+        // rendering proxy's 403 for a document whose name rebound to an internal address.
+        let status = page
+            .document_status()
+            .await
+            .map_err(|e| anyhow!("{url}: rendering: {e}"))?;
+        if let Some(status) = status.filter(|s| !(200..300).contains(s)) {
+            return Err(anyhow!("{url}: HTTP {status}"));
+        }
         Ok(SourceDocument {
             id: url.to_string(),
             text: html,
