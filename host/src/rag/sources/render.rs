@@ -19,8 +19,9 @@
 //! still open is written down in docs/design/rag.md §22.
 //!
 //! **Failures**: a browser that died, a page that did not load, a refused request for the
-//! document itself, a document answered with a status other than 2xx: each is that page's failure for this pass (its stored chunks stay,
-//! the next interval retries), never the worker's. The pool relaunches a dead Chromium
+//! document itself, a document answered with a status other than 2xx (as for a plain
+//! fetch): each is that page's failure for this pass (its stored chunks stay, the next
+//! interval retries), never the worker's. The pool relaunches a dead Chromium
 //! and the source's context re-creates itself in it on the next page.
 //!
 //! The pool is started on the first rendered page (nothing is launched for sources that
