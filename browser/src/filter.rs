@@ -9,8 +9,9 @@
 //! network error and nothing is sent. What the Fetch domain does not pause is not
 //! filtered: WebSocket handshakes, WebRTC, and requests of workers in their own targets
 //! (service workers are bypassed by the pool anyway). The filter decides on the URL; the
-//! address Chromium then connects to comes from its own resolver (see the host's
-//! docs/design/rag.md for what that leaves open).
+//! address Chromium then connects to comes from its own resolver. The host closes both
+//! gaps by also giving such a context a proxy that resolves and vets each destination
+//! itself (its `net/proxy.rs`; docs/design/rag.md §22).
 
 use std::fmt;
 use std::future::Future;

@@ -504,6 +504,22 @@ impl PageLease {
         }
     }
 
+    /// The HTTP status of the main document's response, as the page's navigation timing
+    /// reports it; `None` when it has none (`about:blank`, a `data:` page).
+    pub async fn document_status(&self) -> Result<Option<u16>, BrowserError> {
+        let js = "(() => { const n = performance.getEntriesByType('navigation')[0]; \
+                  return n && n.responseStatus ? n.responseStatus : 0; })()";
+        let e = self.entry()?;
+        match e.page.evaluate(js).await {
+            Ok(v) => Ok(v
+                .into_value::<i64>()
+                .ok()
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| *s > 0)),
+            Err(err) => Err(self.failed("reading the document's status", err).await),
+        }
+    }
+
     /// The main frame's URL (after redirects).
     pub async fn current_url(&self) -> Result<String, BrowserError> {
         let e = self.entry()?;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use impressox_browser::{ContextSpec, FilterFuture, PoolConfig, RequestFilter};
+use impressox_browser::{
+    AccountContext, BrowserError, ContextSpec, FilterFuture, PoolConfig, RequestFilter,
+};
 
 use crate::harness::{chromium_permit, config, start};
 
@@ -49,6 +51,23 @@ async fn serve(secret_hits: Arc<AtomicU32>) -> u16 {
     port
 }
 
+/// Renders `path` of the test server in a page of `ctx` and gives back its HTML (or the
+/// browser's error), the page returned to the context.
+async fn render(
+    ctx: &AccountContext,
+    port: u16,
+    path: &str,
+    quiet_ms: u64,
+) -> Result<String, BrowserError> {
+    let mut page = ctx.lease().await.unwrap();
+    page.render(
+        &format!("http://127.0.0.1:{port}{path}"),
+        Duration::from_millis(quiet_ms),
+    )
+    .await
+    .map(|(_, html)| html)
+}
+
 fn refuse_localhost() -> RequestFilter {
     RequestFilter::new(|url: String| -> FilterFuture {
         Box::pin(async move {
@@ -83,28 +102,14 @@ async fn refused_requests_and_redirect_hops_never_leave_the_browser() {
         .await
         .unwrap();
 
-    let mut page = ctx.lease().await.unwrap();
-    let (_, html) = page
-        .render(
-            &format!("http://127.0.0.1:{port}/page"),
-            Duration::from_millis(500),
-        )
-        .await
-        .unwrap();
+    let html = render(&ctx, port, "/page", 500).await.unwrap();
     assert!(html.contains("<title>refused</title>"), "{html}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 
     // A redirect hop to a refused host fails the navigation.
-    let err = page
-        .render(
-            &format!("http://127.0.0.1:{port}/hop"),
-            Duration::from_millis(300),
-        )
-        .await
-        .unwrap_err();
+    let err = render(&ctx, port, "/hop", 300).await.unwrap_err();
     assert!(err.to_string().contains("ERR_ACCESS_DENIED"), "{err}");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
-    drop(page);
 
     // The same page in an unfiltered context does reach the server (the test's premise).
     let open = pool
@@ -114,17 +119,9 @@ async fn refused_requests_and_redirect_hops_never_leave_the_browser() {
         })
         .await
         .unwrap();
-    let mut page = open.lease().await.unwrap();
-    let (_, html) = page
-        .render(
-            &format!("http://127.0.0.1:{port}/page"),
-            Duration::from_millis(500),
-        )
-        .await
-        .unwrap();
+    let html = render(&open, port, "/page", 500).await.unwrap();
     assert!(html.contains("<title>got the-secret</title>"), "{html}");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    drop(page);
     pool.shutdown().await;
 
     // Without interception a filter could not act: its pages are refused.

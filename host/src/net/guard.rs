@@ -37,6 +37,9 @@ use super::addr::non_public;
 pub struct OutboundPolicy {
     /// Connect to loopback, private, link-local and other non-public addresses too.
     pub allow_private_addresses: bool,
+    /// Non-public addresses let through anyway, one by one (a single trusted internal
+    /// host rather than every private address; tests: a site on a loopback address).
+    pub trusted_addresses: Vec<IpAddr>,
     /// An explicit `http://` or `https://` proxy for every request; `None` connects
     /// directly. Proxies from the environment are never used.
     pub proxy: Option<String>,
@@ -54,6 +57,7 @@ impl Default for OutboundPolicy {
     fn default() -> Self {
         OutboundPolicy {
             allow_private_addresses: false,
+            trusted_addresses: Vec::new(),
             proxy: None,
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
@@ -119,6 +123,8 @@ impl Lookup for SystemLookup {
 /// The address check, shared by the resolver, the literal check and the redirect policy.
 pub struct Guard {
     allow_private: bool,
+    /// `OutboundPolicy::trusted_addresses`.
+    trusted: Vec<IpAddr>,
     lookup: Arc<dyn Lookup>,
     /// The configured proxy's host: the one name resolved without the check (it is the
     /// operator's own, typically on a private network).
@@ -128,7 +134,7 @@ pub struct Guard {
 impl Guard {
     /// Whether `ip` may be connected to for `host`.
     pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), Refused> {
-        if self.allow_private {
+        if self.allow_private || self.trusted.contains(&ip) {
             return Ok(());
         }
         match non_public(ip) {
@@ -165,6 +171,20 @@ impl Guard {
             }
         }
         Ok(ips)
+    }
+
+    /// The addresses `host` (a name or an IP literal, with or without brackets) may be
+    /// connected to: a literal vetted as it is, a name resolved once and every answer
+    /// vetted. A client that connects to exactly these (the rendering proxy,
+    /// [`super::proxy`]) cannot be rebound: nothing resolves the name again.
+    pub async fn vetted_addrs(&self, host: &str) -> Result<Vec<IpAddr>, GuardError> {
+        match literal_ip(host) {
+            Some(ip) => {
+                self.check_ip(host, ip)?;
+                Ok(vec![ip])
+            }
+            None => self.resolve(host).await,
+        }
     }
 
     /// Check `url` completely: scheme, a literal host, and a name by resolving it once
@@ -254,6 +274,7 @@ impl Outbound {
         };
         let guard = Arc::new(Guard {
             allow_private: policy.allow_private_addresses,
+            trusted: policy.trusted_addresses.clone(),
             lookup,
             proxy_host: proxy
                 .as_ref()
@@ -394,6 +415,7 @@ mod tests {
     fn guard(allow_private: bool) -> Guard {
         Guard {
             allow_private,
+            trusted: Vec::new(),
             lookup: Arc::new(SystemLookup),
             proxy_host: None,
         }

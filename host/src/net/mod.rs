@@ -12,6 +12,9 @@
 //!   only vetted addresses, that checks IP literals before sending, ignores proxies from
 //!   the environment and follows no unchecked redirect (a caller's own rule for redirect
 //!   hops, such as a plugin's grant, joins through [`guard::HopCheck`]).
+//! - [`proxy`]: [`proxy::GuardedProxy`], a loopback forward proxy that resolves and vets
+//!   each destination once and connects to what it vetted, for a client that would
+//!   otherwise resolve on its own (Chromium rendering pages).
 //!
 //! Using it: build one [`Outbound`] per purpose from an [`OutboundPolicy`], make requests
 //! with [`Outbound::request`], and sort failures with [`guard::guard_error`] (a
@@ -19,5 +22,6 @@
 
 pub mod addr;
 pub mod guard;
+pub mod proxy;
 
 pub use guard::{GuardError, Outbound, OutboundPolicy, Refused};

@@ -95,6 +95,15 @@ impl SourceRunner {
         self
     }
 
+    /// Replaces a `urls` source's guarded client (tests: a guard that trusts the test
+    /// site's loopback address, so the guard's refusals can be watched on loopback too).
+    pub fn with_client(mut self, client: crate::net::Outbound) -> SourceRunner {
+        if self.client.is_some() {
+            self.client = Some(client);
+        }
+        self
+    }
+
     /// The browser pool of a `render = true` source.
     pub fn renderer(&self) -> Option<&Arc<render::Renderer>> {
         self.renderer.as_ref()

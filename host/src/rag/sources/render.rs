@@ -3,18 +3,25 @@
 //! the rendered DOM's HTML is what gets chunked, so text a page's JavaScript writes is
 //! indexed.
 //!
-//! **The SSRF guard** (`crate::net`) applies twice. Before navigating, the URL's host is
-//! checked exactly as for a plain fetch (a literal is vetted, a name resolved and every
-//! answer vetted); a refused page is never opened. Then, unless the source sets
+//! **The SSRF guard** (`crate::net`) applies three times. Before navigating, the URL's
+//! host is checked exactly as for a plain fetch (a literal is vetted, a name resolved and
+//! every answer vetted); a refused page is never opened. Then, unless the source sets
 //! `allow_private_addresses`, its browser context carries a [`RequestFilter`] that puts
 //! the same check on every request the page makes (the document, subresources, `fetch()`,
 //! each redirect hop) before Chromium sends it; a refused one fails with `AccessDenied`.
-//! What that leaves open (WebSockets, workers' own requests, a name that resolves
-//! differently for Chromium a moment later) is written down in docs/design/rag.md.
+//! And that context's every connection goes through a [`GuardedProxy`] of the source's
+//! own (loopback taken off Chromium's bypass list), which resolves each name once, vets
+//! the answers and connects to those addresses itself: Chromium never resolves a name,
+//! so a rebinding answer cannot reach it, and WebSockets, which the filter does not see,
+//! are vetted there. WebRTC's UDP does not go through proxies: the pool's Chromium runs
+//! with `--webrtc-ip-handling-policy=disable_non_proxied_udp` (WebRTC may only use TCP
+//! through the proxy) and `--disable-quic` (no HTTP/3 or WebTransport over UDP). What is
+//! still open is written down in docs/design/rag.md §22.
 //!
 //! **Failures**: a browser that died, a page that did not load, a refused request for the
-//! document itself: each is that page's failure for this pass (its stored chunks stay,
-//! the next interval retries), never the worker's. The pool relaunches a dead Chromium
+//! document itself, a document answered with a status other than 2xx (as for a plain
+//! fetch): each is that page's failure for this pass (its stored chunks stay, the next
+//! interval retries), never the worker's. The pool relaunches a dead Chromium
 //! and the source's context re-creates itself in it on the next page.
 //!
 //! The pool is started on the first rendered page (nothing is launched for sources that
@@ -29,11 +36,12 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use impressox_browser::{
-    AccountContext, BrowserPool, ContextSpec, FilterFuture, PoolConfig, RequestFilter,
+    AccountContext, BrowserPool, ContextSpec, FilterFuture, PoolConfig, ProxySpec, RequestFilter,
 };
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::net::Outbound;
+use crate::net::proxy::{GuardedProxy, ProxyLimits};
 use crate::rag::service::SourceDocument;
 
 /// How long a rendered page's document must stay the same size before it is read: its
@@ -44,11 +52,33 @@ const QUIET: Duration = Duration::from_millis(500);
 /// The resource types a rendering pool always blocks (see the module docs).
 const ALWAYS_BLOCKED: [&str; 3] = ["Image", "Media", "Font"];
 
+/// Chromium switches of a rendering pool: traffic that would bypass the proxy is turned
+/// off (WebRTC's own UDP, QUIC; see the module docs). Chromium 148 obeys
+/// `webrtc-ip-handling-policy` and ignores the `force-` spelling (measured: STUN packets
+/// to a loopback socket, 5 with `force-` alone, 0 with the other); both are passed, for
+/// builds that read only the older one.
+const ALWAYS_ARGS: [&str; 3] = [
+    "webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "disable-quic",
+];
+
+/// Chromium's bypass list for the guarded contexts: `<-loopback>` removes the implicit
+/// rule that sends `localhost`, `127.0.0.1` and `[::1]` around the proxy.
+const BYPASS_NOTHING: &str = "<-loopback>";
+
+/// A source's browser context and, when it is guarded, the proxy it connects through
+/// (which lives as long as the context).
+struct SourceContext {
+    ctx: Arc<AccountContext>,
+    proxy: Option<GuardedProxy>,
+}
+
 /// The rag worker's browser pool and one context per rendering source.
 pub struct Renderer {
     cfg: PoolConfig,
     pool: OnceCell<BrowserPool>,
-    contexts: Mutex<HashMap<String, Arc<AccountContext>>>,
+    contexts: Mutex<HashMap<String, SourceContext>>,
 }
 
 impl Renderer {
@@ -60,6 +90,12 @@ impl Renderer {
                 cfg.block_resources.push(t.to_string());
             }
         }
+        for a in ALWAYS_ARGS {
+            if !cfg.extra_args.iter().any(|x| x == a) {
+                cfg.extra_args.push(a.to_string());
+            }
+        }
+        cfg.proxy_bypass_list = BYPASS_NOTHING.to_string();
         cfg.browsers = 1;
         cfg.pages_per_account = 1;
         Renderer {
@@ -97,8 +133,9 @@ impl Renderer {
         self.pool.get().map(BrowserPool::restarts).unwrap_or(0)
     }
 
-    /// The browser context of `source`, created on first use; filtered by `client`'s
-    /// guard unless the source allows private addresses.
+    /// The browser context of `source`, created on first use; unless the source allows
+    /// private addresses, filtered by `client`'s guard and connected through a proxy
+    /// vetting with the same guard.
     async fn context(
         &self,
         source: &str,
@@ -106,18 +143,25 @@ impl Renderer {
         allow_private: bool,
     ) -> Result<Arc<AccountContext>> {
         let mut contexts = self.contexts.lock().await;
-        if let Some(ctx) = contexts.get(source) {
-            return Ok(ctx.clone());
+        if let Some(sc) = contexts.get(source) {
+            return Ok(sc.ctx.clone());
         }
         let pool = self.pool().await?;
-        let spec = ContextSpec {
+        let mut spec = ContextSpec {
             key: format!("rag:{source}"),
             ..ContextSpec::default()
         };
-        let ctx = if allow_private {
-            pool.context(spec).await
+        let (ctx, proxy) = if allow_private {
+            (pool.context(spec).await, None)
         } else {
             let guard = client.shared_guard();
+            let proxy = GuardedProxy::start(guard.clone(), ProxyLimits::default())
+                .await
+                .map_err(|e| anyhow!("starting the rendering proxy: {e}"))?;
+            spec.proxy = Some(ProxySpec {
+                server: proxy.url(),
+                credentials: None,
+            });
             let filter = RequestFilter::new(move |url: String| -> FilterFuture {
                 let guard = guard.clone();
                 Box::pin(async move {
@@ -129,12 +173,31 @@ impl Renderer {
                     }
                 })
             });
-            pool.filtered_context(spec, filter).await
-        }
-        .map_err(|e| anyhow!("creating the browser context: {e}"))?;
-        let ctx = Arc::new(ctx);
-        contexts.insert(source.to_string(), ctx.clone());
+            (pool.filtered_context(spec, filter).await, Some(proxy))
+        };
+        let ctx = Arc::new(ctx.map_err(|e| anyhow!("creating the browser context: {e}"))?);
+        contexts.insert(
+            source.to_string(),
+            SourceContext {
+                ctx: ctx.clone(),
+                proxy,
+            },
+        );
         Ok(ctx)
+    }
+
+    /// Destinations `source`'s rendering proxy refused so far (`None`: the source has no
+    /// guarded context yet).
+    pub async fn proxy_refusals(&self, source: &str) -> Option<u64> {
+        let contexts = self.contexts.lock().await;
+        contexts
+            .get(source)
+            .and_then(|sc| sc.proxy.as_ref())
+            .map(|p| {
+                p.counts()
+                    .refused
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
     }
 
     /// Loads `url` in the source's context and returns the rendered DOM's HTML as the
@@ -162,6 +225,15 @@ impl Renderer {
             .render(url, QUIET)
             .await
             .map_err(|e| anyhow!("{url}: rendering: {e}"))?;
+        // As for a plain fetch, an error page is not the page: a 404, a site's 5xx, or the
+        // rendering proxy's 403 for a document whose name rebound to an internal address.
+        let status = page
+            .document_status()
+            .await
+            .map_err(|e| anyhow!("{url}: rendering: {e}"))?;
+        if let Some(status) = status.filter(|s| !(200..300).contains(s)) {
+            return Err(anyhow!("{url}: HTTP {status}"));
+        }
         Ok(SourceDocument {
             id: url.to_string(),
             text: html,
@@ -175,10 +247,12 @@ impl Renderer {
     /// Closes the contexts and the browsers (worker stop, end of `rag ingest`).
     pub async fn shutdown(&self) {
         let contexts: Vec<_> = self.contexts.lock().await.drain().collect();
-        for (_, ctx) in contexts {
-            if let Ok(ctx) = Arc::try_unwrap(ctx) {
+        for (_, sc) in contexts {
+            if let Ok(ctx) = Arc::try_unwrap(sc.ctx) {
                 ctx.close().await;
             }
+            // The proxy stops as it is dropped, after its context.
+            drop(sc.proxy);
         }
         if let Some(pool) = self.pool.get() {
             pool.shutdown().await;
