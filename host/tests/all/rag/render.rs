@@ -394,7 +394,7 @@ async fn a_guarded_page_reaches_no_internal_address_by_websocket_rebinding_or_we
     cfg.render = true;
     let mut runner = SourceRunner::new(cfg, h.dir.path(), service.clone(), cursors, None)
         .unwrap()
-        .with_client(client)
+        .with_client(client.clone())
         .with_renderer(renderer.clone());
 
     let counts = runner.pass().await.unwrap();
@@ -438,14 +438,6 @@ async fn a_guarded_page_reaches_no_internal_address_by_websocket_rebinding_or_we
     let mut cfg = source("missing", SourceKind::Urls, "missing");
     cfg.urls = vec![url.replace("/page", "/missing")];
     cfg.render = true;
-    let client = Outbound::with_lookup(
-        &OutboundPolicy {
-            trusted_addresses: vec![SITE_IP],
-            ..OutboundPolicy::default()
-        },
-        lookup.clone(),
-    )
-    .unwrap();
     let cursors = Arc::new(Cursors::open(&h.config.data_dir().join("rag")));
     let mut missing = SourceRunner::new(cfg, h.dir.path(), service.clone(), cursors, None)
         .unwrap()
